@@ -53,6 +53,9 @@ kn_err_t kn__aws_call_sync(kn_client_t *c, kn__service_t svc, const char *operat
 
 void kn__aws_result_free(kn__aws_result_t *res);
 
+/* Loop thread, at client shutdown: fails every call in progress with KN_ERR_DESTROYED. */
+void kn__aws_shutdown(kn_client_t *c);
+
 /* ---- pure helpers, exposed for unit tests ---- */
 
 /*

@@ -25,7 +25,10 @@ struct kn_client_s {
     kn__logger_t *log;
     char *region;
     char *profile;
-    char *endpoint[KN__SVC__COUNT]; /* resolved URLs (NULL for services not used) */
+    char *endpoint[KN__SVC__COUNT]; /* resolved base URLs, without a trailing slash */
+    char *url[KN__SVC__COUNT];      /* URL to POST to (endpoint, with "/" when it has no path) */
+    char *host[KN__SVC__COUNT];     /* Host header value for signing */
+    const char *path[KN__SVC__COUNT]; /* path part of url (points into url) */
     kn__creds_cache_t *creds;
     kn__sigv4_cache_t *sigv4;
 
@@ -36,12 +39,15 @@ struct kn_client_s {
     pthread_t thread;
     int64_t clock_skew_s; /* added to time(NULL) when signing (atomic access) */
     int creds_refreshing;   /* a refresh runs on the thread pool */
-    struct kn__aws_call_s *creds_waiters; /* calls waiting for credentials */
+    uv_work_t creds_work;
+    kn_error_t creds_err;   /* result of the last refresh (written by the worker) */
+    struct kn__aws_call_s *calls; /* every call in progress (list for shutdown) */
 
     /* Shared state (synced_data), under lock. */
     pthread_mutex_t lock;
     kn__task_t *tasks_head, *tasks_tail;
     int stopping;
+    int stop_started;
 };
 
 /*

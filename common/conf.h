@@ -76,13 +76,166 @@ typedef enum kn__ctype_e {
 typedef enum kn__prop_e { KN_CONF_PROPS(KN__PROP_ENUM) KN_P__COUNT } kn__prop_t;
 #undef KN__PROP_ENUM
 
-/* Typed getters; the property must have the matching type (asserted). */
-const char *kn__conf_str(const kn_conf_t *conf, kn__prop_t id); /* never NULL */
+/*
+ * How an alias's value becomes the target property's value.
+ *   SAME       unchanged (the units already match, e.g. KPL RequestTimeout in ms)
+ *   SEC_TO_MS  the alias takes whole seconds, the target milliseconds
+ *   HOST       the KPL's "<Service>Endpoint": a bare host name; with the PORT
+ *              alias of the same target it forms https://host[:port] (":443"
+ *              left out), whichever of the two is set first
+ *   PORT       the KPL's "<Service>Port" (1..65535, default 443)
+ */
+typedef enum kn__conv_e {
+    KN__CONV_SAME,
+    KN__CONV_SEC_TO_MS,
+    KN__CONV_HOST,
+    KN__CONV_PORT,
+} kn__conv_t;
+
+/*
+ * KPL and KCL property names we implement, matched case-sensitively.
+ * X(alias, origin, target ID, conversion). origin is KPL or KCL. A later
+ * component that implements a KPL/KCL setting adds its property row above and
+ * one line here (and drops the name from KN_CONF_FOREIGN below), e.g.
+ *   X("failoverTimeMillis", KCL, CONSUMER_FAILOVER_MS, SAME)
+ *   X("timeoutInSeconds", KCL, CONSUMER_PROCESS_TIMEOUT_MS, SEC_TO_MS)
+ */
+#define KN_CONF_ALIASES(X)                                                                       \
+    X("Region", KPL, REGION, SAME)                                                               \
+    X("MaxConnections", KPL, MAX_CONNECTIONS, SAME)                                              \
+    X("RequestTimeout", KPL, REQUEST_TIMEOUT_MS, SAME)                                           \
+    X("ConnectTimeout", KPL, CONNECT_TIMEOUT_MS, SAME)                                           \
+    X("VerifyCertificate", KPL, TLS_VERIFY, SAME)                                                \
+    X("LogLevel", KPL, LOG_LEVEL, SAME)                                                          \
+    X("KinesisEndpoint", KPL, KINESIS_ENDPOINT, HOST)                                            \
+    X("KinesisPort", KPL, KINESIS_ENDPOINT, PORT)                                                \
+    X("StsEndpoint", KPL, STS_ENDPOINT, HOST)                                                    \
+    X("StsPort", KPL, STS_ENDPOINT, PORT)                                                        \
+    X("CaCertFile", KPL, CA_BUNDLE, SAME)                                                        \
+    X("CollectionMaxCount", KPL, PUT_MAX_RECORDS, SAME)                                          \
+    X("CollectionMaxSize", KPL, PUT_MAX_BYTES, SAME)                                             \
+    X("regionName", KCL, REGION, SAME)                                                           \
+    X("kinesisEndpoint", KCL, KINESIS_ENDPOINT, SAME)                                            \
+    X("dynamoDBEndpoint", KCL, DYNAMODB_ENDPOINT, SAME)
+
+/*
+ * KPL and KCL names that no component of ours reads yet. Setting one (for
+ * example from a KCL MultiLang .properties file) is accepted without
+ * validation and the value is kept as a pass-through "extra": kn_conf_get()
+ * and kn__conf_extra() return it, so the component that implements it can
+ * pick it up. Any other unknown name is rejected with KN_ERR_CONF_UNKNOWN, so
+ * typos still fail. X(name, origin, secret): secret extras read back as
+ * "[redacted]" through kn_conf_get().
+ */
+#define KN_CONF_FOREIGN(X)                                                                       \
+    /* KPL (KinesisProducerConfiguration) */                                                     \
+    X("AggregationEnabled", KPL, 0)                                                              \
+    X("AggregationMaxCount", KPL, 0)                                                             \
+    X("AggregationMaxSize", KPL, 0)                                                              \
+    X("CaCertPath", KPL, 0)                                                                      \
+    X("CloudwatchEndpoint", KPL, 0)                                                              \
+    X("CloudwatchPort", KPL, 0)                                                                  \
+    X("CredentialsRefreshDelay", KPL, 0)                                                         \
+    X("EnableCoreDumps", KPL, 0)                                                                 \
+    X("EnableOldestFutureTracker", KPL, 0)                                                       \
+    X("FailIfThrottled", KPL, 0)                                                                 \
+    X("GlueSchemaRegistryPropertiesFilePath", KPL, 0)                                            \
+    X("MetricsGranularity", KPL, 0)                                                              \
+    X("MetricsLevel", KPL, 0)                                                                    \
+    X("MetricsNamespace", KPL, 0)                                                                \
+    X("MetricsUploadDelay", KPL, 0)                                                              \
+    X("MinConnections", KPL, 0)                                                                  \
+    X("NativeExecutable", KPL, 0)                                                                \
+    X("ProxyHost", KPL, 0)                                                                       \
+    X("ProxyPassword", KPL, 1)                                                                   \
+    X("ProxyPort", KPL, 0)                                                                       \
+    X("ProxyUserName", KPL, 0)                                                                   \
+    X("RateLimit", KPL, 0)                                                                       \
+    X("RecordMaxBufferedTime", KPL, 0)                                                           \
+    X("RecordTtl", KPL, 0)                                                                       \
+    X("TempDirectory", KPL, 0)                                                                   \
+    X("ThreadPoolSize", KPL, 0)                                                                  \
+    X("ThreadingModel", KPL, 0)                                                                  \
+    X("UserRecordTimeoutInMillis", KPL, 0)                                                       \
+    /* KCL (MultiLangDaemon properties) */                                                       \
+    X("executableName", KCL, 0)                                                                  \
+    X("streamName", KCL, 0)                                                                      \
+    X("streamArn", KCL, 0)                                                                       \
+    X("applicationName", KCL, 0)                                                                 \
+    X("tableName", KCL, 0)                                                                       \
+    X("workerId", KCL, 0)                                                                        \
+    X("processingLanguage", KCL, 0)                                                              \
+    X("AWSCredentialsProvider", KCL, 0)                                                          \
+    X("AWSCredentialsProviderDynamoDB", KCL, 0)                                                  \
+    X("AWSCredentialsProviderCloudWatch", KCL, 0)                                                \
+    X("AwsCredentialsProvider", KCL, 0)                                                          \
+    X("AwsCredentialsProviderDynamoDB", KCL, 0)                                                  \
+    X("AwsCredentialsProviderCloudWatch", KCL, 0)                                                \
+    X("initialPositionInStream", KCL, 0)                                                         \
+    X("initialPositionInStreamExtended", KCL, 0)                                                 \
+    X("failoverTimeMillis", KCL, 0)                                                              \
+    X("shardSyncIntervalMillis", KCL, 0)                                                         \
+    X("cleanupLeasesUponShardCompletion", KCL, 0)                                                \
+    X("ignoreUnexpectedChildShards", KCL, 0)                                                     \
+    X("maxLeasesForWorker", KCL, 0)                                                              \
+    X("maxLeasesToStealAtOneTime", KCL, 0)                                                       \
+    X("initialLeaseTableReadCapacity", KCL, 0)                                                   \
+    X("initialLeaseTableWriteCapacity", KCL, 0)                                                  \
+    X("maxLeaseRenewalThreads", KCL, 0)                                                          \
+    X("enablePriorityLeaseAssignment", KCL, 0)                                                   \
+    X("listShardsBackoffTimeInMillis", KCL, 0)                                                   \
+    X("maxListShardsRetryAttempts", KCL, 0)                                                      \
+    X("maxRecords", KCL, 0)                                                                      \
+    X("idleTimeBetweenReadsInMillis", KCL, 0)                                                    \
+    X("retryGetRecordsInSeconds", KCL, 0)                                                        \
+    X("maxGetRecordsThreadPool", KCL, 0)                                                         \
+    X("callProcessRecordsEvenForEmptyRecordList", KCL, 0)                                        \
+    X("parentShardPollIntervalMillis", KCL, 0)                                                   \
+    X("shardPrioritization", KCL, 0)                                                             \
+    X("skipShardSyncAtWorkerInitializationIfLeasesExist", KCL, 0)                                \
+    X("schedulerInitializationBackoffTimeMillis", KCL, 0)                                        \
+    X("taskBackoffTimeMillis", KCL, 0)                                                           \
+    X("logWarningForTaskAfterMillis", KCL, 0)                                                    \
+    X("metricsBufferTimeMillis", KCL, 0)                                                         \
+    X("metricsMaxQueueSize", KCL, 0)                                                             \
+    X("metricsLevel", KCL, 0)                                                                    \
+    X("metricsEnabledDimensions", KCL, 0)                                                        \
+    X("validateSequenceNumberBeforeCheckpointing", KCL, 0)                                       \
+    X("shutdownGraceMillis", KCL, 0)                                                             \
+    X("timeoutInSeconds", KCL, 0)                                                                \
+    X("maxActiveThreads", KCL, 0)                                                                \
+    X("retrievalMode", KCL, 0)                                                                   \
+    X("consumerArn", KCL, 0)                                                                     \
+    X("consumerName", KCL, 0)                                                                    \
+    X("clientVersionConfig", KCL, 0)
+
+/*
+ * Typed getters. kn__conf_str works for every type and returns the
+ * normalized text (integers in decimal, booleans as "true"/"false", levels by
+ * their canonical name) and, unlike kn_conf_get(), the real value of a secret;
+ * never NULL. kn__conf_int accepts INT, LEVEL (the kn_log_level_t value) and
+ * DEBUG (the context bit mask); kn__conf_bool accepts BOOL. A wrong type is a
+ * programming error (asserted).
+ */
+const char *kn__conf_str(const kn_conf_t *conf, kn__prop_t id);
 int64_t kn__conf_int(const kn_conf_t *conf, kn__prop_t id);
 bool kn__conf_bool(const kn_conf_t *conf, kn__prop_t id);
 /* Whether the property was set explicitly (not the default). */
 bool kn__conf_is_set(const kn_conf_t *conf, kn__prop_t id);
 /* The log callback set with kn_conf_set_log_cb(). */
 kn_log_cb_t *kn__conf_log_cb(const kn_conf_t *conf, void **opaque);
+/*
+ * The value of a pass-through KPL/KCL name (KN_CONF_FOREIGN) as set, secrets
+ * included, or NULL when it was not set. Valid until the conf changes.
+ */
+const char *kn__conf_extra(const kn_conf_t *conf, const char *name);
+
+/*
+ * Checks the tables for mistakes a compiler cannot see: defaults that fail
+ * their own validation, min > max, duplicate names across properties,
+ * aliases and foreign names, HOST/PORT aliases without their partner.
+ * Returns 0, or -1 with the first problem in errstr. Used by the unit test.
+ */
+int kn__conf_check_tables(char *errstr, size_t size);
 
 #endif

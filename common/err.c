@@ -65,9 +65,18 @@ void kn__error_prefix(kn_error_t *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    char old[sizeof(e->message)];
-    memcpy(old, e->message, sizeof(old));
-    snprintf(e->message, sizeof(e->message), "%s: %s", prefix, old);
+    /* Shift the message right and put "prefix: " in front, truncating the tail. */
+    size_t plen = strlen(prefix), cap = sizeof(e->message);
+    if (plen + 2 >= cap)
+        plen = cap - 3;
+    size_t mlen = strlen(e->message);
+    if (plen + 2 + mlen >= cap)
+        mlen = cap - plen - 3;
+    memmove(e->message + plen + 2, e->message, mlen);
+    e->message[plen + 2 + mlen] = '\0';
+    memcpy(e->message, prefix, plen);
+    e->message[plen] = ':';
+    e->message[plen + 1] = ' ';
 }
 
 void kn__error_copy(kn_error_t *dst, const kn_error_t *src)

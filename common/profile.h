@@ -26,4 +26,21 @@ const char *kn__profile_sso_session_get(const kn__profiles_t *p, const char *ses
 /* Whether the profile exists in either file. */
 int kn__profile_exists(const kn__profiles_t *p, const char *profile);
 
+typedef enum kn__profile_file_e {
+    KN__PROFILE_CREDENTIALS_FILE,
+    KN__PROFILE_CONFIG_FILE,
+} kn__profile_file_t;
+
+/* A key of a profile in one file only (for precedence between the files). */
+const char *kn__profile_get_file(const kn__profiles_t *p, kn__profile_file_t which,
+                                 const char *profile, const char *key);
+/* The path a file was loaded from (after "~" expansion); never NULL. */
+const char *kn__profiles_path(const kn__profiles_t *p, kn__profile_file_t which);
+
+/*
+ * Expands a leading "~/" with getenv("HOME"). Returns a malloc'd string
+ * (a copy when there is nothing to expand), NULL on ENOMEM.
+ */
+char *kn__path_expand_home(const char *path);
+
 #endif

@@ -1,7 +1,36 @@
 /*
  * Internal: AWS Signature Version 4, header signing, as a pure function.
  * No I/O, no clock: the caller passes the time. A small cache keeps the
- * derived signing key per (secret, date, region, service).
+ * derived signing key per (access key id + secret digest, date, region,
+ * service).
+ *
+ * Canonicalization rules (reference/aws-protocol.md "SigV4"; checked against
+ * the official vectors and botocore):
+ * - Method: used as given (HTTP methods are case-sensitive).
+ * - Path: the path as sent on the wire. With normalize_path, "." and ".."
+ *   segments and empty segments (duplicate slashes) are removed; a trailing
+ *   slash is kept when the result is not empty (botocore's rule). Then every
+ *   byte except A-Z a-z 0-9 - _ . ~ and '/' is percent-encoded (upper-case hex),
+ *   so an already percent-encoded wire path is encoded a second time, as all
+ *   services except S3 expect. NULL or "" means "/".
+ * - Query: the query as sent on the wire. Split on '&' (empty pieces are
+ *   skipped), then each piece at its first '=' (none: empty value). Valid %XX
+ *   escapes are decoded, everything else is taken literally ('+' is a plus
+ *   sign, not a space), then each name and value is encoded as above without
+ *   the '/' exception. Pairs are sorted by encoded name, then encoded value.
+ * - Headers: names compared case-insensitively and emitted in lower case;
+ *   values trimmed with inner runs of SP/HT folded to one space; a line break
+ *   is accepted only as a folded continuation (followed by SP or HT) and folds
+ *   like a space. Repeated names are joined with ',' in input order. Names
+ *   must be HTTP tokens. These are never signed (as botocore): authorization,
+ *   connection, expect, keep-alive, proxy-authenticate, proxy-authorization,
+ *   te, trailer, transfer-encoding, upgrade, user-agent, x-amzn-trace-id
+ *   (hop-by-hop, or rewritten by proxies and tracers on the way).
+ * - Host must be among the headers (exactly once).
+ * - X-Amz-Date: when among the headers its value (YYYYMMDDTHHMMSSZ) is the
+ *   signing time and `now` is ignored; else it is made from `now` and added.
+ * - Payload hash: the value of an x-amz-content-sha256 header when given,
+ *   else payload_sha256_hex when given, else the SHA-256 of the body.
  */
 #ifndef KN_SIGV4_H
 #define KN_SIGV4_H
@@ -9,6 +38,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "buf.h"
@@ -42,10 +72,16 @@ typedef struct kn__sigv4_creds_s {
     const char *session_token; /* NULL or "" for none */
 } kn__sigv4_creds_t;
 
-/* Headers the caller must add to the request, in this order. */
+/*
+ * Headers the caller must add to the request, in this order:
+ *   add_date_header:        "X-Amz-Date: <amz_date>"
+ *   add_token_header:       "X-Amz-Security-Token: <creds->session_token>"
+ *   add_content_sha_header: "x-amz-content-sha256: <payload_hash>"
+ *   always:                 "Authorization: <authorization>"
+ */
 typedef struct kn__sigv4_out_s {
     char amz_date[17];          /* "20150830T123600Z" (X-Amz-Date) */
-    char payload_hash[65];      /* hex SHA-256 of the payload */
+    char payload_hash[65];      /* hex SHA-256 of the payload (or the given value) */
     char signature[65];         /* hex signature */
     char authorization[1024];   /* full Authorization header value */
     bool add_date_header;       /* X-Amz-Date was not among the input headers */
@@ -55,23 +91,36 @@ typedef struct kn__sigv4_out_s {
 
 typedef struct kn__sigv4_cache_s kn__sigv4_cache_t;
 
+/* NULL on allocation failure. destroy(NULL) is a no-op; destroy wipes the keys. */
 kn__sigv4_cache_t *kn__sigv4_cache_new(void);
 void kn__sigv4_cache_destroy(kn__sigv4_cache_t *c);
+/* Lookup counters (for tests and debug logging). Thread-safe. */
+void kn__sigv4_cache_stats(kn__sigv4_cache_t *c, uint64_t *hits, uint64_t *misses);
 
 /*
- * Signs a request. cache may be NULL (no caching; thread-safe otherwise).
- * canonical/string_to_sign may be NULL; when given they receive the canonical
- * request and the string to sign (for tests and sigv4 trace logging; neither
- * holds a secret). Returns KN_ERR_OK or an error (bad input) in err.
+ * Signs a request. cache may be NULL (no caching); any thread may call this,
+ * also concurrently with the same cache. canonical/string_to_sign may be
+ * NULL; when given they are reset and receive the canonical request and the
+ * string to sign (for tests and sigv4 trace logging; neither holds a secret).
+ * Returns KN_ERR_OK, or KN_ERR_INVALID_ARG (bad input), KN_ERR_TOO_LARGE
+ * (Authorization would not fit), KN_ERR_NOMEM, KN_ERR_NOT_SUPPORTED (OpenSSL
+ * has no SHA-256/HMAC) with a message in err that never holds a secret.
  */
 kn_err_t kn__sigv4_sign(kn__sigv4_cache_t *cache, const kn__sigv4_creds_t *creds,
                         const kn__sigv4_req_t *req, kn__sigv4_out_t *out, kn_buf_t *canonical,
                         kn_buf_t *string_to_sign, kn_error_t *err);
 
-/* Hex SHA-256 of data into out (65 bytes). */
+/*
+ * The signing key: HMAC chain over "AWS4"+secret, date8 ("YYYYMMDD"), region,
+ * service, "aws4_request". Uncached (tests use it to check the cache).
+ */
+kn_err_t kn__sigv4_derive_key(const char *secret_access_key, const char *date8, const char *region,
+                              const char *service, unsigned char key[32], kn_error_t *err);
+
+/* Hex SHA-256 of data into out (65 bytes); "" if OpenSSL fails. */
 void kn__sha256_hex(const void *data, size_t len, char out[65]);
 
-/* "YYYYMMDDTHHMMSSZ" for t into out (17 bytes). */
+/* "YYYYMMDDTHHMMSSZ" for t into out (17 bytes); "" when t is outside years 0..9999. */
 void kn__sigv4_amz_date(time_t t, char out[17]);
 
 #endif
