@@ -149,8 +149,9 @@ command -v python3 >/dev/null || { say "python3 is not installed: run tools/setu
     trap - EXIT INT TERM
     parent=$$
     while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+    [ -f "$logdir/command.pid" ] && kill -TERM "$(cat "$logdir/command.pid")" 2>/dev/null
     for f in "$logdir"/*.pid; do
-        [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
+        [ -f "$f" ] && [ "$f" != "$logdir/command.pid" ] && kill -KILL "$(cat "$f")" 2>/dev/null
     done
 ) </dev/null >/dev/null 2>&1 &
 watchdog_pid=$!
@@ -196,6 +197,7 @@ else
         "$@" </dev/null & # no standard input at all (closed)
     fi
     cmd_pid=$!
+    echo "$cmd_pid" >"$logdir/command.pid"
     wait "$cmd_pid"
     status=$?
     cmd_pid=

@@ -1,0 +1,362 @@
+/*
+ * The AWS JSON request layer against a real server (kinesalite), directly and
+ * through tests/faults/fault_proxy.py for the failures a real server does not
+ * produce on demand: retries with backoff, fail-fast errors, connection
+ * resets, clock skew, expired tokens, shutdown with calls pending, and no
+ * secret in any log line at trace level.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "aws.h"
+#include "client.h"
+#include "testutil.h"
+
+#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY-test-secret"
+#define TOKEN "FQoGZXIvYXdzEXAMPLE-session-token-0123456789"
+
+/* Every log line of the test, to search for secrets. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *log_text;
+static size_t log_len, log_lines;
+
+static void collect_log(void *opaque, kn_log_level_t level, const char *ctx, const char *msg)
+{
+    (void)opaque, (void)level;
+    pthread_mutex_lock(&log_lock);
+    size_t n = strlen(ctx) + strlen(msg) + 3;
+    log_text = realloc(log_text, log_len + n + 1);
+    log_len += (size_t)sprintf(log_text + log_len, "%s: %s\n", ctx, msg);
+    log_lines++;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static kn_client_t *client_for(const char *url, const char *max_attempts, const char *base_ms)
+{
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", url, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.region", "us-east-1", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.access.key.id", "AKIDTESTLAYER", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", SECRET, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.session.token", TOKEN, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.retry.max.attempts", max_attempts, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.retry.base.ms", base_ms, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "http.request.timeout.ms", "5000", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "log.level", "trace", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "debug", "all", err, sizeof(err)), KN_ERR_OK);
+    kn_conf_set_log_cb(conf, collect_log, NULL);
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    if (!c)
+        fail_msg("kn_client_new: %s", err);
+    kn_conf_destroy(conf);
+    return c;
+}
+
+typedef struct proxy_s {
+    pid_t pid;
+    int port;
+    char url[64];
+} proxy_t;
+
+static void proxy_start(proxy_t *p, const char *const *extra)
+{
+    const char *argv[32] = {"python3", kn_test_source_path("tests/faults/fault_proxy.py"),
+                            kn_test_server_url("KN_TEST_KINESALITE_URL")};
+    int n = 3;
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    /* kn_test_source_path returns a static buffer: copy before the next use. */
+    char script[4096];
+    snprintf(script, sizeof(script), "%s", argv[1]);
+    argv[1] = script;
+    p->pid = kn_test_spawn_port((char *const *)argv, &p->port);
+    snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", p->port);
+}
+
+/* Reads a counter from the proxy's stats through a blocking curl-free request on our own client. */
+static long proxy_stat(proxy_t *p, const char *name)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c \"import json,urllib.request;print(json.load(urllib.request.urlopen("
+             "'http://127.0.0.1:%d/__proxy/stats'))['%s'])\"",
+             p->port, name);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    long v = -1;
+    assert_int_equal(fscanf(f, "%ld", &v), 1);
+    pclose(f);
+    return v;
+}
+
+static void list_streams_succeeds_against_kinesalite(void **state)
+{
+    (void)state;
+    kn_client_t *c = client_for(kn_test_server_url("KN_TEST_KINESALITE_URL"), "3", "10");
+    json_object *out = NULL;
+    kn_error_t err;
+    kn__error_clear(&err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, &out, &err);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams: %s", err.message);
+    json_object *names;
+    assert_true(json_object_object_get_ex(out, "StreamNames", &names));
+    assert_true(json_object_is_type(names, json_type_array));
+    json_object_put(out);
+    kn_client_destroy(c);
+}
+
+static void service_errors_fail_fast_with_the_service_message(void **state)
+{
+    (void)state;
+    kn_client_t *c = client_for(kn_test_server_url("KN_TEST_KINESALITE_URL"), "5", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    const char *body = "{\"StreamName\":\"kn-no-such-stream-4711\"}";
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "DescribeStreamSummary", body, strlen(body), NULL, &err);
+    assert_int_equal(rc, KN_ERR_NOT_FOUND);
+    assert_string_equal(err.aws_type, "ResourceNotFoundException");
+    assert_int_equal(err.http_status, 400);
+    assert_non_null(strstr(err.message, "DescribeStreamSummary"));
+    assert_non_null(strstr(err.message, "kn-no-such-stream-4711"));
+    assert_null(strstr(err.message, "attempts")); /* one attempt only */
+    kn_client_destroy(c);
+}
+
+static void server_errors_are_retried_until_success(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--fail-first", "2", NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "5", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    json_object *out = NULL;
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, &out, &err);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams: %s", err.message);
+    json_object_put(out);
+    assert_int_equal(proxy_stat(&p, "requests"), 3);
+    assert_int_equal(proxy_stat(&p, "forwarded"), 1);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void retries_end_after_max_attempts_with_the_last_error(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--fail-first", "100", "--fail-status", "503", "--fail-body",
+                           "<html><head><title>503 Service Unavailable</title></head></html>", NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "3", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    assert_int_equal(rc, KN_ERR_SERVICE);
+    assert_int_equal(err.http_status, 503);
+    assert_true(err.retriable);
+    assert_non_null(strstr(err.message, "after 3 attempts"));
+    assert_non_null(strstr(err.message, "503 Service Unavailable"));
+    assert_int_equal(proxy_stat(&p, "requests"), 3);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void validation_errors_are_not_retried(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--fail-first", "100", "--fail-status", "400", "--fail-body",
+                           "{\"__type\":\"ValidationException\",\"message\":\"1 validation error detected\"}", NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "5", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err), KN_ERR_VALIDATION);
+    assert_false(err.retriable);
+    assert_non_null(strstr(err.message, "1 validation error detected"));
+    assert_int_equal(proxy_stat(&p, "requests"), 1);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void connection_resets_are_retried(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--reset-first", "2", NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "4", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams after resets: %s", err.message);
+    assert_int_equal(proxy_stat(&p, "forwarded"), 1);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void clock_skew_is_corrected_from_the_response_date(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--skew-seconds", "3600", NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "3", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams with skew: %s", err.message);
+    assert_int_equal(proxy_stat(&p, "requests"), 2);
+    int64_t skew = __atomic_load_n(&c->clock_skew_s, __ATOMIC_RELAXED);
+    assert_true(skew > 3500 && skew < 3700);
+    /* The correction sticks: the next call needs one attempt. */
+    rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    assert_int_equal(rc, KN_ERR_OK);
+    assert_int_equal(proxy_stat(&p, "requests"), 3);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void signature_errors_without_skew_fail_fast(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--fail-first", "100", "--fail-status", "400", "--fail-body",
+                           "{\"__type\":\"InvalidSignatureException\",\"message\":\"The request signature we "
+                           "calculated does not match the signature you provided.\"}",
+                           NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "5", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err), KN_ERR_AUTH);
+    assert_string_equal(err.aws_type, "InvalidSignatureException");
+    assert_int_equal(proxy_stat(&p, "requests"), 1);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void expired_token_refreshes_credentials_and_retries_once(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--fail-first", "1", "--fail-status", "400", "--fail-body",
+                           "{\"__type\":\"ExpiredTokenException\",\"message\":\"The security token included in "
+                           "the request is expired\"}",
+                           NULL};
+    proxy_start(&p, extra);
+    kn_client_t *c = client_for(p.url, "5", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams after ExpiredToken: %s", err.message);
+    assert_int_equal(proxy_stat(&p, "requests"), 2);
+    kn_client_destroy(c);
+    kn_test_stop(p.pid);
+}
+
+static void connection_refused_names_the_endpoint(void **state)
+{
+    (void)state;
+    /* A port that was just free: bind, read the port, close. */
+    proxy_t p;
+    proxy_start(&p, NULL);
+    kn_test_stop(p.pid);
+    kn_client_t *c = client_for(p.url, "2", "10");
+    kn_error_t err;
+    kn__error_clear(&err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    assert_int_equal(rc, KN_ERR_TRANSPORT);
+    char host[64];
+    snprintf(host, sizeof(host), "127.0.0.1:%d", p.port);
+    assert_non_null(strstr(err.message, host));
+    assert_non_null(strstr(err.message, "after 2 attempts"));
+    kn_client_destroy(c);
+}
+
+typedef struct async_s {
+    pthread_mutex_t m;
+    int calls;
+    kn_err_t code;
+} async_t;
+
+static void async_cb(kn__aws_result_t *res, void *opaque)
+{
+    async_t *a = opaque;
+    pthread_mutex_lock(&a->m);
+    a->calls++;
+    a->code = res->err.code;
+    pthread_mutex_unlock(&a->m);
+}
+
+static void destroy_fails_calls_waiting_in_backoff(void **state)
+{
+    (void)state;
+    proxy_t p;
+    const char *extra[] = {"--fail-first", "100", NULL};
+    proxy_start(&p, extra);
+    /* Backoff of up to 60 s: destroy must not wait for it. */
+    kn_client_t *c = client_for(p.url, "10", "60000");
+    async_t a = {PTHREAD_MUTEX_INITIALIZER, 0, KN_ERR_OK};
+    kn__aws_req_t req = {.service = KN__SVC_KINESIS, .operation = "ListStreams", .cb = async_cb, .opaque = &a};
+    kn__buf_puts(&req.body, "{}");
+    kn_error_t err;
+    assert_int_equal(kn__aws_call(c, &req, &err), KN_ERR_OK);
+    /* Wait until the first attempt failed (the call is then in backoff). */
+    for (int i = 0; i < 500 && proxy_stat(&p, "requests") < 1; i++)
+        usleep(10000);
+    usleep(100000);
+    time_t t0 = time(NULL);
+    kn_client_destroy(c);
+    assert_true(time(NULL) - t0 <= 2);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.code, KN_ERR_DESTROYED);
+    kn_test_stop(p.pid);
+}
+
+static void no_secret_reaches_the_log_at_trace_level(void **state)
+{
+    (void)state;
+    /* Every test above logged at trace level with debug=all into log_text. */
+    pthread_mutex_lock(&log_lock);
+    assert_true(log_lines > 20);
+    assert_null(strstr(log_text, SECRET));
+    assert_null(strstr(log_text, TOKEN));
+    assert_null(strstr(log_text, "wJalrXUtnFEMI"));
+    pthread_mutex_unlock(&log_lock);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(list_streams_succeeds_against_kinesalite),
+        cmocka_unit_test(service_errors_fail_fast_with_the_service_message),
+        cmocka_unit_test(server_errors_are_retried_until_success),
+        cmocka_unit_test(retries_end_after_max_attempts_with_the_last_error),
+        cmocka_unit_test(validation_errors_are_not_retried),
+        cmocka_unit_test(connection_resets_are_retried),
+        cmocka_unit_test(clock_skew_is_corrected_from_the_response_date),
+        cmocka_unit_test(signature_errors_without_skew_fail_fast),
+        cmocka_unit_test(expired_token_refreshes_credentials_and_retries_once),
+        cmocka_unit_test(connection_refused_names_the_endpoint),
+        cmocka_unit_test(destroy_fails_calls_waiting_in_backoff),
+        cmocka_unit_test(no_secret_reaches_the_log_at_trace_level),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    free(log_text);
+    return rc;
+}
