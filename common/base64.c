@@ -13,26 +13,20 @@
 
 static const char enc_tab[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* 0..63 for alphabet characters, 0xff for everything else. */
+/*
+ * Alphabet value plus one, so that 0 marks every byte outside the alphabet
+ * and one lookup gives both validity and value.
+ */
 static const unsigned char dec_tab[256] = {
-    ['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,
-    ['H'] = 7,  ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13,
-    ['O'] = 14, ['P'] = 15, ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20,
-    ['V'] = 21, ['W'] = 22, ['X'] = 23, ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27,
-    ['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31, ['g'] = 32, ['h'] = 33, ['i'] = 34,
-    ['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39, ['o'] = 40, ['p'] = 41,
-    ['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47, ['w'] = 48,
-    ['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
-    ['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['+'] = 62,
-    ['/'] = 63,
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
 };
-
-/* dec_tab maps 'A' to 0 like any unlisted byte, so validity needs its own table. */
-static int is_b64(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
-}
 
 void kn__base64_encode_to(char *dst, const void *data, size_t len)
 {
@@ -80,42 +74,44 @@ int kn__base64_decode(kn_buf_t *out, const char *s, size_t len)
         return -1;
     if (len == 0)
         return kn__buf_reserve(out, 0) == 0 ? 0 : -2;
-    /* Validate everything first, so a bad input leaves out untouched. */
     size_t pad = 0;
     if (p[len - 1] == '=')
         pad = p[len - 2] == '=' ? 2 : 1;
-    for (size_t i = 0; i < len - pad; i++) {
-        if (!is_b64(p[i]))
-            return -1;
-    }
-    if (pad == 2 && (dec_tab[p[len - 3]] & 0x0f) != 0)
-        return -1; /* "xy==" carries 12 bits of which the low 4 are unused */
-    if (pad == 1 && (dec_tab[p[len - 2]] & 0x03) != 0)
-        return -1; /* "xyz=" carries 18 bits of which the low 2 are unused */
-
     size_t n = len / 4 * 3 - pad;
     if (kn__buf_reserve(out, n) != 0)
         return -2;
+
+    /* One pass; a bad character anywhere leaves out->len as it was. */
     unsigned char *d = (unsigned char *)out->data + out->len;
     size_t full = pad ? len - 4 : len;
-    size_t i = 0;
-    for (; i < full; i += 4) {
-        uint32_t v = (uint32_t)dec_tab[p[i]] << 18 | (uint32_t)dec_tab[p[i + 1]] << 12 |
-                     (uint32_t)dec_tab[p[i + 2]] << 6 | dec_tab[p[i + 3]];
+    for (size_t i = 0; i < full; i += 4) {
+        unsigned a = dec_tab[p[i]], b = dec_tab[p[i + 1]], c = dec_tab[p[i + 2]],
+                 e = dec_tab[p[i + 3]];
+        if (!a || !b || !c || !e)
+            goto bad;
+        uint32_t v =
+            (uint32_t)(a - 1) << 18 | (uint32_t)(b - 1) << 12 | (uint32_t)(c - 1) << 6 | (e - 1);
         *d++ = (unsigned char)(v >> 16);
         *d++ = (unsigned char)(v >> 8);
         *d++ = (unsigned char)v;
     }
-    if (pad == 1) {
-        uint32_t v = (uint32_t)dec_tab[p[i]] << 18 | (uint32_t)dec_tab[p[i + 1]] << 12 |
-                     (uint32_t)dec_tab[p[i + 2]] << 6;
+    if (pad) {
+        const unsigned char *q = p + len - 4;
+        unsigned a = dec_tab[q[0]], b = dec_tab[q[1]], c = pad == 1 ? dec_tab[q[2]] : 1;
+        if (!a || !b || !c)
+            goto bad;
+        uint32_t v = (uint32_t)(a - 1) << 18 | (uint32_t)(b - 1) << 12 | (uint32_t)(c - 1) << 6;
+        /* The bits a pad leaves unused must be zero: one canonical encoding per input. */
+        if (pad == 2 ? (v & 0xffff) != 0 : (v & 0xff) != 0)
+            goto bad;
         *d++ = (unsigned char)(v >> 16);
-        *d++ = (unsigned char)(v >> 8);
-    } else if (pad == 2) {
-        uint32_t v = (uint32_t)dec_tab[p[i]] << 18 | (uint32_t)dec_tab[p[i + 1]] << 12;
-        *d++ = (unsigned char)(v >> 16);
+        if (pad == 1)
+            *d++ = (unsigned char)(v >> 8);
     }
     out->len += n;
     out->data[out->len] = '\0';
     return 0;
+bad:
+    out->data[out->len] = '\0';
+    return -1;
 }

@@ -231,6 +231,14 @@ kn_log_cb_t *kn__conf_log_cb(const kn_conf_t *conf, void **opaque);
 const char *kn__conf_extra(const kn_conf_t *conf, const char *name);
 
 /*
+ * Sets target from value given in an alias's units (what an alias row does);
+ * errors start with label. For tests, and for code that takes KPL/KCL-style
+ * values from somewhere other than a name.
+ */
+kn_err_t kn__conf_set_as(kn_conf_t *conf, const char *label, kn__prop_t target, kn__conv_t conv,
+                         const char *value, char *errstr, size_t size);
+
+/*
  * Checks the tables for mistakes a compiler cannot see: defaults that fail
  * their own validation, min > max, duplicate names across properties,
  * aliases and foreign names, HOST/PORT aliases without their partner.

@@ -19,19 +19,23 @@ typedef struct kn__creds_s {
     char *secret_access_key;
     char *session_token; /* NULL when none */
     time_t expiration;   /* 0: does not expire */
-    char source[64];     /* "static", "env", "web-identity", "profile:NAME", "process", "sso", "container", "imds" */
+    /* "static", "env", "web-identity", "profile:NAME" (static keys of a profile),
+     * "assume-role", "process", "sso", "container", "imds" */
+    char source[64];
 } kn__creds_t;
 
 void kn__creds_free(kn__creds_t *c); /* frees members, zeroes (secrets wiped) */
 int kn__creds_copy(kn__creds_t *dst, const kn__creds_t *src); /* 0 or -1 */
 
 typedef struct kn__creds_opts_s {
-    const char *profile;       /* NULL/"": AWS_PROFILE, else "default" */
+    const char *profile;       /* NULL/"": AWS_PROFILE, else "default". When set, the
+                                  environment's keys and web identity are skipped (botocore) */
     const char *region;        /* for the STS regional endpoint; NULL/"": resolved */
     const char *sts_endpoint;  /* explicit STS URL; NULL/"": AWS_ENDPOINT_URL_STS, ... */
     const char *ca_bundle;     /* NULL/"": AWS_CA_BUNDLE, else system */
     bool tls_verify;
-    long timeout_ms;           /* per HTTP call (IMDS uses 1 s regardless) */
+    long timeout_ms;           /* per HTTP call (IMDS uses 1 s regardless); 0: 5 s */
+    long process_timeout_ms;   /* credential_process run time; 0: 60 s */
     /* Static keys from configuration; when both are set the chain is skipped. */
     const char *static_access_key_id;
     const char *static_secret_access_key;

@@ -32,9 +32,9 @@ static inline uint32_t load_le32(const unsigned char *p)
 #define MD5_H(x, y, z) ((x) ^ (y) ^ (z))
 #define MD5_I(x, y, z) ((y) ^ ((x) | ~(z)))
 #define MD5_STEP(f, a, b, c, d, w, t, s)                                                           \
-    do {                                                                                       \
-        (a) += f((b), (c), (d)) + (w) + (uint32_t)(t);                                         \
-        (a) = rotl32((a), (s)) + (b);                                                          \
+    do {                                                                                           \
+        (a) += f((b), (c), (d)) + (w) + (uint32_t)(t);                                             \
+        (a) = rotl32((a), (s)) + (b);                                                              \
     } while (0)
 
 /* One 64-byte block; fully unrolled, which measured about 1.5x faster than a loop. */
@@ -135,7 +135,7 @@ void kn__md5(const void *data, size_t len, unsigned char out[16])
     tail[n] = 0x80;
     memset(tail + n + 1, 0, tail_len - n - 1 - 8);
     uint64_t bits = (uint64_t)len << 3;
-    for (int i = 0; i < 8; i++)
+    for (size_t i = 0; i < 8; i++)
         tail[tail_len - 8 + i] = (unsigned char)(bits >> (8 * i));
     md5_block(st, tail);
     if (tail_len == 128)
@@ -151,7 +151,7 @@ void kn__md5(const void *data, size_t len, unsigned char out[16])
 
 /* --------------------------------------------------------------- hash keys */
 
-typedef unsigned __int128 u128;
+__extension__ typedef unsigned __int128 u128;
 
 static inline u128 to_u128(kn__hashkey_t k) { return (u128)k.hi << 64 | k.lo; }
 

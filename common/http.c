@@ -39,6 +39,7 @@ struct sock_s {
     uv_poll_t poll;
     kn__http_t *h;
     curl_socket_t fd;
+    int events;             /* what curl asked for, as UV_READABLE/UV_WRITABLE */
     bool closing;
     sock_t *prev, *next;
 };
@@ -240,9 +241,15 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     sock_t *s = poll->data;
     kn__http_t *h = s->h;
     int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    else {
+    if (status < 0) {
+        /*
+         * libuv reports POLLERR (a reset, say) as an error and stops the
+         * watcher. Let curl read and write so that it sees the real socket
+         * error itself: on a reused connection that means a quiet retry on
+         * a fresh one instead of a failed transfer.
+         */
+        flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
+    } else {
         if (events & UV_READABLE)
             flags |= CURL_CSELECT_IN;
         if (events & UV_WRITABLE)
@@ -251,6 +258,8 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     int running = 0;
     /* s may be closed (not freed) by curl's socket callback in here. */
     curl_multi_socket_action(h->multi, s->fd, flags, &running);
+    if (status < 0 && !s->closing && !h->closing && s->events)
+        uv_poll_start(&s->poll, s->events, on_poll);
     check_multi_info(h);
 }
 
@@ -300,6 +309,7 @@ static sock_t *sock_new(kn__http_t *h, curl_socket_t fd)
         h->socks->prev = s;
     h->socks = s;
     h->open_handles++;
+    KN_LOG(h->opts.log, KN_LOG_TRACE, KN_DBG_HTTP, "watching socket %d", (int)fd);
     return s;
 }
 
@@ -309,6 +319,7 @@ static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
     sock_t *s = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (s) {
+            KN_LOG(h->opts.log, KN_LOG_TRACE, KN_DBG_HTTP, "unwatching socket %d", (int)fd);
             sock_close(s);
             curl_multi_assign(h->multi, fd, NULL);
         }
@@ -325,6 +336,7 @@ static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
         events |= UV_READABLE;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
+    s->events = events;
     if (uv_poll_start(&s->poll, events, on_poll) != 0)
         return -1;
     return 0;
@@ -350,6 +362,10 @@ static void map_curl_error(xfer_t *x, CURLcode rc)
         return;
     }
     switch (rc) {
+    case CURLE_URL_MALFORMAT:
+        kn__error_set(e, KN_ERR_INVALID_ARG, "HTTP %s: malformed URL: %s", x->method, why);
+        e->cls = KN__EC_FAIL;
+        break;
     case CURLE_OPERATION_TIMEDOUT:
         kn__error_set(e, KN_ERR_TIMEOUT, "HTTP %s to %s timed out: %s", x->method, host, why);
         e->retriable = true;
@@ -421,10 +437,12 @@ static void xfer_finish(kn__http_t *h, xfer_t *x, CURLcode rc)
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     x->resp.status = status;
-    if (rc == CURLE_OK && !x->too_large && !x->oom)
+    if (rc == CURLE_OK && !x->too_large && !x->oom) {
         kn__error_clear(&x->resp.err);
-    else
+    } else {
         map_curl_error(x, rc);
+        kn__buf_free(&x->resp.body); /* a partial body is of no use */
+    }
     x->resp.err.http_status = (int)status;
     snprintf(x->resp.err.request_id, sizeof(x->resp.err.request_id), "%s", x->resp.request_id);
     list_unlink(&h->active, x);
@@ -609,6 +627,10 @@ kn_err_t kn__http_send(kn__http_t *h, const kn__http_req_t *req, kn_error_t *err
     if (!h || !req || !req->url || !req->cb || !req->method || !req->method[0] ||
         strlen(req->method) >= sizeof(x->method) || (req->body_len && !req->body)) {
         ret = kn__error_set(err, KN_ERR_INVALID_ARG, "HTTP request: missing or invalid method, URL, body or callback");
+        goto out;
+    }
+    if (strncasecmp(req->url, "http://", 7) != 0 && strncasecmp(req->url, "https://", 8) != 0) {
+        ret = kn__error_set(err, KN_ERR_INVALID_ARG, "HTTP request: URL must start with http:// or https://");
         goto out;
     }
     if (h->closing) {

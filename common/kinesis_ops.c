@@ -467,7 +467,8 @@ kn_err_t kn__list_streams_parse(json_object *resp, kn__stream_names_t *out, bool
     return KN_ERR_OK;
 }
 
-kn_err_t kn__kinesis_list_streams(kn_client_t *c, kn__stream_names_t *out, kn_error_t *err)
+kn_err_t kn__kinesis_list_streams(kn_client_t *c, int page_limit, kn__stream_names_t *out,
+                                  kn_error_t *err)
 {
     kn_buf_t body = KN_BUF_INIT;
     char *token = NULL;
@@ -479,7 +480,7 @@ kn_err_t kn__kinesis_list_streams(kn_client_t *c, kn__stream_names_t *out, kn_er
         size_t before = out->count;
         const char *start = out->count ? out->names[out->count - 1] : NULL;
         kn__buf_reset(&body);
-        if ((rc = kn__list_streams_build(&body, start, token, 0, err)) ||
+        if ((rc = kn__list_streams_build(&body, start, token, page_limit, err)) ||
             (rc = call_sync(c, "ListStreams", &body, &resp, err)))
             break;
         rc = kn__list_streams_parse(resp, out, &more, &next, err);

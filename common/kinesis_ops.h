@@ -106,8 +106,12 @@ kn_err_t kn__list_streams_build(kn_buf_t *body, const char *exclusive_start,
  */
 kn_err_t kn__list_streams_parse(json_object *resp, kn__stream_names_t *out, bool *has_more,
                                 char **next_token, kn_error_t *err);
-/* All pages: NextToken when the server sends one, else ExclusiveStartStreamName. */
-kn_err_t kn__kinesis_list_streams(kn_client_t *c, kn__stream_names_t *out, kn_error_t *err);
+/*
+ * All pages (page_limit names per request; 0: server default), following
+ * NextToken when the server sends one, else ExclusiveStartStreamName.
+ */
+kn_err_t kn__kinesis_list_streams(kn_client_t *c, int page_limit, kn__stream_names_t *out,
+                                  kn_error_t *err);
 
 /* ------------------------------------------------------- DescribeStreamSummary */
 

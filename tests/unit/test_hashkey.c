@@ -1,0 +1,242 @@
+/* Unit tests for common/hashkey.c: MD5, partition key -> hash key, decimal I/O, comparison. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "hashkey.h"
+
+static void hex16(const unsigned char d[16], char out[33])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static char *fmt(kn__hashkey_t k, char buf[KN__HASHKEY_STRLEN])
+{
+    kn__hashkey_format(k, buf);
+    return buf;
+}
+
+/* RFC 1321 appendix A.5 test suite, plus block-boundary lengths. */
+static void test_md5_rfc1321_vectors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *hex;
+    } v[] = {
+        {"", "d41d8cd98f00b204e9800998ecf8427e"},
+        {"a", "0cc175b9c0f1b6a831c399e269772661"},
+        {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+        {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+        {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
+        {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+         "d174ab98d277d9f5a5611c2c9f419d9f"},
+        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+         "57edf4a22be3c955ac49da2e2107b67a"},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        unsigned char d[16];
+        char hex[33];
+        kn__md5(v[i].in, strlen(v[i].in), d);
+        hex16(d, hex);
+        assert_string_equal(hex, v[i].hex);
+    }
+}
+
+/*
+ * The embedded MD5 agrees with OpenSSL for every length 0..300 (covers the
+ * 55/56/63/64-byte padding boundaries and multi-block inputs) and arbitrary
+ * bytes. OpenSSL is fetched with "-fips" as the library once did.
+ */
+static void test_md5_matches_openssl_all_lengths(void **state)
+{
+    (void)state;
+    EVP_MD *md = EVP_MD_fetch(NULL, "MD5", "-fips");
+    assert_non_null(md);
+    unsigned char buf[300];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (unsigned char)(x >> 16);
+    }
+    for (size_t len = 0; len <= sizeof(buf); len++) {
+        unsigned char a[16], b[EVP_MAX_MD_SIZE];
+        unsigned int blen = 0;
+        kn__md5(buf, len, a);
+        assert_int_equal(EVP_Digest(buf, len, b, &blen, md, NULL), 1);
+        assert_int_equal(blen, 16);
+        assert_memory_equal(a, b, 16);
+    }
+    EVP_MD_free(md);
+}
+
+/*
+ * Expected decimals computed with:
+ *   python3 -c "import hashlib; print(int.from_bytes(hashlib.md5(K).digest(), 'big'))"
+ */
+static void test_partition_key_to_decimal(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        size_t len;
+        const char *dec;
+    } v[] = {
+        {"", 0, "281949768489412648962353822266799178366"},
+        {"a", 1, "16955237001963240173058271559858726497"},
+        {"abc", 3, "191415658344158766168031473277922803570"},
+        {"partitionKey-1", 14, "159499196025307651934328298402289840726"},
+        {"\xff\x00\x80", 3, "128674462859287813540340541269075409049"}, /* b'\xff\x00\x80' */
+    };
+    char buf[KN__HASHKEY_STRLEN];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        kn__hashkey_t k = kn__hashkey_from_partition_key(v[i].key, v[i].len);
+        assert_string_equal(fmt(k, buf), v[i].dec);
+    }
+    /* 56 and 256 bytes of 'x' (K = b'x'*56, b'x'*256). */
+    char xs[256];
+    memset(xs, 'x', sizeof(xs));
+    assert_string_equal(fmt(kn__hashkey_from_partition_key(xs, 56), buf),
+                        "136300121664425810192795845712325488971");
+    assert_string_equal(fmt(kn__hashkey_from_partition_key(xs, 256), buf),
+                        "265353499944959180620795534685136097465");
+}
+
+/* The hash key is the digest read big-endian: hi = first 8 bytes. */
+static void test_partition_key_is_big_endian_digest(void **state)
+{
+    (void)state;
+    kn__hashkey_t k = kn__hashkey_from_partition_key("abc", 3);
+    /* md5("abc") = 900150983cd24fb0 d6963f7d28e17f72 */
+    assert_true(k.hi == 0x900150983cd24fb0ull);
+    assert_true(k.lo == 0xd6963f7d28e17f72ull);
+}
+
+static void test_parse_format_extremes_round_trip(void **state)
+{
+    (void)state;
+    char buf[KN__HASHKEY_STRLEN];
+    kn__hashkey_t k;
+    const char *max = "340282366920938463463374607431768211455";
+
+    assert_int_equal(kn__hashkey_parse("0", 1, &k), 0);
+    assert_true(k.hi == 0 && k.lo == 0);
+    assert_int_equal(kn__hashkey_format(k, buf), 1);
+    assert_string_equal(buf, "0");
+
+    assert_int_equal(kn__hashkey_parse(max, strlen(max), &k), 0);
+    assert_true(k.hi == UINT64_MAX && k.lo == UINT64_MAX);
+    assert_int_equal(kn__hashkey_format(k, buf), 39);
+    assert_string_equal(buf, max);
+
+    /* 2^64 crosses the word boundary; 2^64-1 is the largest low word. */
+    assert_int_equal(kn__hashkey_parse("18446744073709551616", 20, &k), 0);
+    assert_true(k.hi == 1 && k.lo == 0);
+    assert_string_equal(fmt(k, buf), "18446744073709551616");
+    assert_int_equal(kn__hashkey_parse("18446744073709551615", 20, &k), 0);
+    assert_true(k.hi == 0 && k.lo == UINT64_MAX);
+
+    /* Leading zeros are accepted (the value is what counts). */
+    assert_int_equal(kn__hashkey_parse("000042", 6, &k), 0);
+    assert_true(k.hi == 0 && k.lo == 42);
+}
+
+static void test_parse_round_trips_md5_values(void **state)
+{
+    (void)state;
+    char buf[KN__HASHKEY_STRLEN];
+    for (int i = 0; i < 2000; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "key-%d", i);
+        kn__hashkey_t k = kn__hashkey_from_partition_key(key, (size_t)n), back;
+        size_t len = kn__hashkey_format(k, buf);
+        assert_int_equal(len, strlen(buf));
+        assert_int_equal(kn__hashkey_parse(buf, len, &back), 0);
+        assert_int_equal(kn__hashkey_cmp(k, back), 0);
+    }
+}
+
+static void test_parse_rejects_invalid(void **state)
+{
+    (void)state;
+    kn__hashkey_t k = {7, 7};
+    static const char *const bad[] = {
+        "",
+        "+1",
+        "-1",
+        " 1",
+        "1 ",
+        "1a",
+        "0x10",
+        "1.0",
+        "١",                                        /* Arabic-Indic digit one */
+        "340282366920938463463374607431768211456",  /* 2^128 */
+        "340282366920938463463374607431768211460",  /* 2^128 + 4 */
+        "999999999999999999999999999999999999999",  /* 39 digits, too big */
+        "3402823669209384634633746074317682114550", /* 40 digits */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(kn__hashkey_parse(bad[i], strlen(bad[i]), &k), -1);
+    assert_true(k.hi == 7 && k.lo == 7); /* untouched on failure */
+    assert_int_equal(kn__hashkey_parse(NULL, 0, &k), -1);
+}
+
+/* Parsing honours len: it never reads past the view, even without a NUL. */
+static void test_parse_respects_length(void **state)
+{
+    (void)state;
+    kn__hashkey_t k;
+    const char s[] = {'1', '2', '3', 'x'};
+    assert_int_equal(kn__hashkey_parse(s, 3, &k), 0);
+    assert_true(k.hi == 0 && k.lo == 123);
+    assert_int_equal(kn__hashkey_parse(s, 4, &k), -1);
+    /* A heap buffer without terminator, so ASan catches any overread. */
+    char *h = malloc(5);
+    memcpy(h, "98765", 5);
+    assert_int_equal(kn__hashkey_parse(h, 5, &k), 0);
+    assert_true(k.lo == 98765);
+    free(h);
+}
+
+static void test_cmp_orders_by_value(void **state)
+{
+    (void)state;
+    kn__hashkey_t zero = {0, 0}, one = {0, 1}, lo_max = {0, UINT64_MAX}, two64 = {1, 0},
+                  max = {UINT64_MAX, UINT64_MAX};
+    kn__hashkey_t seq[] = {zero, one, lo_max, two64, max};
+    for (size_t i = 0; i < 5; i++) {
+        for (size_t j = 0; j < 5; j++) {
+            int c = kn__hashkey_cmp(seq[i], seq[j]);
+            if (i < j)
+                assert_int_equal(c, -1);
+            else if (i > j)
+                assert_int_equal(c, 1);
+            else
+                assert_int_equal(c, 0);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_md5_rfc1321_vectors),
+        cmocka_unit_test(test_md5_matches_openssl_all_lengths),
+        cmocka_unit_test(test_partition_key_to_decimal),
+        cmocka_unit_test(test_partition_key_is_big_endian_digest),
+        cmocka_unit_test(test_parse_format_extremes_round_trip),
+        cmocka_unit_test(test_parse_round_trips_md5_values),
+        cmocka_unit_test(test_parse_rejects_invalid),
+        cmocka_unit_test(test_parse_respects_length),
+        cmocka_unit_test(test_cmp_orders_by_value),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
