@@ -324,6 +324,24 @@ static inline void sink_putc(sink_t *s, char c)
     s->buf[s->n++] = c;
 }
 
+static inline unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+static void sink_put_lower(sink_t *s, const char *p, size_t n)
+{
+    while (n) {
+        if (s->n == sizeof(s->buf))
+            sink_flush(s);
+        size_t k = sizeof(s->buf) - s->n;
+        if (k > n)
+            k = n;
+        for (size_t i = 0; i < k; i++)
+            s->buf[s->n + i] = (char)lower((unsigned char)p[i]);
+        s->n += k;
+        p += k;
+        n -= k;
+    }
+}
+
 /* ---- character classes ---- */
 
 static inline bool is_unreserved(unsigned char c)
@@ -337,8 +355,6 @@ static inline bool is_tchar(unsigned char c)
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
            (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
-
-static inline unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
 static inline int hexval(unsigned char c)
 {
@@ -573,26 +589,47 @@ static bool same_name(const hent_t *x, const hent_t *y)
     return true;
 }
 
-static bool name_is(const char *name, size_t len, const char *lower_name)
-{
-    size_t i = 0;
-    for (; i < len && lower_name[i]; i++)
-        if (lower((unsigned char)name[i]) != (unsigned char)lower_name[i])
-            return false;
-    return i == len && lower_name[i] == '\0';
-}
+enum hkind { H_OTHER, H_SKIP, H_HOST, H_DATE, H_SHA, H_TOKEN };
 
-static bool never_signed(const char *name, size_t len)
+/* Headers the signer treats specially. The skipped ones are never signed (as
+ * botocore): hop-by-hop headers, and ones proxies and tracers rewrite. */
+static const struct {
+    const char *name;
+    size_t len;
+    enum hkind kind;
+} k_special[] = {
+#define SPECIAL(n, k) {n, sizeof(n) - 1, k}
+    SPECIAL("te", H_SKIP),
+    SPECIAL("host", H_HOST),
+    SPECIAL("expect", H_SKIP),
+    SPECIAL("trailer", H_SKIP),
+    SPECIAL("upgrade", H_SKIP),
+    SPECIAL("connection", H_SKIP),
+    SPECIAL("keep-alive", H_SKIP),
+    SPECIAL("user-agent", H_SKIP),
+    SPECIAL("x-amz-date", H_DATE),
+    SPECIAL("authorization", H_SKIP),
+    SPECIAL("x-amzn-trace-id", H_SKIP),
+    SPECIAL("transfer-encoding", H_SKIP),
+    SPECIAL("proxy-authenticate", H_SKIP),
+    SPECIAL("proxy-authorization", H_SKIP),
+    SPECIAL("x-amz-content-sha256", H_SHA),
+    SPECIAL("x-amz-security-token", H_TOKEN),
+#undef SPECIAL
+};
+
+static enum hkind classify(const char *name, size_t len)
 {
-    static const char *const skip[] = {
-        "authorization", "connection", "expect", "keep-alive", "proxy-authenticate",
-        "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
-        "user-agent", "x-amzn-trace-id",
-    };
-    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
-        if (name_is(name, len, skip[i]))
-            return true;
-    return false;
+    for (size_t i = 0; i < sizeof(k_special) / sizeof(k_special[0]); i++) {
+        if (k_special[i].len != len)
+            continue;
+        size_t k = 0;
+        while (k < len && lower((unsigned char)name[k]) == (unsigned char)k_special[i].name[k])
+            k++;
+        if (k == len)
+            return k_special[i].kind;
+    }
+    return H_OTHER;
 }
 
 static inline bool is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
@@ -833,24 +870,25 @@ kn_err_t kn__sigv4_sign(kn__sigv4_cache_t *cache, const kn__sigv4_creds_t *creds
                                name);
             goto out;
         }
-        if (never_signed(name, len))
+        enum hkind kind = classify(name, len);
+        if (kind == H_SKIP)
             continue;
-        if (name_is(name, len, "host")) {
+        if (kind == H_HOST) {
             n_host++;
-        } else if (name_is(name, len, "x-amz-date")) {
+        } else if (kind == H_DATE) {
             if (given_date) {
                 rc = kn__error_set(err, KN_ERR_INVALID_ARG, "SigV4: more than one X-Amz-Date header");
                 goto out;
             }
             given_date = value;
-        } else if (name_is(name, len, "x-amz-content-sha256")) {
+        } else if (kind == H_SHA) {
             if (given_sha) {
                 rc = kn__error_set(err, KN_ERR_INVALID_ARG,
                                    "SigV4: more than one x-amz-content-sha256 header");
                 goto out;
             }
             given_sha = value;
-        } else if (name_is(name, len, "x-amz-security-token")) {
+        } else if (kind == H_TOKEN) {
             token_present = true;
             if (req->omit_session_token)
                 continue;
@@ -967,8 +1005,7 @@ kn_err_t kn__sigv4_sign(kn__sigv4_cache_t *cache, const kn__sigv4_creds_t *creds
         goto nomem;
     sink_putc(&sink, '\n');
     for (size_t i = 0; i < n;) {
-        for (size_t k = 0; k < ents[i].name_len; k++)
-            sink_putc(&sink, (char)lower((unsigned char)ents[i].name[k]));
+        sink_put_lower(&sink, ents[i].name, ents[i].name_len);
         sink_putc(&sink, ':');
         put_value(&sink, ents[i].value);
         size_t j = i + 1;
