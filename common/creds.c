@@ -688,7 +688,7 @@ kn_err_t kn__creds_cache_refresh(kn__creds_cache_t *c, kn_error_t *err)
     uint64_t gen = c->gen;
     pthread_mutex_unlock(&c->lock);
 
-    //MUT
+    pthread_mutex_lock(&c->refresh_lock);
     pthread_mutex_lock(&c->lock);
     if (c->gen != gen) {
         /* Another caller refreshed while this one waited: share its outcome. */
@@ -725,7 +725,7 @@ kn_err_t kn__creds_cache_refresh(kn__creds_cache_t *c, kn_error_t *err)
     }
     pthread_mutex_unlock(&c->lock);
 out:
-    //MUT2
+    pthread_mutex_unlock(&c->refresh_lock);
     return rc;
 }
 

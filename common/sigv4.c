@@ -99,6 +99,12 @@ static int sha256(work_t *w, const void *data, size_t len, unsigned char out[32]
     return 0;
 }
 
+static inline char *append(char *dst, const char *src, size_t n)
+{
+    memcpy(dst, src, n);
+    return dst + n;
+}
+
 static void to_hex(const unsigned char *p, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
@@ -352,8 +358,15 @@ static inline bool is_unreserved(unsigned char c)
 
 static inline bool is_tchar(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    if (c <= 0x20 || c >= 0x7f)
+        return false;
+    switch (c) {
+    case '"': case '(': case ')': case ',': case '/': case ':': case ';': case '<': case '=':
+    case '>': case '?': case '@': case '[': case '\\': case ']': case '{': case '}':
+        return false;
+    default:
+        return true;
+    }
 }
 
 static inline int hexval(unsigned char c)
@@ -790,7 +803,8 @@ kn_err_t kn__sigv4_sign(kn__sigv4_cache_t *cache, const kn__sigv4_creds_t *creds
         rc = kn__error_set(err, KN_ERR_INVALID_ARG, "SigV4: credentials, request and output are required");
         goto out;
     }
-    memset(out, 0, sizeof(*out));
+    out->amz_date[0] = out->payload_hash[0] = out->signature[0] = out->authorization[0] = '\0';
+    out->add_date_header = out->add_token_header = out->add_content_sha_header = false;
     if (!req->method || !*req->method) {
         rc = kn__error_set(err, KN_ERR_INVALID_ARG, "SigV4: the request has no HTTP method");
         goto out;
@@ -961,16 +975,30 @@ kn_err_t kn__sigv4_sign(kn__sigv4_cache_t *cache, const kn__sigv4_creds_t *creds
     }
     qsort(ents, n, sizeof(*ents), hent_cmp);
 
-    /* Authorization up to the signed-header list, which the canonical request reuses. */
+    /* Credential scope "date/region/service/aws4_request" (lengths checked above). */
+    char scope[8 + 2 * MAX_SCOPE_PART + 16];
+    size_t region_len = strlen(req->region), service_len = strlen(req->service);
+    char *e = append(scope, out->amz_date, 8);
+    *e++ = '/';
+    e = append(e, req->region, region_len);
+    *e++ = '/';
+    e = append(e, req->service, service_len);
+    e = append(e, "/aws4_request", 13);
+    size_t scope_len = (size_t)(e - scope);
     char date8[9];
     memcpy(date8, out->amz_date, 8);
     date8[8] = '\0';
+
+    /* Authorization up to the signed-header list, which the canonical request reuses. */
     char *auth = out->authorization;
     const size_t auth_room = sizeof(out->authorization) - (sizeof(", Signature=") - 1) - 64 - 1;
-    int len = snprintf(auth, sizeof(out->authorization),
-                       ALGORITHM " Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=",
-                       creds->access_key_id, date8, req->region, req->service);
-    size_t pos = (size_t)len, list_start = pos;
+    e = append(auth, ALGORITHM " Credential=", sizeof(ALGORITHM " Credential=") - 1);
+    e = append(e, creds->access_key_id, strlen(creds->access_key_id));
+    *e++ = '/';
+    e = append(e, scope, scope_len);
+    e = append(e, ", SignedHeaders=", 16);
+    size_t len = (size_t)(e - auth);
+    size_t pos = len, list_start = pos;
     for (size_t i = 0; i < n; i++) {
         if (i && same_name(&ents[i - 1], &ents[i]))
             continue; /* same name as the previous entry */
@@ -1030,19 +1058,23 @@ kn_err_t kn__sigv4_sign(kn__sigv4_cache_t *cache, const kn__sigv4_creds_t *creds
 
     /* String to sign. */
     char sts[sizeof(ALGORITHM) + 17 + 9 + 2 * MAX_SCOPE_PART + 16 + 65 + 8];
-    len = snprintf(sts, sizeof(sts), ALGORITHM "\n%s\n%s/%s/%s/aws4_request\n", out->amz_date, date8,
-                   req->region, req->service);
+    e = append(sts, ALGORITHM "\n", sizeof(ALGORITHM));
+    e = append(e, out->amz_date, 16);
+    *e++ = '\n';
+    e = append(e, scope, scope_len);
+    *e++ = '\n';
+    len = (size_t)(e - sts);
     to_hex(digest, 32, sts + len);
     len += 64;
     if (string_to_sign) {
         kn__buf_reset(string_to_sign);
-        if (kn__buf_append(string_to_sign, sts, (size_t)len) != 0)
+        if (kn__buf_append(string_to_sign, sts, len) != 0)
             goto nomem;
     }
 
     /* Signature. */
     if (signing_key(cache, w, creds, date8, req->region, req->service, key) != 0 ||
-        hmac256(w, key, 32, sts, (size_t)len, digest) != 0) {
+        hmac256(w, key, 32, sts, len, digest) != 0) {
         rc = kn__error_set(err, KN_ERR_NOT_SUPPORTED, "SigV4: OpenSSL HMAC-SHA256 failed");
         goto out;
     }

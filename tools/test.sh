@@ -108,14 +108,14 @@ fi
 build_variant() {
     local v=$1 dir
     dir=$(dir_of "$v")
-    # shellcheck disable=SC2046
+    local how=()
     if [ -f "$dir/meson-private/coredata.dat" ]; then
-        meson setup --reconfigure "$dir" $(setup_args_of "$v") >"$report/$v.configure.log" 2>&1
+        how=(--reconfigure)
     else
         rm -rf "$dir"
-        meson setup "$dir" $(setup_args_of "$v") >"$report/$v.configure.log" 2>&1
     fi
-    if [ $? -ne 0 ]; then
+    # shellcheck disable=SC2046
+    if ! meson setup "${how[@]}" "$dir" $(setup_args_of "$v") >"$report/$v.configure.log" 2>&1; then
         cat "$report/$v.configure.log" >&2
         problem "$v" "meson setup $dir" "failed (output above)"
         return 1

@@ -12,6 +12,7 @@
 #   KN_SERVERS_KEEP_LOGS=1  keep the log directory even on success
 # Needs tests/servers/node_modules (tools/setup.sh installs it). When moto_server is missing,
 # KN_TEST_MOTO_URL stays unset, a warning says so, and the tests that need moto fail saying so.
+# shellcheck disable=SC2317  # functions called from traps look unreachable to shellcheck
 set -uo pipefail
 
 if [ $# -eq 0 ]; then
