@@ -118,10 +118,10 @@ int kn__creds_parse_time(const char *s, size_t n, time_t *out)
         return -1;
     while (n && isspace((unsigned char)s[n - 1]))
         n--;
-    if (digits(s, n, 0, 4, &Y) || n < 19 || s[4] != '-' || digits(s, n, 5, 2, &M) ||
-        s[7] != '-' || digits(s, n, 8, 2, &D) ||
-        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || digits(s, n, 11, 2, &h) ||
-        s[13] != ':' || digits(s, n, 14, 2, &m) || s[16] != ':' || digits(s, n, 17, 2, &sec))
+    if (digits(s, n, 0, 4, &Y) || n < 19 || s[4] != '-' || digits(s, n, 5, 2, &M) || s[7] != '-' ||
+        digits(s, n, 8, 2, &D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        digits(s, n, 11, 2, &h) || s[13] != ':' || digits(s, n, 14, 2, &m) || s[16] != ':' ||
+        digits(s, n, 17, 2, &sec))
         return -1;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
         return -1;
@@ -219,7 +219,8 @@ static kn__cp_t static_keys(kn__creds_ctx_t *ctx, const char *profile, kn__profi
                             kn__creds_t *out, kn_error_t *err)
 {
     const char *akid = kn__profile_get_file(ctx->profiles, which, profile, "aws_access_key_id");
-    const char *secret = kn__profile_get_file(ctx->profiles, which, profile, "aws_secret_access_key");
+    const char *secret =
+        kn__profile_get_file(ctx->profiles, which, profile, "aws_secret_access_key");
     const char *token = kn__profile_get_file(ctx->profiles, which, profile, "aws_session_token");
     if (!token)
         token = kn__profile_get_file(ctx->profiles, which, profile, "aws_security_token");
@@ -279,12 +280,13 @@ static kn__cp_t role_source(kn__creds_ctx_t *ctx, const char *name, const char *
         else {
             kn__error_set(err, KN_ERR_CREDENTIALS,
                           "profile %s: credential_source '%s' is not one of Environment, "
-                          "Ec2InstanceMetadata, EcsContainer", name, cs);
+                          "Ec2InstanceMetadata, EcsContainer",
+                          name, cs);
             return KN__CP_FAIL;
         }
         if (r == KN__CP_NONE) {
-            kn__error_set(err, KN_ERR_CREDENTIALS, "profile %s: credential_source %s: %s", name,
-                          cs, ctx->why);
+            kn__error_set(err, KN_ERR_CREDENTIALS, "profile %s: credential_source %s: %s", name, cs,
+                          ctx->why);
             return KN__CP_FAIL;
         }
         if (r == KN__CP_FAIL)
@@ -327,8 +329,8 @@ static kn__cp_t role_source(kn__creds_ctx_t *ctx, const char *name, const char *
     chain[depth + 1] = sp;
     r = resolve_profile(ctx, sp, chain, depth + 1, src, err);
     if (r == KN__CP_NONE) {
-        kn__error_set(err, KN_ERR_CREDENTIALS, "profile %s: source_profile %s has no credentials (%s)",
-                      name, sp, ctx->why);
+        kn__error_set(err, KN_ERR_CREDENTIALS,
+                      "profile %s: source_profile %s has no credentials (%s)", name, sp, ctx->why);
         return KN__CP_FAIL;
     }
     return r;
@@ -392,9 +394,9 @@ static kn__cp_t resolve_profile(kn__creds_ctx_t *ctx, const char *name, const ch
                           "profile %s has web_identity_token_file but no role_arn", name);
             return KN__CP_FAIL;
         }
-        if (kn__sts_assume_role_with_web_identity(
-                ctx, role_arn, kn__profile_get(p, name, "role_session_name"), wit, out, err) !=
-            KN_ERR_OK) {
+        if (kn__sts_assume_role_with_web_identity(ctx, role_arn,
+                                                  kn__profile_get(p, name, "role_session_name"),
+                                                  wit, out, err) != KN_ERR_OK) {
             kn__error_prefix(err, "profile %s", name);
             return KN__CP_FAIL;
         }
@@ -428,7 +430,8 @@ static kn__cp_t profile_step(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t 
         const char *fp = kn__profiles_path(ctx->profiles, KN__PROFILE_CONFIG_FILE);
         if (explicit_profile && strcmp(name, "default") != 0) {
             /* A profile the user asked for by name must not silently fall through to IMDS. */
-            kn__error_set(err, KN_ERR_CREDENTIALS, "profile %s: not found in %s or %s", name, cp, fp);
+            kn__error_set(err, KN_ERR_CREDENTIALS, "profile %s: not found in %s or %s", name, cp,
+                          fp);
             return KN__CP_FAIL;
         }
         why(ctx, "not found in %s or %s", cp, fp);
@@ -589,7 +592,7 @@ struct kn__creds_cache_s {
     pthread_mutex_t lock;         /* guards everything below */
     kn__creds_t creds;
     bool have;
-    uint64_t gen;           /* completed refresh attempts */
+    uint64_t gen; /* completed refresh attempts */
     kn_err_t last_rc;
     kn_error_t last_err;
     time_t last_attempt_at; /* 0: never */
@@ -621,7 +624,8 @@ kn__creds_cache_t *kn__creds_cache_new(const kn__creds_opts_t *opts)
     c->opts.sts_endpoint = c->s_sts = dup_opt(c->opts.sts_endpoint, &fail);
     c->opts.ca_bundle = c->s_ca = dup_opt(c->opts.ca_bundle, &fail);
     c->opts.static_access_key_id = c->s_akid = dup_opt(c->opts.static_access_key_id, &fail);
-    c->opts.static_secret_access_key = c->s_secret = dup_opt(c->opts.static_secret_access_key, &fail);
+    c->opts.static_secret_access_key = c->s_secret =
+        dup_opt(c->opts.static_secret_access_key, &fail);
     c->opts.static_session_token = c->s_token = dup_opt(c->opts.static_session_token, &fail);
     c->now = default_now;
     pthread_mutex_init(&c->lock, NULL);
@@ -715,8 +719,7 @@ kn_err_t kn__creds_cache_refresh(kn__creds_cache_t *c, kn_error_t *err)
         c->creds = fresh; /* ownership moves */
         c->have = true;
     } else {
-        KN_LOG(c->opts.log, KN_LOG_WARN, KN_DBG_CREDS,
-               "credentials refresh failed%s: %s",
+        KN_LOG(c->opts.log, KN_LOG_WARN, KN_DBG_CREDS, "credentials refresh failed%s: %s",
                state_locked(c, c->last_attempt_at) != KN__CREDS_NONE
                    ? " (the current credentials stay in use until they expire)"
                    : "",

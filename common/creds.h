@@ -28,19 +28,19 @@ void kn__creds_free(kn__creds_t *c); /* frees members, zeroes (secrets wiped) */
 int kn__creds_copy(kn__creds_t *dst, const kn__creds_t *src); /* 0 or -1 */
 
 typedef struct kn__creds_opts_s {
-    const char *profile;       /* NULL/"": AWS_PROFILE, else "default". When set, the
+    const char *profile;      /* NULL/"": AWS_PROFILE, else "default". When set, the
                                   environment's keys and web identity are skipped (botocore) */
-    const char *region;        /* for the STS regional endpoint; NULL/"": resolved */
-    const char *sts_endpoint;  /* explicit STS URL; NULL/"": AWS_ENDPOINT_URL_STS, ... */
-    const char *ca_bundle;     /* NULL/"": AWS_CA_BUNDLE, else system */
+    const char *region;       /* for the STS regional endpoint; NULL/"": resolved */
+    const char *sts_endpoint; /* explicit STS URL; NULL/"": AWS_ENDPOINT_URL_STS, ... */
+    const char *ca_bundle;    /* NULL/"": AWS_CA_BUNDLE, else system */
     bool tls_verify;
-    long timeout_ms;           /* per HTTP call (IMDS uses 1 s regardless); 0: 5 s */
-    long process_timeout_ms;   /* credential_process run time; 0: 60 s */
+    long timeout_ms;         /* per HTTP call (IMDS uses 1 s regardless); 0: 5 s */
+    long process_timeout_ms; /* credential_process run time; 0: 60 s */
     /* Static keys from configuration; when both are set the chain is skipped. */
     const char *static_access_key_id;
     const char *static_secret_access_key;
     const char *static_session_token;
-    kn__logger_t *log;         /* may be NULL */
+    kn__logger_t *log; /* may be NULL */
 } kn__creds_opts_t;
 
 /*
@@ -62,9 +62,9 @@ kn__creds_cache_t *kn__creds_cache_new(const kn__creds_opts_t *opts);
 void kn__creds_cache_destroy(kn__creds_cache_t *c);
 
 typedef enum kn__creds_state_e {
-    KN__CREDS_NONE = 0,        /* nothing usable: resolve before signing */
-    KN__CREDS_VALID,           /* usable */
-    KN__CREDS_REFRESH_DUE,     /* usable, but within the refresh window */
+    KN__CREDS_NONE = 0,    /* nothing usable: resolve before signing */
+    KN__CREDS_VALID,       /* usable */
+    KN__CREDS_REFRESH_DUE, /* usable, but within the refresh window */
 } kn__creds_state_t;
 
 /* Non-blocking: copies the current credentials into out when usable. Thread-safe. */

@@ -93,11 +93,11 @@ static kn_err_t creds_from_json_obj(json_object *o, const json_creds_keys_t *k, 
                                      k->expiration);
             expiration = (time_t)(json_object_get_int64(ev) / 1000);
         } else {
-            const char *es = json_object_is_type(ev, json_type_string) ? json_object_get_string(ev)
-                                                                        : NULL;
+            const char *es =
+                json_object_is_type(ev, json_type_string) ? json_object_get_string(ev) : NULL;
             if (!es || kn__creds_parse_time(es, strlen(es), &expiration) != 0)
-                return kn__error_set(err, KN_ERR_BAD_RESPONSE,
-                                     "%s: %s is not an ISO 8601 time", what, k->expiration);
+                return kn__error_set(err, KN_ERR_BAD_RESPONSE, "%s: %s is not an ISO 8601 time",
+                                     what, k->expiration);
         }
     }
     if (kn__creds_fill(out, akid, strlen(akid), secret, strlen(secret), token,
@@ -150,7 +150,8 @@ kn__cp_t kn__cp_env(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
     }
     if (exp && kn__creds_parse_time(exp, strlen(exp), &expiration) != 0) {
         kn__error_set(err, KN_ERR_CREDENTIALS,
-                      "environment: AWS_CREDENTIAL_EXPIRATION '%.64s' is not an ISO 8601 time", exp);
+                      "environment: AWS_CREDENTIAL_EXPIRATION '%.64s' is not an ISO 8601 time",
+                      exp);
         return KN__CP_FAIL;
     }
     if (kn__creds_fill(out, akid, strlen(akid), secret, strlen(secret), token,
@@ -170,8 +171,7 @@ typedef struct proc_result_s {
 } proc_result_t;
 
 /* Runs /bin/sh -c command with a deadline, collecting bounded stdout and stderr. */
-static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t *r,
-                            kn_error_t *err)
+static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t *r, kn_error_t *err)
 {
     kn_err_t rc = KN_ERR_OK;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -269,7 +269,8 @@ static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t 
                 }
             } else if (r->errtxt.len < KN__PROCESS_MAX_STDERR) {
                 size_t keep = KN__PROCESS_MAX_STDERR - r->errtxt.len;
-                if (kn__buf_append(&r->errtxt, chunk, (size_t)got < keep ? (size_t)got : keep) != 0) {
+                if (kn__buf_append(&r->errtxt, chunk, (size_t)got < keep ? (size_t)got : keep) !=
+                    0) {
                     rc = kn__error_set(err, KN_ERR_NOMEM, "out of memory");
                     goto kill_it;
                 }
@@ -342,7 +343,8 @@ kn__cp_t kn__cp_process(kn__creds_ctx_t *ctx, const char *profile, const char *c
             while (*s && isspace((unsigned char)*s))
                 s++;
             size_t n = strcspn(s, "\r\n");
-            snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) - 1 ? n : sizeof(line) - 1), s);
+            snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) - 1 ? n : sizeof(line) - 1),
+                     s);
         }
         char how[64];
         if (WIFSIGNALED(r.status))
@@ -359,13 +361,13 @@ kn__cp_t kn__cp_process(kn__creds_ctx_t *ctx, const char *profile, const char *c
     if (!o)
         goto out;
     json_object *ver;
-    if (!json_object_object_get_ex(o, "Version", &ver) || !json_object_is_type(ver, json_type_int) ||
-        json_object_get_int64(ver) != 1) {
+    if (!json_object_object_get_ex(o, "Version", &ver) ||
+        !json_object_is_type(ver, json_type_int) || json_object_get_int64(ver) != 1) {
         kn__error_set(err, KN_ERR_BAD_RESPONSE, "%s: output must have \"Version\": 1", what);
         goto out;
     }
-    static const json_creds_keys_t keys = {"AccessKeyId", "SecretAccessKey", "SessionToken",
-                                           "Expiration", false, false};
+    static const json_creds_keys_t keys = {
+        "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", false, false};
     if (creds_from_json_obj(o, &keys, what, "process", out, err) != KN_ERR_OK)
         goto out;
     res = KN__CP_FOUND;
@@ -411,8 +413,8 @@ static int host_allowed_for_container(const char *url)
     if (strncmp(url, "http://", 7) != 0)
         return 0;
     const char *h = url + 7;
-    static const char *const ok[] = {"127.", "localhost", "[::1]", "169.254.170.2",
-                                     "169.254.170.23", "[fd00:ec2::23]"};
+    static const char *const ok[] = {"127.",          "localhost",      "[::1]",
+                                     "169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         size_t n = strlen(ok[i]);
         if (strncasecmp(h, ok[i], n) == 0) {
@@ -447,7 +449,8 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
     if (!rel && !host_allowed_for_container(full)) {
         kn__error_set(err, KN_ERR_CREDENTIALS,
                       "container: AWS_CONTAINER_CREDENTIALS_FULL_URI %s must be https or a "
-                      "loopback / ECS / EKS address", full);
+                      "loopback / ECS / EKS address",
+                      full);
         goto out;
     }
     if (token_file) {
@@ -468,7 +471,8 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
             }
         }
         /* A trailing newline from an editor or `echo` is not part of the token. */
-        while (token.len && (token.data[token.len - 1] == '\n' || token.data[token.len - 1] == '\r'))
+        while (token.len &&
+               (token.data[token.len - 1] == '\n' || token.data[token.len - 1] == '\r'))
             token.data[--token.len] = '\0';
     } else if (token_env && kn__buf_puts(&token, token_env) != 0) {
         kn__error_set(err, KN_ERR_NOMEM, "out of memory");
@@ -500,8 +504,8 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
     o = parse_json_object(body.data, body.len, "container", err);
     if (!o)
         goto out;
-    static const json_creds_keys_t keys = {"AccessKeyId", "SecretAccessKey", "Token", "Expiration",
-                                           false, false};
+    static const json_creds_keys_t keys = {
+        "AccessKeyId", "SecretAccessKey", "Token", "Expiration", false, false};
     if (creds_from_json_obj(o, &keys, "container", "container", out, err) != KN_ERR_OK)
         goto out;
     res = KN__CP_FOUND;
@@ -598,7 +602,8 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
 
     /* The role's credentials. */
     kn__buf_reset(&url);
-    if (kn__buf_printf(&url, "%s/latest/meta-data/iam/security-credentials/%s", base.data, role) != 0)
+    if (kn__buf_printf(&url, "%s/latest/meta-data/iam/security-credentials/%s", base.data, role) !=
+        0)
         goto nomem;
     if (http_get(ctx, "GET", url.data, get_headers, KN__IMDS_TIMEOUT_MS, &status, &body, &e) !=
         KN_ERR_OK) {
@@ -619,8 +624,8 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
         why(ctx, "%s: Code is %.64s", url.data, code);
         goto out;
     }
-    static const json_creds_keys_t keys = {"AccessKeyId", "SecretAccessKey", "Token", "Expiration",
-                                           false, false};
+    static const json_creds_keys_t keys = {
+        "AccessKeyId", "SecretAccessKey", "Token", "Expiration", false, false};
     if (creds_from_json_obj(o, &keys, "IMDS", "imds", out, &e) != KN_ERR_OK) {
         why(ctx, "%.300s", e.message);
         goto out;
@@ -719,7 +724,8 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
             (sso_region && s_region && strcmp(sso_region, s_region) != 0)) {
             kn__error_set(err, KN_ERR_CREDENTIALS,
                           "profile %s: sso_start_url/sso_region differ between the profile and "
-                          "[sso-session %s]", profile, session);
+                          "[sso-session %s]",
+                          profile, session);
             goto out;
         }
         if (s_url)
@@ -824,11 +830,12 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
     json_object *rc_obj;
     if (!json_object_object_get_ex(resp, "roleCredentials", &rc_obj) ||
         !json_object_is_type(rc_obj, json_type_object)) {
-        kn__error_set(err, KN_ERR_BAD_RESPONSE, "SSO GetRoleCredentials: no roleCredentials object");
+        kn__error_set(err, KN_ERR_BAD_RESPONSE,
+                      "SSO GetRoleCredentials: no roleCredentials object");
         goto out;
     }
-    static const json_creds_keys_t keys = {"accessKeyId", "secretAccessKey", "sessionToken",
-                                           "expiration", true, true};
+    static const json_creds_keys_t keys = {
+        "accessKeyId", "secretAccessKey", "sessionToken", "expiration", true, true};
     if (creds_from_json_obj(rc_obj, &keys, "SSO GetRoleCredentials", "sso", out, err) != KN_ERR_OK)
         goto out;
     res = KN__CP_FOUND;

@@ -55,7 +55,8 @@ static int xml_element(const char *p, size_t n, const char *tag, const char **co
                     const char *close = memchr(scan, '<', (size_t)(end - scan));
                     if (!close || (size_t)(end - close) < tl + 3)
                         return -1;
-                    if (close[1] == '/' && memcmp(close + 2, tag, tl) == 0 && close[2 + tl] == '>') {
+                    if (close[1] == '/' && memcmp(close + 2, tag, tl) == 0 &&
+                        close[2 + tl] == '>') {
                         *content = body;
                         *content_len = (size_t)(close - body);
                         return 0;
@@ -155,7 +156,7 @@ static int xml_text(const char *p, size_t n, kn_buf_t *out)
                     bad = 1;
                 for (; k < el && !bad; k++) {
                     int c = (unsigned char)ent[k];
-                    int d = isdigit(c) ? c - '0'
+                    int d = isdigit(c)           ? c - '0'
                             : hex && isxdigit(c) ? (tolower(c) - 'a' + 10)
                                                  : -1;
                     if (d < 0 || cp > 0x10FFFF)
@@ -342,7 +343,8 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
         if (err) {
             err->http_status = (int)resp.status;
             err->retriable = resp.status >= 500 || rc == KN_ERR_THROTTLED;
-            if (xml_path_text(x, xn, p_rid, &rid) == 0 && rid.len && rid.len < sizeof(err->request_id))
+            if (xml_path_text(x, xn, p_rid, &rid) == 0 && rid.len &&
+                rid.len < sizeof(err->request_id))
                 snprintf(err->request_id, sizeof(err->request_id), "%s", rid.data);
         }
         goto out;
@@ -357,8 +359,8 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
         xml_path_text(x, xn, p_sk, &sk) != 0 || sk.len == 0 ||
         xml_path_text(x, xn, p_tok, &tok) != 0 || tok.len == 0) {
         rc = kn__error_set(err, KN_ERR_BAD_RESPONSE,
-                           "STS %s for %s: response has no complete %s/Credentials element",
-                           what, role_arn, result_tag);
+                           "STS %s for %s: response has no complete %s/Credentials element", what,
+                           role_arn, result_tag);
         goto out;
     }
     if (xml_path_text(x, xn, p_exp, &exp) != 0 ||
@@ -492,8 +494,8 @@ kn_err_t kn__sts_assume_role(kn__creds_ctx_t *ctx, const kn__creds_t *source, co
 {
     kn_err_t rc = KN_ERR_OK;
     kn_buf_t body = KN_BUF_INIT;
-    kn_buf_t h_auth = KN_BUF_INIT, h_date = KN_BUF_INIT, h_token = KN_BUF_INIT,
-             h_sha = KN_BUF_INIT, h_host = KN_BUF_INIT;
+    kn_buf_t h_auth = KN_BUF_INIT, h_date = KN_BUF_INIT, h_token = KN_BUF_INIT, h_sha = KN_BUF_INIT,
+             h_host = KN_BUF_INIT;
     char *url = NULL, *host = NULL, *path = NULL;
     char name[64], dur[32];
     kn__sigv4_out_t sig;

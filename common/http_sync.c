@@ -90,7 +90,8 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
         hdrs = n;
     }
 
-    sink_t sink = {&resp->body, req->max_body ? req->max_body : KN__HTTP_SYNC_DEFAULT_MAX_BODY, 0, 0};
+    sink_t sink = {&resp->body, req->max_body ? req->max_body : KN__HTTP_SYNC_DEFAULT_MAX_BODY, 0,
+                   0};
     long timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : 10000;
     curl_easy_setopt(h, CURLOPT_URL, req->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

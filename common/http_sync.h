@@ -13,15 +13,15 @@
 #include "err.h"
 
 typedef struct kn__http_sync_req_s {
-    const char *method;            /* "GET", "PUT", "POST" */
+    const char *method; /* "GET", "PUT", "POST" */
     const char *url;
-    const char *const *headers;    /* NULL-terminated "Name: value" list, or NULL */
+    const char *const *headers; /* NULL-terminated "Name: value" list, or NULL */
     const void *body;
     size_t body_len;
-    long timeout_ms;               /* whole request */
-    const char *ca_bundle;         /* NULL: system store */
+    long timeout_ms;       /* whole request */
+    const char *ca_bundle; /* NULL: system store */
     bool tls_verify;
-    size_t max_body;               /* 0: 1 MiB */
+    size_t max_body; /* 0: 1 MiB */
 } kn__http_sync_req_t;
 
 typedef struct kn__http_sync_resp_s {

@@ -169,9 +169,9 @@ static void strip_value_comment(const char *p, size_t *n)
 
 static int parse_into(kn__ini_t *ini, const char *text, size_t len)
 {
-    long cur = -1;             /* current section index */
-    char parent[128] = "";     /* key of an open sub-section ("" if none) */
-    char last_key[128] = "";   /* key of the last top-level value (for continuations) */
+    long cur = -1;           /* current section index */
+    char parent[128] = "";   /* key of an open sub-section ("" if none) */
+    char last_key[128] = ""; /* key of the last top-level value (for continuations) */
     size_t pos = 0;
     while (pos < len) {
         const char *line = text + pos;

@@ -22,7 +22,8 @@ const char *kn__profile_name(const char *explicit_name);
  */
 const char *kn__profile_get(const kn__profiles_t *p, const char *profile, const char *key);
 /* A key of an [sso-session NAME] section of the config file. */
-const char *kn__profile_sso_session_get(const kn__profiles_t *p, const char *session, const char *key);
+const char *kn__profile_sso_session_get(const kn__profiles_t *p, const char *session,
+                                        const char *key);
 /* Whether the profile exists in either file. */
 int kn__profile_exists(const kn__profiles_t *p, const char *profile);
 

@@ -33,7 +33,8 @@ static const char *script =
     "mode=$(cat \"$HOME/mode\")\n"
     "if [ \"$mode\" = fail ]; then echo 'sts is down' >&2; exit 1; fi\n"
     "printf '{\"Version\": 1, \"AccessKeyId\": \"AKID%s\", \"SecretAccessKey\": \"secret%s\", "
-    "\"SessionToken\": \"token\", \"Expiration\": \"%s\"}' \"$mode\" \"$mode\" \"$(cat \"$HOME/exp\")\"\n";
+    "\"SessionToken\": \"token\", \"Expiration\": \"%s\"}' \"$mode\" \"$mode\" \"$(cat "
+    "\"$HOME/exp\")\"\n";
 
 static void set_answer(const char *mode, time_t exp)
 {
@@ -216,8 +217,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(refreshes_five_minutes_before_expiry, setup, teardown),
-        cmocka_unit_test_setup_teardown(failed_refresh_keeps_old_credentials_until_they_expire, setup, teardown),
-        cmocka_unit_test_setup_teardown(credentials_that_arrive_expired_are_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_refresh_keeps_old_credentials_until_they_expire,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(credentials_that_arrive_expired_are_an_error, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(concurrent_refreshes_are_serialised, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

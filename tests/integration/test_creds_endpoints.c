@@ -23,7 +23,8 @@
 #define SSO_TOKEN "kn-sso-access-token"
 #define IMDS_SECRET "imdsSecretKeyExample0000000000000000000001"
 #define SHA1_CORP "ee0bfd2552fbd840c02cc48b6e823320543c450f"
-#define SHA1_START_URL "a51746d4aa793ae07b25e90c3a5db96fc7832bd7" /* https://corp.awsapps.com/start */
+#define SHA1_START_URL                                                                             \
+    "a51746d4aa793ae07b25e90c3a5db96fc7832bd7" /* https://corp.awsapps.com/start */
 
 static kn_t_server_t srv;
 
@@ -31,9 +32,17 @@ static int setup(void **state)
 {
     kn_t_scrub_env();
     const char *role = *state ? (const char *)*state : "kn-test-role";
-    const char *args[] = {"--container-token", CONTAINER_TOKEN, "--sso-token", SSO_TOKEN,
-                          "--imds-role", role, "--moto", kn_test_server_url("KN_TEST_MOTO_URL"),
-                          "--sts-secret", IMDS_SECRET, NULL};
+    const char *args[] = {"--container-token",
+                          CONTAINER_TOKEN,
+                          "--sso-token",
+                          SSO_TOKEN,
+                          "--imds-role",
+                          role,
+                          "--moto",
+                          kn_test_server_url("KN_TEST_MOTO_URL"),
+                          "--sts-secret",
+                          IMDS_SECRET,
+                          NULL};
     kn_t_server_start(&srv, args);
     return 0;
 }
@@ -166,7 +175,8 @@ static void profile_beats_container_and_imds(void **state)
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN, 1);
     use_imds();
-    kn_t_write(".aws/credentials", "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = s\n", 0600);
+    kn_t_write(".aws/credentials",
+               "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = s\n", 0600);
     kn__creds_t c;
     kn_error_t e;
     assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
@@ -194,10 +204,11 @@ static void write_sso_token(const char *hash, const char *token, int valid_for_s
 static void sso_session_profile_exchanges_the_cached_token(void **state)
 {
     (void)state;
-    kn_t_write(".aws/config", "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\n"
-                              "sso_role_name = kn-sso-role\n"
-                              "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n"
-                              "sso_region = us-east-2\n",
+    kn_t_write(".aws/config",
+               "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\n"
+               "sso_role_name = kn-sso-role\n"
+               "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n"
+               "sso_region = us-east-2\n",
                0600);
     write_sso_token(SHA1_CORP, SSO_TOKEN, 3600);
     setenv("AWS_ENDPOINT_URL_SSO", srv.url, 1);
@@ -217,9 +228,10 @@ static void sso_session_profile_exchanges_the_cached_token(void **state)
 static void sso_legacy_profile_and_token_problems(void **state)
 {
     (void)state;
-    kn_t_write(".aws/config", "[default]\nsso_start_url = https://corp.awsapps.com/start\n"
-                              "sso_region = us-east-2\nsso_account_id = 123456789012\n"
-                              "sso_role_name = kn-sso-role\n",
+    kn_t_write(".aws/config",
+               "[default]\nsso_start_url = https://corp.awsapps.com/start\n"
+               "sso_region = us-east-2\nsso_account_id = 123456789012\n"
+               "sso_role_name = kn-sso-role\n",
                0600);
     setenv("AWS_ENDPOINT_URL", srv.url, 1); /* the general override serves SSO too */
     kn__creds_t c;
@@ -227,7 +239,8 @@ static void sso_legacy_profile_and_token_problems(void **state)
 
     /* no cached token yet */
     assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
-    assert_non_null(strstr(e.message, "no cached SSO token for start URL https://corp.awsapps.com/start"));
+    assert_non_null(
+        strstr(e.message, "no cached SSO token for start URL https://corp.awsapps.com/start"));
     assert_non_null(strstr(e.message, "aws sso login"));
 
     write_sso_token(SHA1_START_URL, SSO_TOKEN, 3600);
@@ -253,8 +266,9 @@ static void role_with_imds_credential_source(void **state)
     char sts[160];
     snprintf(sts, sizeof(sts), "%s/sts", srv.url);
     setenv("AWS_ENDPOINT_URL_STS", sts, 1);
-    kn_t_write(".aws/config", "[profile ec2role]\nrole_arn = arn:aws:iam::123456789012:role/ec2role\n"
-                              "credential_source = Ec2InstanceMetadata\nregion = ap-southeast-2\n",
+    kn_t_write(".aws/config",
+               "[profile ec2role]\nrole_arn = arn:aws:iam::123456789012:role/ec2role\n"
+               "credential_source = Ec2InstanceMetadata\nregion = ap-southeast-2\n",
                0600);
     kn__creds_t c;
     kn_error_t e;
@@ -269,7 +283,8 @@ static void role_with_imds_credential_source(void **state)
     assert_int_equal(kn_t_http_get(url, buf), 200);
     /* signed with the instance's keys and session token, verified by botocore */
     assert_non_null(strstr(buf, "\"signature_valid\": true"));
-    assert_non_null(strstr(buf, "\"signature_detail\": \"ASIAIMDSEXAMPLE00001/ap-southeast-2/sts\""));
+    assert_non_null(
+        strstr(buf, "\"signature_detail\": \"ASIAIMDSEXAMPLE00001/ap-southeast-2/sts\""));
     assert_non_null(strstr(buf, "\"security_token\": true"));
 }
 
@@ -278,11 +293,14 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(imds_v2_session_token_flow, setup, teardown),
-        cmocka_unit_test_prestate_setup_teardown(imds_without_a_role_is_listed_as_such, setup, teardown, ""),
-        cmocka_unit_test_setup_teardown(container_full_uri_with_authorization_token, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(imds_without_a_role_is_listed_as_such, setup,
+                                                 teardown, ""),
+        cmocka_unit_test_setup_teardown(container_full_uri_with_authorization_token, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(container_full_uri_must_be_local_or_https, setup, teardown),
         cmocka_unit_test_setup_teardown(profile_beats_container_and_imds, setup, teardown),
-        cmocka_unit_test_setup_teardown(sso_session_profile_exchanges_the_cached_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(sso_session_profile_exchanges_the_cached_token, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(sso_legacy_profile_and_token_problems, setup, teardown),
         cmocka_unit_test_setup_teardown(role_with_imds_credential_source, setup, teardown),
     };

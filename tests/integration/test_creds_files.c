@@ -50,10 +50,11 @@ static kn_err_t resolve(const kn__creds_opts_t *o, kn__creds_t *c, kn_error_t *e
 static void static_keys_of_default_profile_from_credentials_file(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials", "[default]\n"
-                                   "aws_access_key_id = AKIDDEFAULT00000001\n"
-                                   "aws_secret_access_key = defaultSecret/0000000000000000000000000\n"
-                                   "aws_session_token = defaultToken\n",
+    kn_t_write(".aws/credentials",
+               "[default]\n"
+               "aws_access_key_id = AKIDDEFAULT00000001\n"
+               "aws_secret_access_key = defaultSecret/0000000000000000000000000\n"
+               "aws_session_token = defaultToken\n",
                0600);
     kn__creds_t c;
     kn_error_t e;
@@ -70,9 +71,10 @@ static void static_keys_of_default_profile_from_credentials_file(void **state)
 static void aws_profile_and_explicit_option_select_the_profile(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials", "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = s1\n"
-                                   "[work]\naws_access_key_id = AKIDWORK\naws_secret_access_key = s2\n"
-                                   "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = s3\n",
+    kn_t_write(".aws/credentials",
+               "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = s1\n"
+               "[work]\naws_access_key_id = AKIDWORK\naws_secret_access_key = s2\n"
+               "[other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = s3\n",
                0600);
     kn__creds_t c;
     kn_error_t e;
@@ -92,8 +94,9 @@ static void aws_profile_and_explicit_option_select_the_profile(void **state)
 static void config_file_profile_needs_the_profile_prefix(void **state)
 {
     (void)state;
-    kn_t_write(".aws/config", "[profile cfg]\naws_access_key_id = AKIDCONFIG\naws_secret_access_key = s\n"
-                              "[bare]\naws_access_key_id = AKIDBARE\naws_secret_access_key = s\n",
+    kn_t_write(".aws/config",
+               "[profile cfg]\naws_access_key_id = AKIDCONFIG\naws_secret_access_key = s\n"
+               "[bare]\naws_access_key_id = AKIDBARE\naws_secret_access_key = s\n",
                0600);
     kn__creds_t c;
     kn_error_t e;
@@ -111,10 +114,12 @@ static void config_file_profile_needs_the_profile_prefix(void **state)
 static void credentials_file_beats_config_file_and_process_sits_between(void **state)
 {
     (void)state;
-    kn_t_write("proc.sh", "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", "
-                          "\"SecretAccessKey\": \"procSecret\"}'\n",
+    kn_t_write("proc.sh",
+               "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", "
+               "\"SecretAccessKey\": \"procSecret\"}'\n",
                0700);
-    kn_t_write(".aws/credentials", "[both]\naws_access_key_id = AKIDCREDSFILE\naws_secret_access_key = s\n", 0600);
+    kn_t_write(".aws/credentials",
+               "[both]\naws_access_key_id = AKIDCREDSFILE\naws_secret_access_key = s\n", 0600);
     char cfg[2048];
     snprintf(cfg, sizeof(cfg),
              "[profile both]\naws_access_key_id = AKIDCONFIGFILE\naws_secret_access_key = s\n"
@@ -169,7 +174,8 @@ static void credential_process_failure_reports_exit_status_and_stderr(void **sta
     (void)state;
     kn_t_write("fail.sh",
                "#!/bin/sh\n"
-               "echo '{\"Version\": 1, \"AccessKeyId\": \"AKIDLEAK\", \"SecretAccessKey\": \"leakedSecret\"}'\n"
+               "echo '{\"Version\": 1, \"AccessKeyId\": \"AKIDLEAK\", \"SecretAccessKey\": "
+               "\"leakedSecret\"}'\n"
                "echo '  session for corp expired, run login' >&2\n"
                "echo 'second line' >&2\n"
                "exit 3\n",
@@ -208,7 +214,10 @@ static void credential_process_is_killed_after_its_timeout(void **state)
 static void credential_process_bad_output_is_rejected(void **state)
 {
     (void)state;
-    kn_t_write("v2.sh", "#!/bin/sh\necho '{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"}'\n", 0700);
+    kn_t_write(
+        "v2.sh",
+        "#!/bin/sh\necho '{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"}'\n",
+        0700);
     kn_t_write("nojson.sh", "#!/bin/sh\necho 'not json at all'\n", 0700);
     kn_t_write("nokey.sh", "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"A\"}'\n", 0700);
     char cfg[1024];
@@ -234,7 +243,8 @@ static void credential_process_bad_output_is_rejected(void **state)
 static void static_options_beat_environment_which_beats_profile(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials", "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = s\n", 0600);
+    kn_t_write(".aws/credentials",
+               "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = s\n", 0600);
     setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "envSecret", 1);
     setenv("AWS_SESSION_TOKEN", "envToken", 1);
@@ -299,12 +309,13 @@ static void nothing_configured_lists_every_step(void **state)
     kn_error_t e;
     assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     char expect[1024];
-    snprintf(expect, sizeof(expect),
-             "no credentials found: environment: AWS_ACCESS_KEY_ID not set; web identity: "
-             "AWS_WEB_IDENTITY_TOKEN_FILE not set; profile default: not found in %s/.aws/credentials "
-             "or %s/.aws/config; container: not configured; IMDS: no response from "
-             "http://127.0.0.1:%d/ (connection refused)",
-             kn_t_home, kn_t_home, port);
+    snprintf(
+        expect, sizeof(expect),
+        "no credentials found: environment: AWS_ACCESS_KEY_ID not set; web identity: "
+        "AWS_WEB_IDENTITY_TOKEN_FILE not set; profile default: not found in %s/.aws/credentials "
+        "or %s/.aws/config; container: not configured; IMDS: no response from "
+        "http://127.0.0.1:%d/ (connection refused)",
+        kn_t_home, kn_t_home, port);
     assert_string_equal(e.message, expect);
     close(fd);
 
@@ -319,16 +330,17 @@ static void nothing_configured_lists_every_step(void **state)
 static void source_profile_loops_are_detected(void **state)
 {
     (void)state;
-    kn_t_write(".aws/config",
-               "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = b\n"
-               "[profile b]\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = c\n"
-               "[profile c]\nrole_arn = arn:aws:iam::123456789012:role/c\nsource_profile = a\n"
-               "[profile both]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = a\n"
-               "credential_source = Environment\n"
-               "[profile dangling]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = nope\n"
-               "[profile badsource]\nrole_arn = arn:aws:iam::123456789012:role/x\n"
-               "credential_source = Somewhere\n",
-               0600);
+    kn_t_write(
+        ".aws/config",
+        "[profile a]\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = b\n"
+        "[profile b]\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = c\n"
+        "[profile c]\nrole_arn = arn:aws:iam::123456789012:role/c\nsource_profile = a\n"
+        "[profile both]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = a\n"
+        "credential_source = Environment\n"
+        "[profile dangling]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = nope\n"
+        "[profile badsource]\nrole_arn = arn:aws:iam::123456789012:role/x\n"
+        "credential_source = Somewhere\n",
+        0600);
     kn__creds_t c;
     kn_error_t e;
     setenv("AWS_PROFILE", "a", 1);
@@ -358,9 +370,10 @@ static void log_cb(void *opaque, kn_log_level_t level, const char *ctx, const ch
 static void secrets_are_registered_with_the_logger(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials", "[default]\naws_access_key_id = AKIDLOGGED\n"
-                                   "aws_secret_access_key = verySecretValue123\n"
-                                   "aws_session_token = verySecretToken456\n",
+    kn_t_write(".aws/credentials",
+               "[default]\naws_access_key_id = AKIDLOGGED\n"
+               "aws_secret_access_key = verySecretValue123\n"
+               "aws_session_token = verySecretToken456\n",
                0600);
     kn__logger_t *lg = kn__logger_new(log_cb, NULL, KN_LOG_TRACE, KN_DBG_ALL);
     assert_non_null(lg);
@@ -383,16 +396,24 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(static_keys_of_default_profile_from_credentials_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(aws_profile_and_explicit_option_select_the_profile, setup, teardown),
-        cmocka_unit_test_setup_teardown(config_file_profile_needs_the_profile_prefix, setup, teardown),
-        cmocka_unit_test_setup_teardown(credentials_file_beats_config_file_and_process_sits_between, setup, teardown),
+        cmocka_unit_test_setup_teardown(static_keys_of_default_profile_from_credentials_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(aws_profile_and_explicit_option_select_the_profile, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(config_file_profile_needs_the_profile_prefix, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(credentials_file_beats_config_file_and_process_sits_between,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(credential_process_output_is_parsed, setup, teardown),
-        cmocka_unit_test_setup_teardown(credential_process_failure_reports_exit_status_and_stderr, setup, teardown),
-        cmocka_unit_test_setup_teardown(credential_process_is_killed_after_its_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(credential_process_failure_reports_exit_status_and_stderr,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(credential_process_is_killed_after_its_timeout, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(credential_process_bad_output_is_rejected, setup, teardown),
-        cmocka_unit_test_setup_teardown(static_options_beat_environment_which_beats_profile, setup, teardown),
-        cmocka_unit_test_setup_teardown(partial_keys_are_errors_that_name_the_missing_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(static_options_beat_environment_which_beats_profile, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(partial_keys_are_errors_that_name_the_missing_key, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(nothing_configured_lists_every_step, setup, teardown),
         cmocka_unit_test_setup_teardown(source_profile_loops_are_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_registered_with_the_logger, setup, teardown),

@@ -145,8 +145,9 @@ static void web_identity_from_a_profile(void **state)
 {
     (void)state;
     kn_t_write("tok", "profile-token", 0600);
-    kn_t_write(".aws/config", "[profile wi]\nrole_arn = arn:aws:iam::123456789012:role/kn-wi\n"
-                              "web_identity_token_file = ~/tok\nrole_session_name = wi-session\n",
+    kn_t_write(".aws/config",
+               "[profile wi]\nrole_arn = arn:aws:iam::123456789012:role/kn-wi\n"
+               "web_identity_token_file = ~/tok\nrole_session_name = wi-session\n",
                0600);
     set_sts_endpoint("/sts");
     kn__creds_t c;
@@ -161,8 +162,9 @@ static void web_identity_from_a_profile(void **state)
     json_object_put(log);
 
     /* a missing token file is a clear error that stops the chain */
-    kn_t_write(".aws/config", "[profile wi]\nrole_arn = arn:aws:iam::123456789012:role/kn-wi\n"
-                              "web_identity_token_file = ~/missing-token\n",
+    kn_t_write(".aws/config",
+               "[profile wi]\nrole_arn = arn:aws:iam::123456789012:role/kn-wi\n"
+               "web_identity_token_file = ~/missing-token\n",
                0600);
     assert_int_equal(resolve("wi", &c, &e), KN_ERR_IO);
     assert_non_null(strstr(e.message, "profile wi: cannot read web identity token file"));
@@ -171,13 +173,16 @@ static void web_identity_from_a_profile(void **state)
 static void assume_role_through_source_profile_is_signed_with_its_keys(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials",
-               "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET "\n",
-               0600);
-    kn_t_write(".aws/config", "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/kn-role\n"
-                              "source_profile = base\nexternal_id = ext-123\n"
-                              "role_session_name = kn-role-session\nduration_seconds = 1800\n"
-                              "region = eu-central-1\n",
+    kn_t_write(
+        ".aws/credentials",
+        "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET
+        "\n",
+        0600);
+    kn_t_write(".aws/config",
+               "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/kn-role\n"
+               "source_profile = base\nexternal_id = ext-123\n"
+               "role_session_name = kn-role-session\nduration_seconds = 1800\n"
+               "region = eu-central-1\n",
                0600);
     set_sts_endpoint("/sts/");
     setenv("AWS_PROFILE", "role", 1);
@@ -206,13 +211,16 @@ static void assume_role_through_source_profile_is_signed_with_its_keys(void **st
 static void role_chain_signs_the_second_call_with_the_first_roles_keys(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials",
-               "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET "\n",
-               0600);
-    kn_t_write(".aws/config", "[profile first]\nrole_arn = arn:aws:iam::123456789012:role/first\n"
-                              "source_profile = base\n"
-                              "[profile second]\nrole_arn = arn:aws:iam::123456789012:role/second\n"
-                              "source_profile = first\n",
+    kn_t_write(
+        ".aws/credentials",
+        "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET
+        "\n",
+        0600);
+    kn_t_write(".aws/config",
+               "[profile first]\nrole_arn = arn:aws:iam::123456789012:role/first\n"
+               "source_profile = base\n"
+               "[profile second]\nrole_arn = arn:aws:iam::123456789012:role/second\n"
+               "source_profile = first\n",
                0600);
     set_sts_endpoint("/sts");
     kn__creds_t c;
@@ -238,8 +246,9 @@ static void credential_source_environment_signs_with_the_environment_keys(void *
     (void)state;
     setenv("AWS_ACCESS_KEY_ID", "AKIDENV0000000000001", 1);
     setenv("AWS_SECRET_ACCESS_KEY", ENV_SECRET, 1);
-    kn_t_write(".aws/config", "[profile envrole]\nrole_arn = arn:aws:iam::123456789012:role/envrole\n"
-                              "credential_source = Environment\n",
+    kn_t_write(".aws/config",
+               "[profile envrole]\nrole_arn = arn:aws:iam::123456789012:role/envrole\n"
+               "credential_source = Environment\n",
                0600);
     set_sts_endpoint("/sts");
     setenv("AWS_REGION", "us-west-2", 1);
@@ -259,17 +268,22 @@ static void credential_source_environment_signs_with_the_environment_keys(void *
 static void sts_failure_stops_the_chain_with_the_status(void **state)
 {
     (void)state;
-    kn_t_write(".aws/credentials",
-               "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET "\n",
-               0600);
-    kn_t_write(".aws/config", "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/kn-role\n"
-                              "source_profile = base\n",
+    kn_t_write(
+        ".aws/credentials",
+        "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET
+        "\n",
+        0600);
+    kn_t_write(".aws/config",
+               "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/kn-role\n"
+               "source_profile = base\n",
                0600);
     set_sts_endpoint("/not-sts"); /* the relay answers 404 here */
     kn__creds_t c;
     kn_error_t e;
     assert_int_equal(resolve("role", &c, &e), KN_ERR_BAD_RESPONSE);
-    assert_non_null(strstr(e.message, "profile role: STS AssumeRole for arn:aws:iam::123456789012:role/kn-role: HTTP 404"));
+    assert_non_null(strstr(
+        e.message,
+        "profile role: STS AssumeRole for arn:aws:iam::123456789012:role/kn-role: HTTP 404"));
     assert_int_equal(e.http_status, 404);
     assert_null(strstr(e.message, BASE_SECRET));
 }
@@ -278,14 +292,20 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(web_identity_from_environment_directly_against_moto, setup, teardown),
-        cmocka_unit_test_setup_teardown(web_identity_request_is_unsigned_and_carries_the_role, setup, teardown),
+        cmocka_unit_test_setup_teardown(web_identity_from_environment_directly_against_moto, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(web_identity_request_is_unsigned_and_carries_the_role,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(web_identity_from_a_profile, setup, teardown),
-        cmocka_unit_test_setup_teardown(assume_role_through_source_profile_is_signed_with_its_keys, setup, teardown),
-        cmocka_unit_test_setup_teardown(role_chain_signs_the_second_call_with_the_first_roles_keys, setup, teardown),
-        cmocka_unit_test_prestate_setup_teardown(credential_source_environment_signs_with_the_environment_keys,
-                                                 setup, teardown, (void *)ENV_SECRET),
-        cmocka_unit_test_setup_teardown(sts_failure_stops_the_chain_with_the_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(assume_role_through_source_profile_is_signed_with_its_keys,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(role_chain_signs_the_second_call_with_the_first_roles_keys,
+                                        setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(
+            credential_source_environment_signs_with_the_environment_keys, setup, teardown,
+            (void *)ENV_SECRET),
+        cmocka_unit_test_setup_teardown(sts_failure_stops_the_chain_with_the_status, setup,
+                                        teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -18,29 +18,33 @@
 static void ini_reads_sections_keys_and_comments(void **state)
 {
     (void)state;
-    kn__ini_t *ini = kn__ini_parse("# top comment\n"
-                                   "[default]\n"
-                                   "aws_access_key_id = AKIDDEFAULT\n"
-                                   "  ; indented comment\n"
-                                   "AWS_Secret_Access_Key=secret/with+chars==\n"
-                                   "region: eu-west-1\n"
-                                   "[profile   dev ]\r\n"
-                                   "role_arn = arn:aws:iam::123456789012:role/x # trailing comment\n"
-                                   "url = http://h/#frag\n"
-                                   "empty =\n"
-                                   "\n"
-                                   "[sso-session corp]\n"
-                                   "sso_start_url = https://corp.awsapps.com/start\n");
+    kn__ini_t *ini =
+        kn__ini_parse("# top comment\n"
+                      "[default]\n"
+                      "aws_access_key_id = AKIDDEFAULT\n"
+                      "  ; indented comment\n"
+                      "AWS_Secret_Access_Key=secret/with+chars==\n"
+                      "region: eu-west-1\n"
+                      "[profile   dev ]\r\n"
+                      "role_arn = arn:aws:iam::123456789012:role/x # trailing comment\n"
+                      "url = http://h/#frag\n"
+                      "empty =\n"
+                      "\n"
+                      "[sso-session corp]\n"
+                      "sso_start_url = https://corp.awsapps.com/start\n");
     assert_non_null(ini);
     assert_true(kn__ini_exists(ini));
     assert_string_equal(kn__ini_get(ini, "default", "aws_access_key_id"), "AKIDDEFAULT");
     /* keys are case-insensitive, values keep '=' and '/' */
-    assert_string_equal(kn__ini_get(ini, "default", "aws_secret_access_key"), "secret/with+chars==");
-    assert_string_equal(kn__ini_get(ini, "default", "AWS_SECRET_ACCESS_KEY"), "secret/with+chars==");
+    assert_string_equal(kn__ini_get(ini, "default", "aws_secret_access_key"),
+                        "secret/with+chars==");
+    assert_string_equal(kn__ini_get(ini, "default", "AWS_SECRET_ACCESS_KEY"),
+                        "secret/with+chars==");
     assert_string_equal(kn__ini_get(ini, "default", "region"), "eu-west-1");
     /* blanks inside the header collapse; CRLF is fine */
     assert_true(kn__ini_has_section(ini, "profile dev"));
-    assert_string_equal(kn__ini_get(ini, "profile dev", "role_arn"), "arn:aws:iam::123456789012:role/x");
+    assert_string_equal(kn__ini_get(ini, "profile dev", "role_arn"),
+                        "arn:aws:iam::123456789012:role/x");
     /* '#' without whitespace before it is part of the value */
     assert_string_equal(kn__ini_get(ini, "profile dev", "url"), "http://h/#frag");
     assert_string_equal(kn__ini_get(ini, "profile dev", "empty"), "");
@@ -143,8 +147,9 @@ static void profiles_merge_files_with_credentials_first(void **state)
     kn__profiles_t *p = kn__profiles_load();
     assert_non_null(p);
     assert_string_equal(kn__profile_get(p, "default", "aws_access_key_id"), "FROMCREDS");
-    assert_string_equal(kn__profile_get_file(p, KN__PROFILE_CONFIG_FILE, "default", "aws_access_key_id"),
-                        "FROMCONFIG");
+    assert_string_equal(
+        kn__profile_get_file(p, KN__PROFILE_CONFIG_FILE, "default", "aws_access_key_id"),
+        "FROMCONFIG");
     assert_string_equal(kn__profile_get(p, "default", "region"), "eu-north-1");
     assert_string_equal(kn__profile_get(p, "dev", "aws_access_key_id"), "DEVCREDS");
     assert_string_equal(kn__profile_get(p, "dev", "region"), "ap-south-1");
