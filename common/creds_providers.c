@@ -406,6 +406,11 @@ static kn_err_t http_get(kn__creds_ctx_t *ctx, const char *method, const char *u
     return rc;
 }
 
+/*
+ * As botocore: https anywhere; plain http only to a loopback address or the
+ * ECS/EKS agent addresses (an http URL elsewhere would send the token in
+ * clear).
+ */
 static int host_allowed_for_container(const char *url)
 {
     if (strncmp(url, "https://", 8) == 0)
@@ -413,17 +418,28 @@ static int host_allowed_for_container(const char *url)
     if (strncmp(url, "http://", 7) != 0)
         return 0;
     const char *h = url + 7;
-    static const char *const ok[] = {"127.",          "localhost",      "[::1]",
-                                     "169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        size_t n = strlen(ok[i]);
-        if (strncasecmp(h, ok[i], n) == 0) {
-            char c = h[n];
-            if (ok[i][n - 1] == '.' || c == '\0' || c == ':' || c == '/')
-                return 1;
-        }
+    size_t hl = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/?#");
+    if (hl > 64)
+        return 0;
+    char host[65];
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    static const char *const ok[] = {"localhost", "[::1]", "169.254.170.2", "169.254.170.23",
+                                     "[fd00:ec2::23]"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcasecmp(host, ok[i]) == 0)
+            return 1;
+    if (strncmp(host, "127.", 4) != 0)
+        return 0;
+    /* 127.0.0.0/8, written as a dotted IPv4 address (not a name such as 127.0.0.1.example) */
+    int dots = 0;
+    for (const char *p = host; *p; p++) {
+        if (*p == '.')
+            dots++;
+        else if (!isdigit((unsigned char)*p))
+            return 0;
     }
-    return 0;
+    return dots == 3;
 }
 
 kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)

@@ -165,6 +165,9 @@ static void container_full_uri_must_be_local_or_https(void **state)
     kn_error_t e;
     assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     assert_non_null(strstr(e.message, "must be https or a loopback"));
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1.example.com/creds", 1);
+    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_non_null(strstr(e.message, "must be https or a loopback"));
 }
 
 static void profile_beats_container_and_imds(void **state)

@@ -288,6 +288,53 @@ static void sts_failure_stops_the_chain_with_the_status(void **state)
     assert_null(strstr(e.message, BASE_SECRET));
 }
 
+static kn_err_t canned(const char *name, kn__creds_t *c, kn_error_t *e)
+{
+    char suffix[64];
+    snprintf(suffix, sizeof(suffix), "/canned/%s", name);
+    set_sts_endpoint(suffix);
+    return resolve(NULL, c, e);
+}
+
+static void sts_xml_is_decoded_and_malformed_answers_are_rejected(void **state)
+{
+    (void)state;
+    const char *tok = kn_t_write("token", "header.payload.signature", 0600);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tok, 1);
+    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/kn-canned", 1);
+    kn__creds_t c;
+    kn_error_t e;
+    assert_int_equal(canned("entities", &c, &e), KN_ERR_OK);
+    assert_string_equal(c.access_key_id, "ASIACANNED0000000001");
+    assert_string_equal(c.secret_access_key, "sec<ret&1");
+    assert_string_equal(c.session_token, "tok&en/x+y<>\"'\xc3\xa9");
+    assert_int_equal((long long)c.expiration, 1927857906LL);
+    kn__creds_free(&c);
+
+    assert_int_equal(canned("truncated", &c, &e), KN_ERR_BAD_RESPONSE);
+    assert_non_null(strstr(e.message, "no complete AssumeRoleWithWebIdentityResult/Credentials"));
+    assert_int_equal(canned("badentity", &c, &e), KN_ERR_BAD_RESPONSE);
+    assert_int_equal(canned("noexpiry", &c, &e), KN_ERR_BAD_RESPONSE);
+    assert_non_null(strstr(e.message, "Expiration"));
+    assert_null(c.access_key_id);
+
+    assert_int_equal(canned("denied", &c, &e), KN_ERR_AUTH);
+    assert_non_null(strstr(e.message, "web identity: STS AssumeRoleWithWebIdentity for "
+                                      "arn:aws:iam::123456789012:role/kn-canned: AccessDenied: "
+                                      "Not authorized & denied (HTTP 403)"));
+    assert_string_equal(e.aws_type, "AccessDenied");
+    assert_string_equal(e.request_id, "req-123");
+    assert_int_equal(e.http_status, 403);
+    assert_false(e.retriable);
+
+    assert_int_equal(canned("html502", &c, &e), KN_ERR_SERVICE);
+    assert_non_null(strstr(e.message, "HTTP 502 with no STS error in the body"));
+    assert_true(e.retriable);
+
+    assert_int_equal(canned("huge", &c, &e), KN_ERR_TOO_LARGE);
+    assert_null(strstr(e.message, "header.payload.signature"));
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -306,6 +353,8 @@ int main(void)
             (void *)ENV_SECRET),
         cmocka_unit_test_setup_teardown(sts_failure_stops_the_chain_with_the_status, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(sts_xml_is_decoded_and_malformed_answers_are_rejected,
+                                        setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -140,9 +140,14 @@ static void test_create_describe_list_delete(void **state)
     assert_string_equal(sum.encryption_type, "NONE");
     kn__stream_summary_free(&sum);
 
-    /* one name per page forces ExclusiveStartStreamName paging over every stream */
+    /*
+     * One name per page forces ExclusiveStartStreamName paging over every
+     * stream on kinesalite. moto looks the start name up in its current list
+     * and answers 500 when a parallel test deleted that stream in between, so
+     * on the shared moto the whole list is read in one page.
+     */
     kn__stream_names_t names = {0};
-    CHECK(kn__kinesis_list_streams(s->client, 1, &names, &e), e);
+    CHECK(kn__kinesis_list_streams(s->client, s->moto ? 10000 : 1, &names, &e), e);
     int found = 0;
     for (size_t i = 0; i < names.count; i++)
         found += !strcmp(names.names[i], a) + !strcmp(names.names[i], b);

@@ -16,6 +16,7 @@ port on its first line of stdout. Stop it with SIGTERM.
   SSO        GET /federation/credentials?account_id=..&role_name=..
              (x-amz-sso_bearer_token must equal --sso-token, else 401)
   STS relay  POST /sts... forwarded to --moto; GET /_sts_log lists the calls
+  canned STS POST /canned/NAME: fixed STS answers (see CANNED_STS)
   stats      GET /_stats: how many credentials each endpoint handed out
 """
 import argparse
@@ -43,6 +44,36 @@ SSO_CREDS = {
     "accessKeyId": "ASIASSOEXAMPLE000001",
     "secretAccessKey": "ssoSecretKeyExample0000000000000000000001",
     "sessionToken": "ssoSessionTokenExample0001",
+}
+
+# Canned STS answers (POST /canned/NAME) for the XML reader's edge cases.
+_WI = "AssumeRoleWithWebIdentity"
+CANNED_STS = {
+    "entities": (200, (
+        '<?xml version="1.0"?>\n<%sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        '<%sResult><SubjectFromWebIdentityToken>x</SubjectFromWebIdentityToken>'
+        '<Credentials>\n  <AccessKeyId> ASIACANNED0000000001 </AccessKeyId>\n'
+        '  <SecretAccessKey><![CDATA[sec<ret&1]]></SecretAccessKey>\n'
+        '  <SessionToken>tok&amp;en&#47;x&#x2B;y&lt;&gt;&quot;&apos;&#xE9;</SessionToken>\n'
+        '  <Expiration>2031-02-03T04:05:06.789Z</Expiration>\n'
+        '</Credentials></%sResult></%sResponse>') % (_WI, _WI, _WI, _WI)),
+    "truncated": (200, '<%sResponse><%sResult><Credentials><AccessKeyId>ASIA' % (_WI, _WI)),
+    "badentity": (200, (
+        '<%sResponse><%sResult><Credentials><AccessKeyId>ASIACANNED0000000001</AccessKeyId>'
+        '<SecretAccessKey>a&bogus;b</SecretAccessKey><SessionToken>t</SessionToken>'
+        '<Expiration>2031-02-03T04:05:06Z</Expiration></Credentials></%sResult></%sResponse>')
+        % (_WI, _WI, _WI, _WI)),
+    "noexpiry": (200, (
+        '<%sResponse><%sResult><Credentials><AccessKeyId>ASIACANNED0000000001</AccessKeyId>'
+        '<SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken>'
+        '<Expiration>tomorrow</Expiration></Credentials></%sResult></%sResponse>')
+        % (_WI, _WI, _WI, _WI)),
+    "denied": (403, (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        '<Code>AccessDenied</Code><Message>Not authorized &amp; denied</Message></Error>'
+        '<RequestId>req-123</RequestId></ErrorResponse>')),
+    "html502": (502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "huge": (200, "<x>" + "a" * (300 * 1024) + "</x>"),
 }
 
 
@@ -192,6 +223,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.body()
         u = urllib.parse.urlsplit(self.path)
+        if u.path.startswith("/canned/"):
+            name = u.path[len("/canned/"):]
+            if name not in CANNED_STS:
+                return self.reply(404, json.dumps({"message": "no such canned answer"}))
+            status, text = CANNED_STS[name]
+            return self.reply(status, text, "text/xml")
         if not u.path.startswith("/sts") or not self.st.args.moto:
             return self.reply(404, json.dumps({"message": "no such endpoint"}))
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
@@ -228,6 +265,16 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(status, data, ctype)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that stops reading an oversized answer is expected here.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=0)
@@ -239,8 +286,7 @@ def main():
     ap.add_argument("--moto", default="")
     ap.add_argument("--sts-secret", default="")
     args = ap.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", args.port), Handler)
     srv.state = State(args)
     print(srv.server_address[1], flush=True)
     try:

@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "creds_int.h"
 #include "ini.h"
 #include "profile.h"
 
@@ -200,6 +202,44 @@ static void profile_name_selection_order(void **state)
     unsetenv("AWS_DEFAULT_PROFILE");
 }
 
+/* Expiration times as STS, credential_process, containers and the SSO cache write them. */
+static void iso8601_times_of_credential_sources(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        long long t;
+    } ok[] = {
+        {"2031-02-03T04:05:06Z", 1927857906LL},      {"2031-02-03T04:05:06.157032Z", 1927857906LL},
+        {"2031-02-03T04:05:06UTC", 1927857906LL},    {"2031-02-03T04:05:06", 1927857906LL},
+        {"2031-02-03T05:05:06+01:00", 1927857906LL}, {"2031-02-03T03:35:06-0030", 1927857906LL},
+        {"2031-02-03 04:05:06z\n", 1927857906LL},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        time_t t = 0;
+        assert_int_equal(kn__creds_parse_time(ok[i].s, strlen(ok[i].s), &t), 0);
+        assert_int_equal((long long)t, ok[i].t);
+    }
+    static const char *const bad[] = {"",
+                                      "2031-02-03",
+                                      "2031-02-03T04:05",
+                                      "2031-13-03T04:05:06Z",
+                                      "2031-02-03T04:05:06Q",
+                                      "2031-02-03T04:05:06.Z",
+                                      "2031-02-03T04:05:06+1",
+                                      "tomorrow",
+                                      "2031-02-03T24:00:00Z"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        time_t t = 0;
+        assert_int_equal(kn__creds_parse_time(bad[i], strlen(bad[i]), &t), -1);
+    }
+    /* the view's length is honoured: a longer buffer is not read past n */
+    const char *longer = "2031-02-03T04:05:06Zjunk";
+    time_t t = 0;
+    assert_int_equal(kn__creds_parse_time(longer, 20, &t), 0);
+    assert_int_equal((long long)t, 1927857906LL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +251,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(profiles_paths_from_environment_and_profile_default_section,
                                         setup_files, teardown_files),
         cmocka_unit_test(profile_name_selection_order),
+        cmocka_unit_test(iso8601_times_of_credential_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
