@@ -58,7 +58,12 @@ int main(void)
 C
 cflags=$(PKG_CONFIG_SYSROOT_DIR= PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-prefix --cflags libkinesis)
 libs=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-prefix --libs libkinesis)
-cc -std=c11 -Wall -Wextra -Werror -I"$prefix_dir/include" $cflags "$stage/user.c" -L"$libdir" $libs -o "$stage/user" \
+# A sanitizer build of the library needs the program built the same way.
+san=
+if readelf -d "$so" | grep -q 'libasan'; then
+    san="-fsanitize=address,undefined"
+fi
+cc -std=c11 -Wall -Wextra -Werror $san -I"$prefix_dir/include" $cflags "$stage/user.c" -L"$libdir" $libs -o "$stage/user" \
     || fail "a program using <kinesis/common.h> and pkg-config did not build"
 out=$(LD_LIBRARY_PATH=$libdir "$stage/user") || fail "the program failed (exit $?)"
 [ "$out" = "0.1.0 KN_ERR_TIMEOUT" ] || fail "unexpected output '$out'"
