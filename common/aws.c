@@ -108,10 +108,38 @@ static void creds_work(uv_work_t *w)
     kn__creds_cache_refresh(c->creds, &c->creds_err);
 }
 
+static void start_refresh(kn_client_t *c);
+
+static void on_creds_timer(uv_timer_t *t) { start_refresh(t->data); }
+
+/*
+ * Arms the timer that refreshes temporary credentials ahead of their expiry,
+ * so that no request has to wait for a refresh. After a failed refresh the
+ * old credentials stay in use: try again in a minute while they last.
+ */
+static void schedule_refresh(kn_client_t *c, int failed)
+{
+    kn__creds_t cr = {0};
+    kn__creds_state_t st = kn__creds_cache_peek(c->creds, &cr);
+    time_t exp = cr.expiration;
+    kn__creds_free(&cr);
+    if (st == KN__CREDS_NONE || exp == 0 || c->stop_started)
+        return;
+    int64_t in_s = (int64_t)(exp - KN__CREDS_REFRESH_BEFORE_S - time(NULL));
+    /* Short-lived credentials (inside the window already) are refreshed at most every 30 s. */
+    if (failed)
+        in_s = 60;
+    else if (in_s < 30)
+        in_s = 30;
+    uv_timer_start(&c->creds_timer, on_creds_timer, (uint64_t)in_s * 1000, 0);
+}
+
 static void creds_after(uv_work_t *w, int status)
 {
     kn_client_t *c = w->data;
     c->creds_refreshing = 0;
+    if (status == 0)
+        schedule_refresh(c, c->creds_err.code != KN_ERR_OK);
     if (c->creds_err.code != KN_ERR_OK)
         KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CREDS, "credential refresh failed: %s", c->creds_err.message);
     /* Resume (or fail) every call that waited for credentials. Mark first: resuming may add waiters. */
@@ -147,6 +175,7 @@ static void creds_after(uv_work_t *w, int status)
 
 static void start_refresh(kn_client_t *c)
 {
+    uv_timer_stop(&c->creds_timer);
     if (c->creds_refreshing || c->stop_started)
         return;
     c->creds_refreshing = 1;
@@ -419,6 +448,7 @@ kn_err_t kn__aws_call(kn_client_t *c, kn__aws_req_t *req, kn_error_t *err)
 
 void kn__aws_shutdown(kn_client_t *c)
 {
+    uv_timer_stop(&c->creds_timer);
     call_t *call = c->calls;
     while (call) {
         call_t *next = call->next;

@@ -91,6 +91,7 @@ static void on_http_closed(void *opaque)
 {
     kn_client_t *c = opaque;
     c->http = NULL;
+    uv_close((uv_handle_t *)&c->creds_timer, NULL);
     uv_close((uv_handle_t *)&c->wakeup, NULL);
 }
 
@@ -225,6 +226,8 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
         goto fail;
     }
     c->wakeup.data = c;
+    uv_timer_init(&c->loop, &c->creds_timer);
+    c->creds_timer.data = c;
     loop_ok = 2;
 
     /* The loop is not running yet, so creating loop-owned objects here is safe. */
@@ -254,6 +257,7 @@ fail:
         if (c->http) {
             kn__http_close(c->http, on_http_closed, c);
         } else if (loop_ok == 2) {
+            uv_close((uv_handle_t *)&c->creds_timer, NULL);
             uv_close((uv_handle_t *)&c->wakeup, NULL);
         }
         uv_run(&c->loop, UV_RUN_DEFAULT);

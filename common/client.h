@@ -40,6 +40,7 @@ struct kn_client_s {
     int64_t clock_skew_s; /* added to time(NULL) when signing (atomic access) */
     int creds_refreshing;   /* a refresh runs on the thread pool */
     uv_work_t creds_work;
+    uv_timer_t creds_timer; /* refreshes temporary credentials before they expire */
     kn_error_t creds_err;   /* result of the last refresh (written by the worker) */
     struct kn__aws_call_s *calls; /* every call in progress (list for shutdown) */
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -288,6 +289,75 @@ static void connection_refused_names_the_endpoint(void **state)
     kn_client_destroy(c);
 }
 
+/*
+ * Temporary credentials inside the refresh window are used at once and
+ * refreshed in the background: the call does not wait, and the provider runs
+ * again without any further call.
+ */
+static void temporary_credentials_are_refreshed_in_the_background(void **state)
+{
+    (void)state;
+    char home[] = "/tmp/kn-aws-layer-XXXXXX";
+    assert_non_null(mkdtemp(home));
+    char path[512], cmd[1024];
+    snprintf(path, sizeof(path), "%s/creds.sh", home);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\necho run >> '%s/count'\n"
+               "exp=$(date -u -d '+200 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)\n"
+               "printf '{\"Version\":1,\"AccessKeyId\":\"AKIDPROC\",\"SecretAccessKey\":\"%s\","
+               "\"SessionToken\":\"%s\",\"Expiration\":\"%%s\"}' \"$exp\"\n",
+            home, SECRET, TOKEN);
+    fclose(f);
+    chmod(path, 0700);
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = %s\\n' > '%s/.aws/config'",
+             home, path, home);
+    assert_int_equal(system(cmd), 0);
+    const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                          "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
+                                 sizeof(err)), KN_ERR_OK);
+    kn_conf_set_log_cb(conf, collect_log, NULL);
+    assert_int_equal(kn_conf_set(conf, "log.level", "trace", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "debug", "all", err, sizeof(err)), KN_ERR_OK);
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(c);
+    kn_error_t e;
+    kn__error_clear(&e);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &e);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams with credential_process: %s", e.message);
+    /* The first run resolved; a second run follows in the background. */
+    snprintf(cmd, sizeof(cmd), "%s/count", home);
+    int runs = 0;
+    for (int i = 0; i < 500 && runs < 2; i++) {
+        usleep(10000);
+        FILE *cf = fopen(cmd, "r");
+        char line[16];
+        runs = 0;
+        while (cf && fgets(line, sizeof(line), cf))
+            runs++;
+        if (cf)
+            fclose(cf);
+    }
+    assert_int_equal(runs, 2);
+    kn_client_destroy(c);
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    free(old_home);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+    assert_int_equal(system(cmd), 0);
+}
+
 typedef struct async_s {
     pthread_mutex_t m;
     int calls;
@@ -356,6 +426,7 @@ int main(void)
         cmocka_unit_test(expired_token_refreshes_credentials_and_retries_once),
         cmocka_unit_test(connection_refused_names_the_endpoint),
         cmocka_unit_test(destroy_fails_calls_waiting_in_backoff),
+        cmocka_unit_test(temporary_credentials_are_refreshed_in_the_background),
         cmocka_unit_test(no_secret_reaches_the_log_at_trace_level),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
