@@ -39,40 +39,31 @@ static kn_err_t nomem(kn_error_t *err, const char *op)
     return kn__error_set(err, KN_ERR_NOMEM, "%s: out of memory", op);
 }
 
-static int jadd_str(json_object *o, const char *key, const char *v)
+/* Adds v under key, taking v; -1 (and v released) on failure, including v == NULL. */
+static int jadd(json_object *o, const char *key, json_object *v)
 {
-    json_object *s = json_object_new_string(v);
-    if (!s)
+    if (!v)
         return -1;
-    if (json_object_object_add(o, key, s) != 0) {
-        json_object_put(s);
+    if (json_object_object_add(o, key, v) != 0) {
+        json_object_put(v);
         return -1;
     }
     return 0;
+}
+
+static int jadd_str(json_object *o, const char *key, const char *v)
+{
+    return jadd(o, key, json_object_new_string(v));
 }
 
 static int jadd_int(json_object *o, const char *key, int64_t v)
 {
-    json_object *s = json_object_new_int64(v);
-    if (!s)
-        return -1;
-    if (json_object_object_add(o, key, s) != 0) {
-        json_object_put(s);
-        return -1;
-    }
-    return 0;
+    return jadd(o, key, json_object_new_int64(v));
 }
 
 static int jadd_bool(json_object *o, const char *key, bool v)
 {
-    json_object *s = json_object_new_boolean(v);
-    if (!s)
-        return -1;
-    if (json_object_object_add(o, key, s) != 0) {
-        json_object_put(s);
-        return -1;
-    }
-    return 0;
+    return jadd(o, key, json_object_new_boolean(v));
 }
 
 /* A Kinesis Timestamp: a JSON number of seconds with a millisecond fraction. */
@@ -80,14 +71,7 @@ static int jadd_time_ms(json_object *o, const char *key, int64_t ms)
 {
     char txt[48];
     snprintf(txt, sizeof(txt), "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
-    json_object *s = json_object_new_double_s((double)ms / 1000.0, txt);
-    if (!s)
-        return -1;
-    if (json_object_object_add(o, key, s) != 0) {
-        json_object_put(s);
-        return -1;
-    }
-    return 0;
+    return jadd(o, key, json_object_new_double_s((double)ms / 1000.0, txt));
 }
 
 static kn_err_t check_ref(const char *op, const kn__stream_ref_t *ref, kn_error_t *err)
