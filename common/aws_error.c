@@ -242,9 +242,9 @@ void kn__aws_parse_error(long status, const char *error_type_header, const char 
     }
     if (!*kind && blen > 0) {
         kind = "text";
-        size_t n = strcspn(b, "\r\n");
-        if (n > blen)
-            n = blen;
+        size_t n = 0; /* the body is a view: it need not be NUL-terminated */
+        while (n < blen && b[n] != '\r' && b[n] != '\n')
+            n++;
         copy_clean(msg, sizeof(msg), b, n > 200 ? 200 : n, 0);
     }
     /* The header names the error exactly, when the service sends it. */

@@ -72,8 +72,12 @@ int kn__base64_decode(kn_buf_t *out, const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
     if (len % 4 != 0)
         return -1;
-    if (len == 0)
-        return kn__buf_reserve(out, 0) == 0 ? 0 : -2;
+    if (len == 0) {
+        if (kn__buf_reserve(out, 0) != 0)
+            return -2;
+        out->data[out->len] = '\0'; /* reserve alone leaves a new buffer unterminated */
+        return 0;
+    }
     size_t pad = 0;
     if (p[len - 1] == '=')
         pad = p[len - 2] == '=' ? 2 : 1;

@@ -1162,6 +1162,11 @@ static int split_line(const char *s, size_t len, kn_buf_t *key, kn_buf_t *val, c
         snprintf(why, size, "out of memory");
         rc = -1;
     }
+    if (rc == 0) {
+        /* An empty key or value has had nothing appended: reserve alone does not terminate it. */
+        key->data[key->len] = '\0';
+        val->data[val->len] = '\0';
+    }
     return rc;
 }
 

@@ -28,10 +28,36 @@
 
 /* -------------------------------------------------------------- helpers */
 
-static const char *env(const char *name)
+const char *kn__creds_env(const char *name)
 {
     const char *v = getenv(name);
     return v && *v ? v : NULL;
+}
+
+void kn__creds_why(kn__creds_ctx_t *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->why, sizeof(ctx->why), fmt, ap);
+    va_end(ap);
+}
+
+int kn__creds_url_escape(kn_buf_t *b, const char *s)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        /* Explicit ranges: isalnum() depends on the application's locale. */
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            if (kn__buf_putc(b, (char)*p) != 0)
+                return -1;
+        } else {
+            char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
+            if (kn__buf_append(b, e, 3) != 0)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 static void wipe_free(char *s)
@@ -179,15 +205,23 @@ const char *kn__creds_region(kn__creds_ctx_t *ctx)
         return ctx->region;
     const char *r = ctx->opts && ctx->opts->region && *ctx->opts->region ? ctx->opts->region : NULL;
     if (!r)
-        r = env("AWS_REGION");
+        r = kn__creds_env("AWS_REGION");
     if (!r)
-        r = env("AWS_DEFAULT_REGION");
+        r = kn__creds_env("AWS_DEFAULT_REGION");
     if (!r && ctx->profiles && ctx->profile)
         r = kn__profile_get(ctx->profiles, ctx->profile, "region");
     if (!r || !*r)
         r = "us-east-1";
     ctx->region = strdup(r);
     return ctx->region;
+}
+
+const char *kn__creds_profile_endpoint_url(const kn__creds_ctx_t *ctx)
+{
+    if (!ctx->profiles || !ctx->profile)
+        return NULL;
+    const char *v = kn__profile_get(ctx->profiles, ctx->profile, "endpoint_url");
+    return v && *v ? v : NULL;
 }
 
 long kn__creds_timeout_ms(const kn__creds_ctx_t *ctx)
@@ -200,17 +234,9 @@ const char *kn__creds_ca_bundle(const kn__creds_ctx_t *ctx)
 {
     if (ctx->opts && ctx->opts->ca_bundle && *ctx->opts->ca_bundle)
         return ctx->opts->ca_bundle;
-    return env("AWS_CA_BUNDLE");
+    return kn__creds_env("AWS_CA_BUNDLE");
 }
 
-static void why(kn__creds_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void why(kn__creds_ctx_t *ctx, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->why, sizeof(ctx->why), fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------- profiles */
 
@@ -414,7 +440,7 @@ static kn__cp_t resolve_profile(kn__creds_ctx_t *ctx, const char *name, const ch
     r = static_keys(ctx, name, KN__PROFILE_CONFIG_FILE, out, err);
     if (r != KN__CP_NONE)
         return r;
-    why(ctx, "no credentials in the profile (no aws_access_key_id, role_arn, credential_process or "
+    kn__creds_why(ctx, "no credentials in the profile (no aws_access_key_id, role_arn, credential_process or "
              "sso_* keys)");
     return KN__CP_NONE;
 }
@@ -424,7 +450,7 @@ static kn__cp_t profile_step(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t 
 {
     const char *name = ctx->profile;
     int explicit_profile = (ctx->opts && ctx->opts->profile && *ctx->opts->profile) ||
-                           env("AWS_PROFILE") || env("AWS_DEFAULT_PROFILE");
+                           kn__creds_env("AWS_PROFILE") || kn__creds_env("AWS_DEFAULT_PROFILE");
     if (!kn__profile_exists(ctx->profiles, name)) {
         const char *cp = kn__profiles_path(ctx->profiles, KN__PROFILE_CREDENTIALS_FILE);
         const char *fp = kn__profiles_path(ctx->profiles, KN__PROFILE_CONFIG_FILE);
@@ -434,7 +460,7 @@ static kn__cp_t profile_step(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t 
                           fp);
             return KN__CP_FAIL;
         }
-        why(ctx, "not found in %s or %s", cp, fp);
+        kn__creds_why(ctx, "not found in %s or %s", cp, fp);
         return KN__CP_NONE;
     }
     const char *chain[KN__MAX_ROLE_CHAIN];
@@ -445,18 +471,18 @@ static kn__cp_t profile_step(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t 
 /* Web identity from AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN. */
 static kn__cp_t web_identity_env_step(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
 {
-    const char *file = env("AWS_WEB_IDENTITY_TOKEN_FILE");
+    const char *file = kn__creds_env("AWS_WEB_IDENTITY_TOKEN_FILE");
     if (!file) {
-        why(ctx, "AWS_WEB_IDENTITY_TOKEN_FILE not set");
+        kn__creds_why(ctx, "AWS_WEB_IDENTITY_TOKEN_FILE not set");
         return KN__CP_NONE;
     }
-    const char *arn = env("AWS_ROLE_ARN");
+    const char *arn = kn__creds_env("AWS_ROLE_ARN");
     if (!arn) {
         kn__error_set(err, KN_ERR_CREDENTIALS,
                       "web identity: AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not");
         return KN__CP_FAIL;
     }
-    if (kn__sts_assume_role_with_web_identity(ctx, arn, env("AWS_ROLE_SESSION_NAME"), file, out,
+    if (kn__sts_assume_role_with_web_identity(ctx, arn, kn__creds_env("AWS_ROLE_SESSION_NAME"), file, out,
                                               err) != KN_ERR_OK) {
         kn__error_prefix(err, "web identity");
         return KN__CP_FAIL;
@@ -521,7 +547,7 @@ kn_err_t kn__creds_resolve(const kn__creds_opts_t *opts, kn__creds_t *out, kn_er
         case 0:
             if (profile_set) {
                 r = KN__CP_NONE;
-                why(&ctx, "skipped: profile %.100s set in the configuration", ctx.profile);
+                kn__creds_why(&ctx, "skipped: profile %.100s set in the configuration", ctx.profile);
             } else {
                 r = kn__cp_env(&ctx, out, err);
             }
@@ -530,7 +556,7 @@ kn_err_t kn__creds_resolve(const kn__creds_opts_t *opts, kn__creds_t *out, kn_er
         case 1:
             if (profile_set) {
                 r = KN__CP_NONE;
-                why(&ctx, "skipped: profile set in the configuration");
+                kn__creds_why(&ctx, "skipped: profile set in the configuration");
             } else {
                 r = web_identity_env_step(&ctx, out, err);
             }
@@ -732,6 +758,16 @@ out:
     return rc;
 }
 
+bool kn__creds_cache_refresh_wanted(kn__creds_cache_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    time_t now = c->now();
+    kn__creds_state_t st = state_locked(c, now);
+    bool recent = c->last_attempt_at && now - c->last_attempt_at < KN__CREDS_RETRY_GAP_S;
+    pthread_mutex_unlock(&c->lock);
+    return st == KN__CREDS_NONE || (st == KN__CREDS_REFRESH_DUE && !recent);
+}
+
 kn_err_t kn__creds_cache_get(kn__creds_cache_t *c, kn__creds_t *out, kn_error_t *err)
 {
     kn_err_t rc;
@@ -740,10 +776,7 @@ kn_err_t kn__creds_cache_get(kn__creds_cache_t *c, kn__creds_t *out, kn_error_t 
     if (st == KN__CREDS_VALID)
         return KN_ERR_OK;
     if (st == KN__CREDS_REFRESH_DUE) {
-        pthread_mutex_lock(&c->lock);
-        int recent = c->last_attempt_at && c->now() - c->last_attempt_at < KN__CREDS_RETRY_GAP_S;
-        pthread_mutex_unlock(&c->lock);
-        if (recent)
+        if (!kn__creds_cache_refresh_wanted(c))
             return KN_ERR_OK;
         if (kn__creds_cache_refresh(c, NULL) == KN_ERR_OK) {
             kn__creds_t newer;

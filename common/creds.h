@@ -77,6 +77,16 @@ kn__creds_state_t kn__creds_cache_peek(kn__creds_cache_t *c, kn__creds_t *out);
  */
 kn_err_t kn__creds_cache_refresh(kn__creds_cache_t *c, kn_error_t *err);
 
+/*
+ * Non-blocking: whether a refresh should start now. True when nothing usable
+ * is cached; when the credentials are inside the refresh window, true only if
+ * no refresh attempt ended in the last 10 s, so that a failing source, or
+ * credentials that arrive already inside the window, are not asked again for
+ * every request. Callers that refresh in the background check this before
+ * starting one. Thread-safe.
+ */
+bool kn__creds_cache_refresh_wanted(kn__creds_cache_t *c);
+
 /* Blocking: peek, and refresh first when needed. Thread-safe. */
 kn_err_t kn__creds_cache_get(kn__creds_cache_t *c, kn__creds_t *out, kn_error_t *err);
 

@@ -33,10 +33,19 @@ typedef struct kn__creds_ctx_s {
  * profile's region, else "us-east-1". NULL on ENOMEM.
  */
 const char *kn__creds_region(kn__creds_ctx_t *ctx);
+/* The selected profile's endpoint_url (NULL when none). */
+const char *kn__creds_profile_endpoint_url(const kn__creds_ctx_t *ctx);
 /* Per-call HTTP timeout from the options (default 5 s). */
 long kn__creds_timeout_ms(const kn__creds_ctx_t *ctx);
 /* CA bundle from the options, else AWS_CA_BUNDLE, else NULL (system store). */
 const char *kn__creds_ca_bundle(const kn__creds_ctx_t *ctx);
+
+/* getenv(name), with an empty value taken as unset (NULL). */
+const char *kn__creds_env(const char *name);
+/* Records why a provider gave KN__CP_NONE (ctx->why). */
+void kn__creds_why(kn__creds_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s percent-encoded (everything but A-Z a-z 0-9 - _ . ~). 0, or -1 on ENOMEM. */
+int kn__creds_url_escape(kn_buf_t *b, const char *s);
 
 /* Fills c from the given strings (copied); token may be NULL or "". 0, or -1 on ENOMEM. */
 int kn__creds_fill(kn__creds_t *c, const char *akid, size_t akid_len, const char *secret,

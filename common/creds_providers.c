@@ -32,20 +32,6 @@ extern char **environ;
 #define KN__IMDS_TIMEOUT_MS 1000
 #define KN__SSO_TOKEN_MAX (256u * 1024u)
 
-static void why(kn__creds_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void why(kn__creds_ctx_t *ctx, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->why, sizeof(ctx->why), fmt, ap);
-    va_end(ap);
-}
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
 
 static void wipe_buf(kn_buf_t *b)
 {
@@ -132,15 +118,15 @@ static json_object *parse_json_object(const char *text, size_t len, const char *
 
 kn__cp_t kn__cp_env(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
 {
-    const char *akid = env("AWS_ACCESS_KEY_ID");
-    const char *secret = env("AWS_SECRET_ACCESS_KEY");
-    const char *token = env("AWS_SESSION_TOKEN");
-    const char *exp = env("AWS_CREDENTIAL_EXPIRATION");
+    const char *akid = kn__creds_env("AWS_ACCESS_KEY_ID");
+    const char *secret = kn__creds_env("AWS_SECRET_ACCESS_KEY");
+    const char *token = kn__creds_env("AWS_SESSION_TOKEN");
+    const char *exp = kn__creds_env("AWS_CREDENTIAL_EXPIRATION");
     time_t expiration = 0;
     if (!token)
-        token = env("AWS_SECURITY_TOKEN");
+        token = kn__creds_env("AWS_SECURITY_TOKEN");
     if (!akid) {
-        why(ctx, "AWS_ACCESS_KEY_ID not set");
+        kn__creds_why(ctx, "AWS_ACCESS_KEY_ID not set");
         return KN__CP_NONE;
     }
     if (!secret) {
@@ -169,6 +155,13 @@ typedef struct proc_result_s {
     kn_buf_t errtxt;
     int status; /* waitpid status */
 } proc_result_t;
+
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
 
 /* Runs /bin/sh -c command with a deadline, collecting bounded stdout and stderr. */
 static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t *r, kn_error_t *err)
@@ -219,12 +212,11 @@ static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t 
     close(errp[1]);
     outp[1] = errp[1] = -1;
 
-    struct timespec t0, t;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int open_out = 1, open_err = 1;
     while (open_out || open_err) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long elapsed = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        long elapsed = elapsed_ms(&t0);
         if (elapsed >= timeout_ms) {
             rc = kn__error_set(err, KN_ERR_TIMEOUT, "command did not finish within %ld ms",
                                timeout_ms);
@@ -289,9 +281,7 @@ static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t 
             pid = -1;
             break;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long elapsed = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        if (elapsed >= timeout_ms) {
+        if (elapsed_ms(&t0) >= timeout_ms) {
             rc = kn__error_set(err, KN_ERR_TIMEOUT, "command did not exit within %ld ms",
                                timeout_ms);
             goto kill_it;
@@ -417,7 +407,15 @@ static int host_allowed_for_container(const char *url)
         return 1;
     if (strncmp(url, "http://", 7) != 0)
         return 0;
+    /* The host is what follows any user info ("user:pw@"), as curl reads it. */
     const char *h = url + 7;
+    size_t alen = strcspn(h, "/?#");
+    for (size_t i = alen; i > 0; i--) {
+        if (h[i - 1] == '@') {
+            h += i;
+            break;
+        }
+    }
     size_t hl = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/?#");
     if (hl > 64)
         return 0;
@@ -445,16 +443,16 @@ static int host_allowed_for_container(const char *url)
 kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
 {
     kn__cp_t res = KN__CP_FAIL;
-    const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-    const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-    const char *token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-    const char *token_env = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    const char *rel = kn__creds_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *full = kn__creds_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    const char *token_file = kn__creds_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    const char *token_env = kn__creds_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
     kn_buf_t url = KN_BUF_INIT, token = KN_BUF_INIT, auth = KN_BUF_INIT, body = KN_BUF_INIT;
     json_object *o = NULL;
     FILE *f = NULL;
 
     if (!rel && !full) {
-        why(ctx, "not configured");
+        kn__creds_why(ctx, "not configured");
         return KN__CP_NONE;
     }
     if (rel ? kn__buf_printf(&url, "http://169.254.170.2%s%s", rel[0] == '/' ? "" : "/", rel)
@@ -462,11 +460,13 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
         kn__error_set(err, KN_ERR_NOMEM, "out of memory");
         goto out;
     }
+    char where[512];
+    kn__url_for_message(url.data, where, sizeof(where));
     if (!rel && !host_allowed_for_container(full)) {
         kn__error_set(err, KN_ERR_CREDENTIALS,
                       "container: AWS_CONTAINER_CREDENTIALS_FULL_URI %s must be https or a "
                       "loopback / ECS / EKS address",
-                      full);
+                      where);
         goto out;
     }
     if (token_file) {
@@ -512,7 +512,7 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
     }
     if (status != 200) {
         kn__error_set(err, status == 401 || status == 403 ? KN_ERR_AUTH : KN_ERR_CREDENTIALS,
-                      "container: GET %s returned HTTP %ld", url.data, status);
+                      "container: GET %s returned HTTP %ld", where, status);
         if (err)
             err->http_status = (int)status;
         goto out;
@@ -541,8 +541,8 @@ out:
 kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
 {
     kn__cp_t res = KN__CP_NONE;
-    const char *disabled = env("AWS_EC2_METADATA_DISABLED");
-    const char *base_env = env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    const char *disabled = kn__creds_env("AWS_EC2_METADATA_DISABLED");
+    const char *base_env = kn__creds_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
     kn_buf_t base = KN_BUF_INIT, url = KN_BUF_INIT, token = KN_BUF_INIT, th = KN_BUF_INIT;
     kn_buf_t body = KN_BUF_INIT;
     json_object *o = NULL;
@@ -551,7 +551,7 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
 
     kn__error_clear(&e);
     if (disabled && strcasecmp(disabled, "true") == 0) {
-        why(ctx, "disabled by AWS_EC2_METADATA_DISABLED");
+        kn__creds_why(ctx, "disabled by AWS_EC2_METADATA_DISABLED");
         return KN__CP_NONE;
     }
     if (kn__buf_puts(&base, base_env ? base_env : "http://169.254.169.254") != 0)
@@ -566,15 +566,15 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
     if (http_get(ctx, "PUT", url.data, put_headers, KN__IMDS_TIMEOUT_MS, &status, &token, &e) !=
         KN_ERR_OK) {
         const char *detail = strstr(e.message, ": ");
-        why(ctx, "no response from %s/ (%.160s)", base.data, detail ? detail + 2 : e.message);
+        kn__creds_why(ctx, "no response from %s/ (%.160s)", base.data, detail ? detail + 2 : e.message);
         goto out;
     }
     if (status != 200 || token.len == 0 || token.len > 4096) {
-        why(ctx, "%s/latest/api/token answered HTTP %ld", base.data, status);
+        kn__creds_why(ctx, "%s/latest/api/token answered HTTP %ld", base.data, status);
         goto out;
     }
     if (memchr(token.data, '\n', token.len) || memchr(token.data, '\r', token.len)) {
-        why(ctx, "%s/latest/api/token returned a malformed token", base.data);
+        kn__creds_why(ctx, "%s/latest/api/token returned a malformed token", base.data);
         goto out;
     }
     if (kn__buf_printf(&th, "X-aws-ec2-metadata-token: %s", token.data) != 0)
@@ -587,28 +587,28 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
         goto nomem;
     if (http_get(ctx, "GET", url.data, get_headers, KN__IMDS_TIMEOUT_MS, &status, &body, &e) !=
         KN_ERR_OK) {
-        why(ctx, "%.300s", e.message);
+        kn__creds_why(ctx, "%.300s", e.message);
         goto out;
     }
     if (status == 404) {
-        why(ctx, "no IAM role attached to the instance (%s)", base.data);
+        kn__creds_why(ctx, "no IAM role attached to the instance (%s)", base.data);
         goto out;
     }
     if (status != 200) {
-        why(ctx, "GET %s answered HTTP %ld", url.data, status);
+        kn__creds_why(ctx, "GET %s answered HTTP %ld", url.data, status);
         goto out;
     }
     size_t rl = strcspn(body.data, "\r\n");
     while (rl && isspace((unsigned char)body.data[rl - 1]))
         rl--;
     if (rl == 0 || rl > 128) {
-        why(ctx, "%s returned no role name", url.data);
+        kn__creds_why(ctx, "%s returned no role name", url.data);
         goto out;
     }
     for (size_t i = 0; i < rl; i++) {
         unsigned char c = (unsigned char)body.data[i];
         if (!isalnum(c) && !strchr("+=,.@_-", c)) {
-            why(ctx, "%s returned a malformed role name", url.data);
+            kn__creds_why(ctx, "%s returned a malformed role name", url.data);
             goto out;
         }
     }
@@ -623,27 +623,27 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
         goto nomem;
     if (http_get(ctx, "GET", url.data, get_headers, KN__IMDS_TIMEOUT_MS, &status, &body, &e) !=
         KN_ERR_OK) {
-        why(ctx, "%.300s", e.message);
+        kn__creds_why(ctx, "%.300s", e.message);
         goto out;
     }
     if (status != 200) {
-        why(ctx, "GET %s answered HTTP %ld", url.data, status);
+        kn__creds_why(ctx, "GET %s answered HTTP %ld", url.data, status);
         goto out;
     }
     o = parse_json_object(body.data, body.len, "IMDS", &e);
     if (!o) {
-        why(ctx, "%s: %.200s", url.data, e.message);
+        kn__creds_why(ctx, "%s: %.200s", url.data, e.message);
         goto out;
     }
     const char *code = json_str(o, "Code");
     if (code && strcmp(code, "Success") != 0) {
-        why(ctx, "%s: Code is %.64s", url.data, code);
+        kn__creds_why(ctx, "%s: Code is %.64s", url.data, code);
         goto out;
     }
     static const json_creds_keys_t keys = {
         "AccessKeyId", "SecretAccessKey", "Token", "Expiration", false, false};
     if (creds_from_json_obj(o, &keys, "IMDS", "imds", out, &e) != KN_ERR_OK) {
-        why(ctx, "%.300s", e.message);
+        kn__creds_why(ctx, "%.300s", e.message);
         goto out;
     }
     res = KN__CP_FOUND;
@@ -673,11 +673,13 @@ static void sha1_hex(const char *s, char out[41])
     out[40] = '\0';
 }
 
-static char *sso_portal_url(const char *sso_region)
+static char *sso_portal_url(const kn__creds_ctx_t *ctx, const char *sso_region)
 {
-    const char *v = env("AWS_ENDPOINT_URL_SSO");
+    const char *v = kn__creds_env("AWS_ENDPOINT_URL_SSO");
     if (!v)
-        v = env("AWS_ENDPOINT_URL");
+        v = kn__creds_env("AWS_ENDPOINT_URL");
+    if (!v)
+        v = kn__creds_profile_endpoint_url(ctx);
     kn_buf_t b = KN_BUF_INIT;
     if (v ? kn__buf_puts(&b, v)
           : kn__buf_printf(&b, "https://portal.sso.%s.amazonaws.com%s", sso_region,
@@ -688,22 +690,6 @@ static char *sso_portal_url(const char *sso_region)
     while (b.len && b.data[b.len - 1] == '/')
         b.data[--b.len] = '\0';
     return kn__buf_steal(&b);
-}
-
-static int url_escape(kn_buf_t *b, const char *s)
-{
-    static const char hexd[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || strchr("-_.~", *p)) {
-            if (kn__buf_putc(b, (char)*p) != 0)
-                return -1;
-        } else {
-            char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
-            if (kn__buf_append(b, e, 3) != 0)
-                return -1;
-        }
-    }
-    return 0;
 }
 
 kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out, kn_error_t *err)
@@ -722,7 +708,7 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
     FILE *f = NULL;
 
     if (!account && !role) {
-        why(ctx, "no SSO configuration");
+        kn__creds_why(ctx, "no SSO configuration");
         return KN__CP_NONE;
     }
     if (session) {
@@ -815,10 +801,10 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
         kn__logger_add_secret(ctx->opts->log, access_token);
 
     /* GetRoleCredentials. */
-    portal = sso_portal_url(sso_region);
+    portal = sso_portal_url(ctx, sso_region);
     if (!portal || kn__buf_printf(&url, "%s/federation/credentials?account_id=", portal) != 0 ||
-        url_escape(&url, account) != 0 || kn__buf_puts(&url, "&role_name=") != 0 ||
-        url_escape(&url, role) != 0)
+        kn__creds_url_escape(&url, account) != 0 || kn__buf_puts(&url, "&role_name=") != 0 ||
+        kn__creds_url_escape(&url, role) != 0)
         goto nomem;
     const char *headers[] = {hdr.data, "Accept: application/json", NULL};
     long status = 0;

@@ -195,37 +195,29 @@ static int xml_path_text(const char *p, size_t n, const char *const *path, kn_bu
 
 static int form_append(kn_buf_t *b, const char *name, const char *value)
 {
-    static const char hexd[] = "0123456789ABCDEF";
     if (b->len && kn__buf_putc(b, '&') != 0)
         return -1;
     if (kn__buf_puts(b, name) != 0 || kn__buf_putc(b, '=') != 0)
         return -1;
-    for (const unsigned char *s = (const unsigned char *)value; *s; s++) {
-        if (isalnum(*s) || *s == '-' || *s == '_' || *s == '.' || *s == '~') {
-            if (kn__buf_putc(b, (char)*s) != 0)
-                return -1;
-        } else {
-            char e[3] = {'%', hexd[*s >> 4], hexd[*s & 15]};
-            if (kn__buf_append(b, e, 3) != 0)
-                return -1;
-        }
-    }
-    return 0;
+    return kn__creds_url_escape(b, value);
 }
 
-/* Explicit option, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the regional endpoint. */
+/*
+ * Explicit option, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the selected
+ * profile's endpoint_url, else the regional endpoint (the order of
+ * reference/aws-protocol.md, as for the other services).
+ */
 static char *sts_url(kn__creds_ctx_t *ctx, kn_error_t *err)
 {
     const char *v = ctx->opts && ctx->opts->sts_endpoint && *ctx->opts->sts_endpoint
                         ? ctx->opts->sts_endpoint
                         : NULL;
-    if (!v) {
-        v = getenv("AWS_ENDPOINT_URL_STS");
-        if (!v || !*v)
-            v = getenv("AWS_ENDPOINT_URL");
-        if (v && !*v)
-            v = NULL;
-    }
+    if (!v)
+        v = kn__creds_env("AWS_ENDPOINT_URL_STS");
+    if (!v)
+        v = kn__creds_env("AWS_ENDPOINT_URL");
+    if (!v)
+        v = kn__creds_profile_endpoint_url(ctx);
     kn_buf_t b = KN_BUF_INIT;
     if (v) {
         if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
@@ -271,6 +263,23 @@ static int split_url(const char *url, char **host, char **path)
         return -1;
     }
     return 0;
+}
+
+/* The first bytes of a body for a message: printable ASCII, white space folded. */
+static void body_start(const char *p, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < size; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch < 0x20 || ch >= 0x7f)
+            ch = ch == '\n' || ch == '\r' || ch == '\t' ? ' ' : '?';
+        if (ch == ' ' && (o == 0 || out[o - 1] == ' '))
+            continue;
+        out[o++] = (char)ch;
+    }
+    while (o && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
 }
 
 /* Maps an STS error code to our error codes. */
@@ -328,9 +337,13 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
         const char *const p_msg[] = {"Error", "Message", NULL};
         const char *const p_rid[] = {"RequestId", NULL};
         if (xml_path_text(x, xn, p_code, &code) != 0 || code.len == 0 || code.len > 100) {
+            /* Not STS's XML (a proxy's page, say): show how the body starts, so the cause shows. */
+            char start[121];
+            body_start(x, xn, start, sizeof(start));
             rc = kn__error_set(err, resp.status >= 500 ? KN_ERR_SERVICE : KN_ERR_BAD_RESPONSE,
-                               "STS %s for %s: HTTP %ld with no STS error in the body (%zu bytes)",
-                               what, role_arn, resp.status, xn);
+                               "STS %s for %s: HTTP %ld with no STS error in the body (%zu bytes%s%s%s)",
+                               what, role_arn, resp.status, xn, start[0] ? ": \"" : "", start,
+                               start[0] ? "\"" : "");
         } else {
             if (xml_path_text(x, xn, p_msg, &msg) != 0)
                 kn__buf_reset(&msg);

@@ -55,6 +55,53 @@ static int host_is_local(const char *url)
            strncasecmp(h, "[fd00:ec2::", 11) == 0;
 }
 
+/* Our code for a failed transfer (the same classes as http.c's). */
+static kn_err_t curl_code(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return KN_ERR_TIMEOUT;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return KN_ERR_INVALID_ARG; /* a bad endpoint URL: retrying cannot help */
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+    case CURLE_USE_SSL_FAILED:
+        return KN_ERR_TLS;
+    default:
+        return KN_ERR_TRANSPORT;
+    }
+}
+
+void kn__url_for_message(const char *url, char *out, size_t size)
+{
+    if (!size)
+        return;
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *q = auth; q < auth + alen; q++)
+        if (*q == '@')
+            at = q;
+    if (at)
+        snprintf(out, size, "%.*s%s", (int)(auth - url), url, at + 1);
+    else
+        snprintf(out, size, "%s", url);
+}
+
 kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *resp, kn_error_t *err)
 {
     kn_err_t rc = KN_ERR_OK;
@@ -129,14 +176,16 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
     }
 
     CURLcode cc = curl_easy_perform(h);
+    char where[512];
+    kn__url_for_message(req->url, where, sizeof(where));
     if (sink.nomem) {
         rc = kn__error_set(err, KN_ERR_NOMEM, "%s %s: out of memory reading the response",
-                           req->method, req->url);
+                           req->method, where);
         goto out;
     }
     if (sink.too_large) {
         rc = kn__error_set(err, KN_ERR_TOO_LARGE, "%s %s: response body larger than %zu bytes",
-                           req->method, req->url, sink.max);
+                           req->method, where, sink.max);
         goto out;
     }
     if (cc != CURLE_OK) {
@@ -150,17 +199,11 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
         /* strerror starts with a capital; the message reads better in lower case. */
         if (detail[0] >= 'A' && detail[0] <= 'Z' && detail[1] >= 'a' && detail[1] <= 'z')
             detail[0] = (char)(detail[0] - 'A' + 'a');
-        kn_err_t code = KN_ERR_TRANSPORT;
-        if (cc == CURLE_OPERATION_TIMEDOUT)
-            code = KN_ERR_TIMEOUT;
-        else if (cc == CURLE_SSL_CONNECT_ERROR || cc == CURLE_PEER_FAILED_VERIFICATION ||
-                 cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM ||
-                 cc == CURLE_SSL_CIPHER || cc == CURLE_SSL_ISSUER_ERROR)
-            code = KN_ERR_TLS;
-        rc = kn__error_set(err, code, "%s %s: %s", req->method, req->url, detail);
+        kn_err_t code = curl_code(cc);
+        rc = kn__error_set(err, code, "%s %s: %s", req->method, where, detail);
         if (err) {
             err->http_status = 0;
-            err->retriable = code != KN_ERR_TLS;
+            err->retriable = code == KN_ERR_TRANSPORT || code == KN_ERR_TIMEOUT;
         }
         goto out;
     }

@@ -33,4 +33,10 @@ typedef struct kn__http_sync_resp_s {
 kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *resp, kn_error_t *err);
 void kn__http_sync_resp_free(kn__http_sync_resp_t *resp);
 
+/*
+ * Copies url into out (size bytes) without any user info ("user:password@"),
+ * for messages: a URL from the environment may carry credentials.
+ */
+void kn__url_for_message(const char *url, char *out, size_t size);
+
 #endif

@@ -7,12 +7,20 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define REDACTED "[redacted]"
+/*
+ * Secrets kept for scrubbing. Each credential refresh registers a new secret
+ * key and token, so a long-running process would otherwise grow this list
+ * (and the cost of every log line) without end; the oldest go first, long
+ * after the credentials they belonged to were replaced.
+ */
+#define MAX_SECRETS 64
 
 struct kn__logger_s {
     kn_log_cb_t *cb;
@@ -111,15 +119,35 @@ void kn__logger_add_secret(kn__logger_t *lg, const char *secret)
         if (strcmp(lg->secrets[i], secret) == 0)
             goto out;
     }
-    char **v = realloc(lg->secrets, (lg->n_secrets + 1) * sizeof(*v));
-    if (!v)
-        goto out;
-    lg->secrets = v;
     char *copy = strdup(secret);
-    if (copy)
-        lg->secrets[lg->n_secrets++] = copy;
+    if (!copy)
+        goto out;
+    if (lg->n_secrets == MAX_SECRETS) {
+        memset(lg->secrets[0], 0, strlen(lg->secrets[0]));
+        free(lg->secrets[0]);
+        memmove(lg->secrets, lg->secrets + 1, (lg->n_secrets - 1) * sizeof(*lg->secrets));
+        lg->n_secrets--;
+    } else {
+        char **v = realloc(lg->secrets, (lg->n_secrets + 1) * sizeof(*v));
+        if (!v) {
+            free(copy);
+            goto out;
+        }
+        lg->secrets = v;
+    }
+    lg->secrets[lg->n_secrets++] = copy;
 out:
     pthread_mutex_unlock(&lg->lock);
+}
+
+size_t kn__logger_secret_count(kn__logger_t *lg)
+{
+    if (!lg)
+        return 0;
+    pthread_mutex_lock(&lg->lock);
+    size_t n = lg->n_secrets;
+    pthread_mutex_unlock(&lg->lock);
+    return n;
 }
 
 int kn__log_enabled(const kn__logger_t *lg, kn_log_level_t level, uint32_t ctx_bit)
@@ -148,6 +176,22 @@ static void scrub(char *s, size_t size, const char *needle)
         memmove(p + rlen, p + nlen, tail + 1);
         memcpy(p, REDACTED, rlen);
         p += rlen;
+    }
+}
+
+/*
+ * When the line was cut at its end, a secret may have been cut with it: mask
+ * the longest tail of s that is a prefix of needle, so no part of it shows.
+ */
+static void scrub_cut_tail(char *s, const char *needle)
+{
+    size_t len = strlen(s), nlen = strlen(needle);
+    size_t max = len < nlen ? len : nlen - 1;
+    for (size_t k = max; k >= 1; k--) {
+        if (memcmp(s + len - k, needle, k) == 0) {
+            memset(s + len - k, '*', k);
+            return;
+        }
     }
 }
 
@@ -196,12 +240,16 @@ void kn__log(kn__logger_t *lg, kn_log_level_t level, uint32_t ctx_bit, const cha
     char raw[4096], line[4096 + 512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(raw, sizeof(raw), fmt, ap);
+    int full = vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    bool cut = full >= (int)sizeof(raw);
     kn__log_redact_headers(line, sizeof(line), raw);
     pthread_mutex_lock(&lg->lock);
-    for (size_t i = 0; i < lg->n_secrets; i++)
+    for (size_t i = 0; i < lg->n_secrets; i++) {
         scrub(line, sizeof(line), lg->secrets[i]);
+        if (cut)
+            scrub_cut_tail(line, lg->secrets[i]);
+    }
     pthread_mutex_unlock(&lg->lock);
     const char *ctx = "generic";
     for (int i = 0; i < KN__DBGI_COUNT; i++) {

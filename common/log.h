@@ -48,9 +48,13 @@ int kn__log_parse_level(const char *s, kn_log_level_t *level);
 
 /*
  * Registers a secret that must never appear in a log line (copied; strings
- * shorter than 4 bytes are ignored). Thread-safe.
+ * shorter than 4 bytes are ignored). Thread-safe. The most recent 64 are
+ * kept: each credential refresh adds new ones, and the list must not grow
+ * for the life of the process.
  */
 void kn__logger_add_secret(kn__logger_t *lg, const char *secret);
+/* How many secrets are kept (bounded: the oldest are dropped first). Thread-safe. */
+size_t kn__logger_secret_count(kn__logger_t *lg);
 
 /*
  * Whether a message at this level and context would be delivered. Debug and

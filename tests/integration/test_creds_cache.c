@@ -176,6 +176,43 @@ static void credentials_that_arrive_expired_are_an_error(void **state)
     assert_null(c.access_key_id);
 }
 
+/*
+ * A background refresher (the client's loop) asks refresh_wanted() before
+ * each refresh: missing credentials always want one; inside the window a
+ * failed source, or keys that arrive already inside the window, are not run
+ * again for every request.
+ */
+static void refresh_wanted_spaces_out_refreshes_inside_the_window(void **state)
+{
+    (void)state;
+    kn_error_t e;
+    fake_now = E0 - 3600;
+    assert_true(kn__creds_cache_refresh_wanted(cache)); /* nothing cached yet */
+    set_answer("A", E0);
+    assert_int_equal(kn__creds_cache_refresh(cache, NULL), KN_ERR_OK);
+    assert_false(kn__creds_cache_refresh_wanted(cache)); /* valid, outside the window */
+
+    fake_now = E0 - 200; /* inside the window, last attempt long ago */
+    assert_true(kn__creds_cache_refresh_wanted(cache));
+    set_answer("fail", E0);
+    kn__error_clear(&e);
+    assert_int_equal(kn__creds_cache_refresh(cache, &e), KN_ERR_CREDENTIALS);
+    int n = runs();
+    fake_now = E0 - 195; /* right after the failure */
+    assert_false(kn__creds_cache_refresh_wanted(cache));
+    fake_now = E0 - 185; /* the gap has passed */
+    assert_true(kn__creds_cache_refresh_wanted(cache));
+
+    /* Keys that arrive already inside the window: not asked again at once. */
+    set_answer("B", E0 + 100);
+    assert_int_equal(kn__creds_cache_refresh(cache, NULL), KN_ERR_OK);
+    assert_int_equal(runs(), n + 1);
+    assert_false(kn__creds_cache_refresh_wanted(cache));
+
+    fake_now = E0 + 100; /* expired: always wanted, whatever the gap */
+    assert_true(kn__creds_cache_refresh_wanted(cache));
+}
+
 static pthread_barrier_t barrier;
 static kn_err_t thread_rc[4];
 
@@ -221,6 +258,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(credentials_that_arrive_expired_are_an_error, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(refresh_wanted_spaces_out_refreshes_inside_the_window,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_refreshes_are_serialised, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -170,6 +170,32 @@ static void container_full_uri_must_be_local_or_https(void **state)
     assert_non_null(strstr(e.message, "must be https or a loopback"));
 }
 
+/*
+ * A FULL_URI may carry user info: it never shows in a message, and it cannot
+ * make a remote plain-http host pass for a loopback one (curl connects to
+ * what follows the '@'). Only loopback port 1 (nothing listens) is contacted.
+ */
+static void container_uri_user_info_is_hidden_and_not_taken_for_the_host(void **state)
+{
+    (void)state;
+    kn__creds_t c;
+    kn_error_t e;
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9@198.51.100.7/creds", 1);
+    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_non_null(strstr(e.message, "must be https or a loopback"));
+    assert_non_null(strstr(e.message, "http://198.51.100.7/creds"));
+
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://kn:s3cretPw@127.0.0.1:1/creds", 1);
+    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_TRANSPORT);
+    assert_non_null(strstr(e.message, "http://127.0.0.1:1/creds"));
+    assert_null(strstr(e.message, "s3cretPw"));
+
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "https://kn:s3cretPw@127.0.0.1:1/creds", 1);
+    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_TRANSPORT);
+    assert_non_null(strstr(e.message, "https://127.0.0.1:1/creds"));
+    assert_null(strstr(e.message, "s3cretPw"));
+}
+
 static void profile_beats_container_and_imds(void **state)
 {
     (void)state;
@@ -301,6 +327,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(container_full_uri_with_authorization_token, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(container_full_uri_must_be_local_or_https, setup, teardown),
+        cmocka_unit_test_setup_teardown(container_uri_user_info_is_hidden_and_not_taken_for_the_host,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(profile_beats_container_and_imds, setup, teardown),
         cmocka_unit_test_setup_teardown(sso_session_profile_exchanges_the_cached_token, setup,
                                         teardown),

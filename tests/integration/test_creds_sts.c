@@ -170,6 +170,32 @@ static void web_identity_from_a_profile(void **state)
     assert_non_null(strstr(e.message, "profile wi: cannot read web identity token file"));
 }
 
+/*
+ * With no AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL, the profile's
+ * endpoint_url is the STS endpoint, as for every other service.
+ */
+static void profile_endpoint_url_is_the_sts_endpoint(void **state)
+{
+    (void)state;
+    kn_t_write("tok", "profile-token", 0600);
+    char cfg[512];
+    snprintf(cfg, sizeof(cfg),
+             "[profile wi]\nrole_arn = arn:aws:iam::123456789012:role/kn-ep\n"
+             "web_identity_token_file = ~/tok\nendpoint_url = %s/sts\n",
+             relay.url);
+    kn_t_write(".aws/config", cfg, 0600);
+    kn__creds_t c;
+    kn_error_t e;
+    assert_int_equal(resolve("wi", &c, &e), KN_ERR_OK);
+    assert_moto_keys(&c);
+    kn__creds_free(&c);
+    json_object *log = sts_log();
+    assert_int_equal(json_object_array_length(log), 1);
+    json_object *en = json_object_array_get_idx(log, 0);
+    assert_string_equal(field(en, "role_arn"), "arn:aws:iam::123456789012:role/kn-ep");
+    json_object_put(log);
+}
+
 static void assume_role_through_source_profile_is_signed_with_its_keys(void **state)
 {
     (void)state;
@@ -329,10 +355,26 @@ static void sts_xml_is_decoded_and_malformed_answers_are_rejected(void **state)
 
     assert_int_equal(canned("html502", &c, &e), KN_ERR_SERVICE);
     assert_non_null(strstr(e.message, "HTTP 502 with no STS error in the body"));
+    assert_non_null(strstr(e.message, "502 Bad Gateway")); /* what the proxy said */
     assert_true(e.retriable);
 
     assert_int_equal(canned("huge", &c, &e), KN_ERR_TOO_LARGE);
     assert_null(strstr(e.message, "header.payload.signature"));
+}
+
+/* An STS URL that curl cannot parse is a configuration error, not a retriable transport one. */
+static void malformed_sts_url_is_invalid_and_not_retriable(void **state)
+{
+    (void)state;
+    const char *tok = kn_t_write("token", "header.payload.signature", 0600);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", tok, 1);
+    setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/kn-bad-url", 1);
+    setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:99999/", 1);
+    kn__creds_t c;
+    kn_error_t e;
+    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_INVALID_ARG);
+    assert_false(e.retriable);
+    assert_non_null(strstr(e.message, "127.0.0.1:99999"));
 }
 
 int main(void)
@@ -344,6 +386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(web_identity_request_is_unsigned_and_carries_the_role,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(web_identity_from_a_profile, setup, teardown),
+        cmocka_unit_test_setup_teardown(profile_endpoint_url_is_the_sts_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(assume_role_through_source_profile_is_signed_with_its_keys,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(role_chain_signs_the_second_call_with_the_first_roles_keys,
@@ -355,6 +398,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(sts_xml_is_decoded_and_malformed_answers_are_rejected,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(malformed_sts_url_is_invalid_and_not_retriable, setup,
+                                        teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
