@@ -104,8 +104,9 @@ kn_err_t kn__agg_builder_try_add(kn__agg_builder_t *b, const kn__agg_in_t *r, si
  * !force_aggregate: the record itself, raw, with its own partition key and
  * its own explicit hash key if it had one (tags are lost: a tagged single
  * record must be sent with force_aggregate). KN_ERR_STATE with no records;
- * KN_ERR_NOMEM. Appends to the out buffers (start from KN__AGG_OUT_INIT);
- * the builder is unchanged.
+ * KN_ERR_INVALID_ARG for an empty outer key; KN_ERR_NOMEM (the out buffers
+ * may then hold part of a result). Appends to the out buffers (start from
+ * KN__AGG_OUT_INIT); the builder is unchanged.
  */
 typedef struct kn__agg_out_s {
     kn_buf_t data;
@@ -191,8 +192,11 @@ bool kn__agg_is_aggregate(const void *data, size_t len);
  * record equal to the input with out->reason saying why. The protobuf is
  * parsed as proto2 (unknown fields and groups skipped, a known field with an
  * unexpected wire type treated as unknown, the last of repeated scalar
- * occurrences wins, required fields checked) and more strictly than protobuf
- * in one respect: a varint over 64 bits fails instead of being truncated.
+ * occurrences wins, required fields checked; verified against the
+ * reference protobuf in tests/unit/test_agg.c) and more strictly in that no
+ * varint is ever truncated (a value over 64 bits, or a tag over 32 bits,
+ * fails) and a key index outside its table passes the record through (the
+ * KCL throws). A parse error takes precedence over an index error.
  * Views point into data (and partition_key for a plain record); out is
  * reused across calls. Never reads outside [data, data+len); memory is
  * bounded by a small multiple of len. Returns KN_ERR_NOMEM only (out->count

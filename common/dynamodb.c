@@ -460,10 +460,10 @@ static kn_err_t scalar_from(json_object *s, kn__ddb_type_t t, kn__ddb_value_t *v
     if (t == KN__DDB_B) {
         kn_buf_t b = KN_BUF_INIT;
         int r = kn__base64_decode(&b, txt, len);
-        if (r == -2)
-            return nomem(err);
-        if (r != 0)
-            return bad(err, op, path, "is not valid base64");
+        if (r != 0) {
+            kn__buf_free(&b); /* a failed decode may have reserved memory */
+            return r == -2 ? nomem(err) : bad(err, op, path, "is not valid base64");
+        }
         v->len = b.len;
         if (!(v->str = kn__buf_steal(&b)))
             return nomem(err);

@@ -551,12 +551,149 @@ async function directionB(rng) {
                 `and read by us as written); ${kin.length - nStream} hand-made records as expected`);
 }
 
+/* ------------------------------------- C: record-scope compression (gzip, zstd) */
+
+/* JSON log lines like a service's structured logs, some binary, some empty, a few big ones. */
+function generateCompressible(rng, n) {
+    const levels = ['INFO', 'INFO', 'INFO', 'DEBUG', 'WARN', 'ERROR'];
+    const services = ['checkout', 'payments', 'inventory', 'search', 'auth'];
+    const msgs = ['request completed', 'cache miss, loading from store', 'upstream responded slowly',
+                  'validation failed for field "quantity"', 'retrying after throttling'];
+    const hex = (k) => { let s = ''; for (let i = 0; i < k; i++) s += (rng.u32() >>> 0).toString(16).padStart(8, '0'); return s; };
+    const line = (i) => JSON.stringify({
+        ts: new Date(Date.UTC(2026, 10, 25, 22, 0, 0) + i * 7).toISOString(), level: rng.pick(levels),
+        service: rng.pick(services), host: `ip-10-0-${rng.below(8)}-${rng.below(250)}.ec2.internal`,
+        trace_id: hex(4), path: `/api/v1/orders/${rng.below(100000)}`, status: rng.chance(0.9) ? 200 : 500,
+        latency_ms: rng.range(1, 900), msg: rng.pick(msgs) + (rng.chance(0.2) ? ' ' + 'x'.repeat(rng.range(0, 800)) : ''),
+    });
+    const pool = L.makePool(rng, 1 << 20);
+    const recs = [];
+    for (let i = 0; i < n; i++) {
+        const pk = rng.chance(0.5) ? 'device-' + rng.below(50) : L.randomPartitionKey(rng);
+        const ehk = rng.chance(0.1) ? L.randomHashKey(rng) : undefined;
+        const k = rng.float();
+        let data, kind;
+        if (k < 0.85) { data = Buffer.from(line(i)); kind = 'json'; }
+        else if (k < 0.95) { data = pool(rng.range(64, 2048)); kind = 'binary'; }
+        else if (k < 0.97) { data = Buffer.alloc(rng.below(3)); kind = 'tiny'; }
+        else if (k < 0.9985) { data = Buffer.from(line(i) + '\n' + line(i + 1)); kind = 'json'; }
+        else { data = Buffer.from(Array.from({ length: rng.range(200, 600) }, (_, j) => line(i + j)).join('\n')); kind = 'big'; }
+        recs.push({ pk, ehk, data, kind });
+    }
+    return recs;
+}
+
+function zstdDecompressAll(bufs) {
+    const zlib = require('zlib');
+    if (typeof zlib.zstdDecompressSync === 'function') return bufs.map((b) => zlib.zstdDecompressSync(b));
+    /* Node without zstd: libzstd's own one-shot decoder through agg_tool unzstd. */
+    const inPath = path.join(tmp, 'c-frames.bin'), outPath = path.join(tmp, 'c-unframed.bin');
+    fs.writeFileSync(inPath, L.writeRecords(bufs.map((b) => ({ pk: 'z', data: b }))));
+    runTool(['unzstd', inPath, outPath]);
+    return L.readRecords(fs.readFileSync(outPath)).map((r) => r.data);
+}
+
+function compressionRecordScope(rng) {
+    const zlib = require('zlib');
+    const n = Math.max(1000, Math.floor(nRecords / 5));
+    phase(`C: record-scope compression, ${n} records (JSON log lines, binary, tiny, big)`);
+    const recs = generateCompressible(rng, n);
+    const inPath = path.join(tmp, 'c-user.bin');
+    fs.writeFileSync(inPath, L.writeRecords(recs));
+    for (const [codec, all] of [['gzip', false], ['zstd', false], ['gzip', true]]) {
+        phase(`C: ${codec}${all ? ' all' : ''}: encode`);
+        const outPath = path.join(tmp, `c-${codec}.bin`);
+        const args = ['encode', '--compress', codec, '--max-bytes', String(LIMIT)];
+        if (all) args.push('--compress-all');
+        runTool([...args, inPath, outPath]);
+        const kin = L.readRecords(fs.readFileSync(outPath));
+        /* aws-kinesis-agg reads every aggregate (MD5 verified) and gives the stored bytes of each record. */
+        const stored = [];  /* {i, data (as aws-kinesis-agg gives it), tag} */
+        let ui = 0;
+        for (let ki = 0; ki < kin.length; ki++) {
+            const k = kin[ki];
+            check(k.data.subarray(0, 4).equals(L.MAGIC), () => `${codec}: Kinesis record ${ki} is not an aggregate (record scope always aggregates)`);
+            const { error, users } = peerDeaggregate(k, ki);
+            check(!error, () => `${codec}: Kinesis record ${ki}: aws-kinesis-agg failed: ${error}`);
+            const pb = peer.common.AggregatedRecord.decode(k.data.subarray(4, k.data.length - 16));
+            for (let j = 0; j < users.length; j++, ui++) {
+                const e = recs[ui], u = users[j];
+                check(e && u.partitionKey === e.pk, () => `${codec}: ${where(ui, e)}: aws-kinesis-agg read partition key ${L.describe(u.partitionKey)}`);
+                const tags = pb.records[j].tags;
+                check(tags.length === 0 || (tags.length === 1 && tags[0].key === 'content-encoding' && tags[0].value === codec),
+                      () => `${codec}: ${where(ui, e)}: tags ${JSON.stringify(tags)}`);
+                stored.push({ i: ui, data: Buffer.from(u.data, 'base64'), tagged: tags.length === 1 });
+            }
+        }
+        check(ui === recs.length, () => `${codec}: aws-kinesis-agg read ${ui} of ${recs.length} records`);
+        phase(`C: ${codec}: decompress with the reference`);
+        /* Tagged data is a standard frame of the original bytes; untagged data is the original. */
+        const tagged = stored.filter((x) => x.tagged);
+        const plain = stored.filter((x) => !x.tagged);
+        const originals = codec === 'gzip' ? tagged.map((x) => zlib.gunzipSync(x.data)) : zstdDecompressAll(tagged.map((x) => x.data));
+        tagged.forEach((x, t) => check(originals[t].equals(recs[x.i].data),
+            () => `${codec}: ${where(x.i, recs[x.i])}: its ${codec} frame decompresses to ${L.describe(originals[t])}`));
+        plain.forEach((x) => check(x.data.equals(recs[x.i].data), () => `${codec}: ${where(x.i, recs[x.i])}: untagged data differs`));
+        const byKind = (kind) => stored.filter((x) => recs[x.i].kind === kind);
+        const jsonTagged = byKind('json').filter((x) => x.tagged).length, jsonAll = byKind('json').length;
+        if (all) check(plain.length === 0, `${codec} --compress-all: ${plain.length} records left uncompressed`);
+        else {
+            check(jsonTagged > jsonAll * 0.9, `${codec}: only ${jsonTagged} of ${jsonAll} JSON log lines compressed`);
+            check(byKind('binary').every((x) => !x.tagged) && byKind('tiny').every((x) => !x.tagged),
+                  `${codec}: random or tiny records were compressed although that made them bigger`);
+        }
+        phase(`C: ${codec}: our decoder`);
+        /* Our full consumer decoder gives the originals back. */
+        const decPath = path.join(tmp, `c-${codec}.dec`);
+        runTool(['decode', '--decompress', outPath, decPath]);
+        const dec = L.readDecoded(fs.readFileSync(decPath));
+        check(dec.length === recs.length, () => `${codec}: agg_tool decode --decompress gave ${dec.length} records`);
+        const codecId = codec === 'gzip' ? 1 : 2;
+        dec.forEach((g, i) => {
+            const e = recs[i];
+            check(g.pk === e.pk && g.ehk === (e.ehk === undefined ? null : e.ehk) && g.data.equals(e.data) && g.aggregated &&
+                  !(g.flags & 4) && ((g.flags & 2) !== 0) === stored[i].tagged && (!stored[i].tagged || (g.flags >> 8) === codecId),
+                  () => `${codec}: ${where(i, e)}: decoded back as ${L.describe(g.data)}, flags ${g.flags}`);
+        });
+        const bytesIn = recs.reduce((a, r) => a + r.data.length, 0);
+        const bytesOut = kin.reduce((a, k) => a + k.data.length, 0);
+        console.log(`C: OK: ${codec}${all ? ' (--compress-all)' : ''}: ${kin.length} aggregates read by aws-kinesis-agg; ` +
+                    `${tagged.length} tagged records decompress to the originals (${codec === 'gzip' ? 'Node zlib' : 'libzstd ZSTD_decompress'}), ` +
+                    `${plain.length} untagged as they were; ${jsonTagged}/${jsonAll} JSON lines compressed; ` +
+                    `${bytesIn} -> ${bytesOut} bytes`);
+    }
+
+    /* A Node producer following our documented format (zlib gzip + tag) is read by us. */
+    const C = peer.common;
+    const lines = recs.filter((r) => r.kind === 'json').slice(0, 200);
+    const tagsFor = (j) => (j % 3 === 0 ? [] : [{ key: 'content-encoding', value: 'gzip' }]);
+    const pbRecs = lines.map((r, j) => ({ partition_key_index: j % 7, data: tagsFor(j).length ? zlib.gzipSync(r.data) : r.data, tags: tagsFor(j) }));
+    pbRecs.push({ partition_key_index: 0, data: Buffer.from('not gzip'), tags: [{ key: 'content-encoding', value: 'gzip' }] });
+    pbRecs.push({ partition_key_index: 1, data: Buffer.from('brotli?'), tags: [{ key: 'content-encoding', value: 'br' }] });
+    const pb = C.AggregatedRecord.encode({ partition_key_table: Array.from({ length: 7 }, (_, j) => 'node-' + j), records: pbRecs }).finish();
+    const agg = Buffer.concat([L.MAGIC, pb, require('crypto').createHash('md5').update(pb).digest()]);
+    const kPath = path.join(tmp, 'c-node.bin'), dPath = path.join(tmp, 'c-node.dec');
+    fs.writeFileSync(kPath, L.writeRecords([{ pk: 'a', data: agg }]));
+    runTool(['decode', '--decompress', kPath, dPath]);
+    const dec = L.readDecoded(fs.readFileSync(dPath));
+    check(dec.length === pbRecs.length, `Node-made gzip aggregate: ${dec.length} of ${pbRecs.length} records`);
+    lines.forEach((r, j) => check(dec[j].data.equals(r.data) && dec[j].pk === 'node-' + (j % 7) && !(dec[j].flags & 4) &&
+                                  ((dec[j].flags & 2) !== 0) === (j % 3 !== 0),
+                                  () => `Node-made gzip aggregate, record ${j}: read ${L.describe(dec[j].data)} flags ${dec[j].flags}`));
+    const bad = dec[lines.length], br = dec[lines.length + 1];
+    check((bad.flags & 4) && bad.data.equals(Buffer.from('not gzip')), `a gzip-tagged record that is not gzip: flags ${bad.flags}, data ${L.describe(bad.data)}`);
+    check((br.flags & 4) && br.data.equals(Buffer.from('brotli?')), `an unknown content-encoding: flags ${br.flags}, data ${L.describe(br.data)}`);
+    console.log(`C: OK: a Node-made aggregate of ${lines.length} records (gzip-tagged by zlib on two thirds) decoded by us; ` +
+                'a corrupt gzip record and an unknown encoding delivered as received with an error');
+}
+
 (async () => {
     try {
         const rng = L.makeRng(seed);
         directionA(rng);
         contractChecks(rng);
         await directionB(rng);
+        compressionRecordScope(rng);
     } catch (e) {
         fail('unexpected exception: ' + (e && e.stack ? e.stack : e));
     }
