@@ -89,6 +89,8 @@ struct kn_conf_s {
     char *extra[N_FOREIGN]; /* pass-through values; NULL: unset */
     kn_log_cb_t *log_cb;
     void *log_opaque;
+    kn__conf_fn_t *cb[KN__CB__COUNT]; /* component callbacks (result, stats) */
+    void *cb_opaque[KN__CB__COUNT];
 };
 
 #define KPL_DEFAULT_PORT 443
@@ -738,6 +740,8 @@ KN_API kn_conf_t *kn_conf_dup(const kn_conf_t *conf)
         ok = ok && dup_str(&c->extra[i], conf->extra[i]);
     c->log_cb = conf->log_cb;
     c->log_opaque = conf->log_opaque;
+    memcpy(c->cb, conf->cb, sizeof(c->cb));
+    memcpy(c->cb_opaque, conf->cb_opaque, sizeof(c->cb_opaque));
     if (!ok) {
         kn_conf_destroy(c);
         return NULL;
@@ -880,6 +884,21 @@ bool kn__conf_is_set(const kn_conf_t *conf, kn__prop_t id)
 {
     assert((unsigned)id < KN_P__COUNT);
     return conf->slot[id].str != NULL;
+}
+
+void kn__conf_set_cb(kn_conf_t *conf, kn__conf_cb_t which, kn__conf_fn_t *fn, void *opaque)
+{
+    if (!conf || (unsigned)which >= KN__CB__COUNT)
+        return;
+    conf->cb[which] = fn;
+    conf->cb_opaque[which] = fn ? opaque : NULL;
+}
+
+kn__conf_fn_t *kn__conf_cb(const kn_conf_t *conf, kn__conf_cb_t which, void **opaque)
+{
+    if (opaque)
+        *opaque = conf->cb_opaque[which];
+    return conf->cb[which];
 }
 
 kn_log_cb_t *kn__conf_log_cb(const kn_conf_t *conf, void **opaque)

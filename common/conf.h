@@ -70,7 +70,49 @@ typedef enum kn__ctype_e {
       "Least severe level delivered to the log callback: error, warn, info, debug, trace")       \
     X(DEBUG, "debug", KN__CT_DEBUG, "", 0, 0,                                                    \
       "Debug contexts for debug/trace messages: generic,conf,http,sigv4,creds,aws,kinesis,"      \
-      "dynamodb,producer,consumer,lease or all")
+      "dynamodb,producer,consumer,lease or all")                                                 \
+    X(P_BUFFERED_MS, "producer.record.max.buffered.ms", KN__CT_INT, "100", 0, 600000,          \
+      "Longest time a record waits to be aggregated and collected before it is sent")           \
+    X(P_TTL_MS, "producer.record.ttl.ms", KN__CT_INT, "30000", 100, 86400000,                   \
+      "A record not put within this time after kn_producer_put fails with KN_ERR_TIMEOUT")      \
+    X(P_AGG_ENABLED, "producer.aggregation.enabled", KN__CT_BOOL, "true", 0, 0,                \
+      "Pack user records of one shard into KPL aggregates")                                     \
+    X(P_AGG_MAX_COUNT, "producer.aggregation.max.count", KN__CT_INT, "4294967295", 1,          \
+      4294967295, "Most user records in one aggregate")                                         \
+    X(P_AGG_MAX_BYTES, "producer.aggregation.max.size", KN__CT_INT, "51200", 64, 1048576,      \
+      "Largest aggregate in bytes (magic, protobuf and MD5 included)")                          \
+    X(P_OUTER_KEY, "producer.aggregation.partition.key", KN__CT_STR, "a", 0, 0,                \
+      "Partition key of the Kinesis record that carries an aggregate (its explicit hash key "   \
+      "is the first user record's hash key)")                                                   \
+    X(P_RATE_LIMIT, "producer.rate.limit.percent", KN__CT_INT, "150", 1, 10000,                \
+      "Per-shard rate limit as a percentage of the shard's 1,000 records/s and 1 MiB/s")       \
+    X(P_FAIL_IF_THROTTLED, "producer.fail.if.throttled", KN__CT_BOOL, "false", 0, 0,           \
+      "Fail a record at once when the service throttles it instead of retrying")               \
+    X(P_MAX_INFLIGHT, "producer.max.inflight.requests", KN__CT_INT, "24", 1, 1024,            \
+      "Most PutRecords requests in flight per producer")                                        \
+    X(P_STRICT_ORDER, "producer.ordering.strict", KN__CT_BOOL, "false", 0, 0,                  \
+      "At most one request in flight per shard and retries before later records, so records " \
+      "of one partition key land in put order")                                                 \
+    X(P_BUF_RECORDS, "producer.buffer.max.records", KN__CT_INT, "200000", 1, 100000000,       \
+      "Most records put and not yet served (buffered, in flight or with a result waiting)")    \
+    X(P_BUF_BYTES, "producer.buffer.max.bytes", KN__CT_INT, "33554432", 65536,                 \
+      68719476736, "Most bytes of data and keys put and not yet served")                        \
+    X(P_PUT_TIMEOUT_MS, "producer.put.timeout.ms", KN__CT_INT, "60000", 0, 86400000,          \
+      "How long a put waits for room (serving the caller's results meanwhile) before "         \
+      "KN_ERR_QUEUE_FULL; 0: fail at once")                                                     \
+    X(P_BACKGROUND, "producer.results.background", KN__CT_BOOL, "false", 0, 0,                 \
+      "Call the result callback from an internal thread instead of kn_producer_poll")          \
+    X(P_SHUTDOWN_MS, "producer.shutdown.timeout.ms", KN__CT_INT, "30000", 0, 3600000,          \
+      "How long destroy flushes before failing what is left with KN_ERR_DESTROYED")            \
+    X(P_COMPRESSION, "producer.compression.codec", KN__CT_STR, "none", 0, 0,                   \
+      "none, gzip or zstd")                                                                     \
+    X(P_COMPRESSION_SCOPE, "producer.compression.scope", KN__CT_STR, "aggregate", 0, 0,        \
+      "aggregate (best ratio, read by libkinesis) or record (each record's data a standard "   \
+      "frame tagged content-encoding, read by every KPL deaggregator)")                         \
+    X(P_COMPRESSION_LEVEL, "producer.compression.level", KN__CT_INT, "0", -7, 22,             \
+      "Codec level; 0: the codec's default")                                                    \
+    X(P_STATS_MS, "producer.stats.interval.ms", KN__CT_INT, "0", 0, 86400000,                  \
+      "Interval of the stats callback (0: off)")
 
 #define KN__PROP_ENUM(id, name, type, def, min, max, doc) KN_P_##id,
 typedef enum kn__prop_e { KN_CONF_PROPS(KN__PROP_ENUM) KN_P__COUNT } kn__prop_t;
@@ -116,7 +158,14 @@ typedef enum kn__conv_e {
     X("CollectionMaxSize", KPL, PUT_MAX_BYTES, SAME)                                             \
     X("regionName", KCL, REGION, SAME)                                                           \
     X("kinesisEndpoint", KCL, KINESIS_ENDPOINT, SAME)                                            \
-    X("dynamoDBEndpoint", KCL, DYNAMODB_ENDPOINT, SAME)
+    X("dynamoDBEndpoint", KCL, DYNAMODB_ENDPOINT, SAME)                                          \
+    X("RecordMaxBufferedTime", KPL, P_BUFFERED_MS, SAME)                                         \
+    X("RecordTtl", KPL, P_TTL_MS, SAME)                                                          \
+    X("AggregationEnabled", KPL, P_AGG_ENABLED, SAME)                                            \
+    X("AggregationMaxCount", KPL, P_AGG_MAX_COUNT, SAME)                                         \
+    X("AggregationMaxSize", KPL, P_AGG_MAX_BYTES, SAME)                                          \
+    X("RateLimit", KPL, P_RATE_LIMIT, SAME)                                                      \
+    X("FailIfThrottled", KPL, P_FAIL_IF_THROTTLED, SAME)
 
 /*
  * KPL and KCL names that no component of ours reads yet. Setting one (for
@@ -129,16 +178,12 @@ typedef enum kn__conv_e {
  */
 #define KN_CONF_FOREIGN(X)                                                                       \
     /* KPL (KinesisProducerConfiguration) */                                                     \
-    X("AggregationEnabled", KPL, 0)                                                              \
-    X("AggregationMaxCount", KPL, 0)                                                             \
-    X("AggregationMaxSize", KPL, 0)                                                              \
     X("CaCertPath", KPL, 0)                                                                      \
     X("CloudwatchEndpoint", KPL, 0)                                                              \
     X("CloudwatchPort", KPL, 0)                                                                  \
     X("CredentialsRefreshDelay", KPL, 0)                                                         \
     X("EnableCoreDumps", KPL, 0)                                                                 \
     X("EnableOldestFutureTracker", KPL, 0)                                                       \
-    X("FailIfThrottled", KPL, 0)                                                                 \
     X("GlueSchemaRegistryPropertiesFilePath", KPL, 0)                                            \
     X("MetricsGranularity", KPL, 0)                                                              \
     X("MetricsLevel", KPL, 0)                                                                    \
@@ -150,9 +195,6 @@ typedef enum kn__conv_e {
     X("ProxyPassword", KPL, 1)                                                                   \
     X("ProxyPort", KPL, 0)                                                                       \
     X("ProxyUserName", KPL, 0)                                                                   \
-    X("RateLimit", KPL, 0)                                                                       \
-    X("RecordMaxBufferedTime", KPL, 0)                                                           \
-    X("RecordTtl", KPL, 0)                                                                       \
     X("TempDirectory", KPL, 0)                                                                   \
     X("ThreadPoolSize", KPL, 0)                                                                  \
     X("ThreadingModel", KPL, 0)                                                                  \
@@ -222,6 +264,16 @@ int64_t kn__conf_int(const kn_conf_t *conf, kn__prop_t id);
 bool kn__conf_bool(const kn_conf_t *conf, kn__prop_t id);
 /* Whether the property was set explicitly (not the default). */
 bool kn__conf_is_set(const kn_conf_t *conf, kn__prop_t id);
+/*
+ * Callbacks of components above common/ (the producer's result and stats
+ * callbacks), kept as untyped function pointers; each component casts back
+ * to its own type.
+ */
+typedef void(kn__conf_fn_t)(void);
+typedef enum kn__conf_cb_e { KN__CB_RESULT, KN__CB_STATS, KN__CB__COUNT } kn__conf_cb_t;
+void kn__conf_set_cb(kn_conf_t *conf, kn__conf_cb_t which, kn__conf_fn_t *fn, void *opaque);
+kn__conf_fn_t *kn__conf_cb(const kn_conf_t *conf, kn__conf_cb_t which, void **opaque);
+
 /* The log callback set with kn_conf_set_log_cb(). */
 kn_log_cb_t *kn__conf_log_cb(const kn_conf_t *conf, void **opaque);
 /*

@@ -543,6 +543,10 @@ kn_err_t kn__creds_resolve(const kn__creds_opts_t *opts, kn__creds_t *out, kn_er
     int profile_set = opts && opts->profile && *opts->profile;
     for (int step = 0; step < 5; step++) {
         ctx.why[0] = '\0';
+        if (opts && opts->cancel && atomic_load(opts->cancel)) {
+            rc = kn__error_set(err, KN_ERR_DESTROYED, "credentials: cancelled (shutting down)");
+            goto out;
+        }
         switch (step) {
         case 0:
             if (profile_set) {
@@ -591,6 +595,10 @@ kn_err_t kn__creds_resolve(const kn__creds_opts_t *opts, kn__creds_t *out, kn_er
             goto out;
         }
     }
+    if (opts && opts->cancel && atomic_load(opts->cancel)) {
+        rc = kn__error_set(err, KN_ERR_DESTROYED, "credentials: cancelled (shutting down)");
+        goto out;
+    }
     rc = kn__error_set(err, KN_ERR_CREDENTIALS, "no credentials found: %s", steps.data);
     goto out;
 found:
@@ -623,6 +631,7 @@ struct kn__creds_cache_s {
     kn_error_t last_err;
     time_t last_attempt_at; /* 0: never */
     time_t (*now)(void);
+    atomic_int cancelled; /* c->opts.cancel points here */
 };
 
 static time_t default_now(void) { return time(NULL); }
@@ -654,6 +663,8 @@ kn__creds_cache_t *kn__creds_cache_new(const kn__creds_opts_t *opts)
         dup_opt(c->opts.static_secret_access_key, &fail);
     c->opts.static_session_token = c->s_token = dup_opt(c->opts.static_session_token, &fail);
     c->now = default_now;
+    atomic_init(&c->cancelled, 0);
+    c->opts.cancel = &c->cancelled;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->refresh_lock, NULL);
     if (fail) {
@@ -678,6 +689,12 @@ void kn__creds_cache_destroy(kn__creds_cache_t *c)
     pthread_mutex_destroy(&c->lock);
     pthread_mutex_destroy(&c->refresh_lock);
     free(c);
+}
+
+void kn__creds_cache_cancel(kn__creds_cache_t *c)
+{
+    if (c)
+        atomic_store(&c->cancelled, 1);
 }
 
 void kn__creds_cache_set_clock(kn__creds_cache_t *c, time_t (*now)(void))

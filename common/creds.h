@@ -8,6 +8,7 @@
 #ifndef KN_CREDS_H
 #define KN_CREDS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 
@@ -41,6 +42,10 @@ typedef struct kn__creds_opts_s {
     const char *static_secret_access_key;
     const char *static_session_token;
     kn__logger_t *log; /* may be NULL */
+    /* When non-NULL and set (from any thread), the chain gives up as soon as it can:
+     * a running credential_process is killed, an HTTP call aborted, KN_ERR_DESTROYED
+     * returned. The cache points it at its own flag (kn__creds_cache_cancel). */
+    const atomic_int *cancel;
 } kn__creds_opts_t;
 
 /*
@@ -89,6 +94,14 @@ bool kn__creds_cache_refresh_wanted(kn__creds_cache_t *c);
 
 /* Blocking: peek, and refresh first when needed. Thread-safe. */
 kn_err_t kn__creds_cache_get(kn__creds_cache_t *c, kn__creds_t *out, kn_error_t *err);
+
+/*
+ * For shutdown, from any thread: a refresh in progress, and every later one,
+ * gives up within about a second with KN_ERR_DESTROYED (a credential_process
+ * is killed, an HTTP call to STS, SSO, a container or IMDS endpoint aborted),
+ * so that the thread waiting for it is not held for the providers' timeouts.
+ */
+void kn__creds_cache_cancel(kn__creds_cache_t *c);
 
 /* For tests: replaces time(NULL). */
 void kn__creds_cache_set_clock(kn__creds_cache_t *c, time_t (*now)(void));

@@ -163,8 +163,14 @@ static long elapsed_ms(const struct timespec *t0)
     return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
+/* Longest wait between looks at the cancel flag while a command runs. */
+#define KN__PROCESS_CANCEL_CHECK_MS 100
+
+static bool cancelled(const atomic_int *cancel) { return cancel && atomic_load(cancel); }
+
 /* Runs /bin/sh -c command with a deadline, collecting bounded stdout and stderr. */
-static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t *r, kn_error_t *err)
+static kn_err_t run_command(const char *command, long timeout_ms, const atomic_int *cancel,
+                            proc_result_t *r, kn_error_t *err)
 {
     kn_err_t rc = KN_ERR_OK;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -222,13 +228,20 @@ static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t 
                                timeout_ms);
             goto kill_it;
         }
+        if (cancelled(cancel)) {
+            rc = kn__error_set(err, KN_ERR_DESTROYED, "command stopped: shutting down");
+            goto kill_it;
+        }
+        long wait_ms = timeout_ms - elapsed;
+        if (cancel && wait_ms > KN__PROCESS_CANCEL_CHECK_MS)
+            wait_ms = KN__PROCESS_CANCEL_CHECK_MS;
         struct pollfd pf[2];
         int np = 0;
         if (open_out)
             pf[np++] = (struct pollfd){.fd = outp[0], .events = POLLIN};
         if (open_err)
             pf[np++] = (struct pollfd){.fd = errp[0], .events = POLLIN};
-        int pr = poll(pf, (nfds_t)np, (int)(timeout_ms - elapsed));
+        int pr = poll(pf, (nfds_t)np, (int)wait_ms);
         if (pr < 0 && errno != EINTR) {
             rc = kn__error_set(err, KN_ERR_IO, "poll: %s", strerror(errno));
             goto kill_it;
@@ -286,6 +299,10 @@ static kn_err_t run_command(const char *command, long timeout_ms, proc_result_t 
                                timeout_ms);
             goto kill_it;
         }
+        if (cancelled(cancel)) {
+            rc = kn__error_set(err, KN_ERR_DESTROYED, "command stopped: shutting down");
+            goto kill_it;
+        }
         struct timespec nap = {0, 10 * 1000000};
         nanosleep(&nap, NULL);
     }
@@ -322,7 +339,8 @@ kn__cp_t kn__cp_process(kn__creds_ctx_t *ctx, const char *profile, const char *c
                           ? ctx->opts->process_timeout_ms
                           : KN__PROCESS_DEFAULT_TIMEOUT_MS;
 
-    if (run_command(command, timeout_ms, &r, err) != KN_ERR_OK) {
+    if (run_command(command, timeout_ms, ctx->opts ? ctx->opts->cancel : NULL, &r, err) !=
+        KN_ERR_OK) {
         kn__error_prefix(err, "credential_process of profile %s", profile);
         goto out;
     }
@@ -384,6 +402,7 @@ static kn_err_t http_get(kn__creds_ctx_t *ctx, const char *method, const char *u
         .ca_bundle = kn__creds_ca_bundle(ctx),
         .tls_verify = ctx->opts ? ctx->opts->tls_verify : true,
         .max_body = KN__ENDPOINT_MAX_BODY,
+        .cancel = ctx->opts ? ctx->opts->cancel : NULL,
     };
     kn_err_t rc = kn__http_sync(&req, &resp, err);
     *status = resp.status;

@@ -324,6 +324,7 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
         .ca_bundle = kn__creds_ca_bundle(ctx),
         .tls_verify = ctx->opts ? ctx->opts->tls_verify : true,
         .max_body = KN__STS_MAX_RESPONSE,
+        .cancel = ctx->opts ? ctx->opts->cancel : NULL,
     };
     rc = kn__http_sync(&req, &resp, err);
     if (rc != KN_ERR_OK) {

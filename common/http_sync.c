@@ -102,6 +102,14 @@ void kn__url_for_message(const char *url, char *out, size_t size)
         snprintf(out, size, "%s", url);
 }
 
+/* Progress callback: a non-zero return aborts the transfer (curl calls it at least once a second). */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return atomic_load((const atomic_int *)ud) ? 1 : 0;
+}
+
 kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *resp, kn_error_t *err)
 {
     kn_err_t rc = KN_ERR_OK;
@@ -111,6 +119,8 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
 
     if (!req || !req->url || !req->method || !resp)
         return kn__error_set(err, KN_ERR_INVALID_ARG, "http_sync: missing request fields");
+    if (req->cancel && atomic_load(req->cancel))
+        return kn__error_set(err, KN_ERR_DESTROYED, "%s: cancelled (shutting down)", req->method);
     resp->status = 0;
     kn__buf_reset(&resp->body);
     pthread_once(&curl_once, curl_init_once);
@@ -156,6 +166,11 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
     curl_easy_setopt(h, CURLOPT_USERAGENT, "libkinesis/" KN_VERSION_STR);
     if (hdrs)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (req->cancel) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req->cancel);
+    }
     if (host_is_local(req->url))
         curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     if (req->ca_bundle && *req->ca_bundle)
@@ -186,6 +201,11 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
     if (sink.too_large) {
         rc = kn__error_set(err, KN_ERR_TOO_LARGE, "%s %s: response body larger than %zu bytes",
                            req->method, where, sink.max);
+        goto out;
+    }
+    if (cc == CURLE_ABORTED_BY_CALLBACK && req->cancel && atomic_load(req->cancel)) {
+        rc = kn__error_set(err, KN_ERR_DESTROYED, "%s %s: cancelled (shutting down)", req->method,
+                           where);
         goto out;
     }
     if (cc != CURLE_OK) {

@@ -6,6 +6,7 @@
 #ifndef KN_HTTP_SYNC_H
 #define KN_HTTP_SYNC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -22,6 +23,7 @@ typedef struct kn__http_sync_req_s {
     const char *ca_bundle; /* NULL: system store */
     bool tls_verify;
     size_t max_body; /* 0: 1 MiB */
+    const atomic_int *cancel; /* NULL, or a flag that aborts the call (KN_ERR_DESTROYED) once set */
 } kn__http_sync_req_t;
 
 typedef struct kn__http_sync_resp_s {
@@ -29,7 +31,10 @@ typedef struct kn__http_sync_resp_s {
     kn_buf_t body;
 } kn__http_sync_resp_t;
 
-/* Transport failures fill err (KN_ERR_TRANSPORT / TIMEOUT / TLS); any HTTP status is success here. */
+/*
+ * Transport failures fill err (KN_ERR_TRANSPORT / TIMEOUT / TLS, KN_ERR_DESTROYED
+ * when req->cancel was set); any HTTP status is success here.
+ */
 kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *resp, kn_error_t *err);
 void kn__http_sync_resp_free(kn__http_sync_resp_t *resp);
 

@@ -15,6 +15,7 @@
  */
 #include "fuzz.h"
 
+#include <strings.h>
 #include <zlib.h>
 
 #include "agg.h"
@@ -56,7 +57,7 @@ static bool has_encoding_tag(const kn__rc_rec_t *r)
 {
     for (size_t t = 0; t < r->n_tags; t++)
         if (r->tags[t].key_len == strlen(KN__RC_TAG_KEY) &&
-            memcmp(r->tags[t].key, KN__RC_TAG_KEY, r->tags[t].key_len) == 0)
+            strncasecmp(r->tags[t].key, KN__RC_TAG_KEY, r->tags[t].key_len) == 0)
             return true;
     return false;
 }
@@ -137,7 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t crc[4];
         put_be32(crc, (uint32_t)crc32(0L, (const Bytef *)rec.data, (uInt)rec.len));
         FUZZ_CHECK(kn__buf_append(&rec, crc, 4) == 0);
-        FUZZ_CHECK(kn__rc_is_frame(rec.data, rec.len));
+        /* A frame has at least one payload byte. */
+        FUZZ_CHECK(kn__rc_is_frame(rec.data, rec.len) == (size > 0));
     } else {
         uint8_t md5[16];
         kn__md5(data, size, md5);

@@ -92,6 +92,9 @@ function runTool(args, expectOk = true) {
     if (r.error) fail(`cannot run ${tool}: ${r.error.message}`);
     if (expectOk && r.status !== 0)
         fail(`agg_tool ${args.join(' ')} exited with ${r.status === null ? 'signal ' + r.signal : r.status}:\n${r.stderr}`);
+    /* Sanitizer reports fail the test even when the sanitizer was told to go on. */
+    if (/runtime error:|Sanitizer|LeakSanitizer/.test(r.stderr || ''))
+        fail(`agg_tool ${args.join(' ')}: sanitizer report:\n${r.stderr}`);
     if (r.stderr && expectOk) process.stdout.write('  ' + r.stderr.trim().split('\n').join('\n  ') + '\n');
     return r;
 }
@@ -121,7 +124,7 @@ function generateStream(rng, n, withGroups) {
     let hugeLeft = hugeSizes.slice();
     const big = () => {
         if (hugeLeft.length && rng.chance(0.25)) return plain(hugeLeft.shift());
-        return plain(rng.range(LIMIT + 1, LIMIT + 8192));
+        return plain(rng.range(LIMIT + 1, LIMIT + 512));
     };
     /* The record r with data sized so that the aggregate of prefix + r is exactly target bytes. */
     const sized = (prefix, r, target) => {
@@ -177,7 +180,7 @@ function generateStream(rng, n, withGroups) {
         return g;
     };
     const recs = [];
-    const nGroups = withGroups ? Math.min(120, Math.floor(n / 500)) : 0;
+    const nGroups = withGroups ? Math.min(72, Math.floor(n / 500)) : 0;
     const every = nGroups ? Math.floor(n / (nGroups + 1)) : Infinity;
     let gi = 0;
     while (recs.length < n) {
@@ -595,7 +598,7 @@ function zstdDecompressAll(bufs) {
 
 function compressionRecordScope(rng) {
     const zlib = require('zlib');
-    const n = Math.max(1000, Math.floor(nRecords / 5));
+    const n = Math.max(1000, Math.floor(nRecords / 10));
     phase(`C: record-scope compression, ${n} records (JSON log lines, binary, tiny, big)`);
     const recs = generateCompressible(rng, n);
     const inPath = path.join(tmp, 'c-user.bin');

@@ -469,10 +469,11 @@ static void test_pass_through_kpl_kcl_names(void **state)
     set_ok(c, "streamName", "my-stream");
     set_ok(c, "executableName", "node app.js");
     set_ok(c, "AWSCredentialsProvider", "DefaultCredentialsProvider");
-    set_ok(c, "AggregationMaxSize", "51200");
+    set_ok(c, "MetricsLevel", "none");
     assert_string_equal(get(c, "streamName"), "my-stream");
     assert_string_equal(kn__conf_extra(c, "executableName"), "node app.js");
-    assert_string_equal(kn__conf_extra(c, "AggregationMaxSize"), "51200");
+    assert_string_equal(kn__conf_extra(c, "MetricsLevel"), "none");
+    assert_null(kn__conf_extra(c, "AggregationMaxSize")); /* a real alias now */
     /* Not a pass-through name: */
     assert_null(kn__conf_extra(c, "http.max.connections"));
     assert_null(kn__conf_extra(c, "bogus"));
@@ -675,7 +676,7 @@ static void test_properties_kpl_file(void **state)
                        "ConnectTimeout = 6000\n"
                        "LogLevel = warning\n"
                        "MaxConnections = 24\n"
-                       "RecordMaxBufferedTime = 100\n"
+                       "RecordMaxBufferedTime = 250\n"
                        "Region = us-east-1\n"
                        "RequestTimeout = 6000\n"
                        "VerifyCertificate = false\n"
@@ -685,7 +686,8 @@ static void test_properties_kpl_file(void **state)
     assert_string_equal(kn__conf_str(c, KN_P_REGION), "us-east-1");
     assert_false(kn__conf_bool(c, KN_P_TLS_VERIFY));
     assert_int_equal(kn__conf_int(c, KN_P_LOG_LEVEL), KN_LOG_WARN);
-    assert_string_equal(kn__conf_extra(c, "RecordMaxBufferedTime"), "100");
+    assert_int_equal(kn__conf_int(c, KN_P_P_BUFFERED_MS), 250);
+    assert_true(kn__conf_bool(c, KN_P_P_AGG_ENABLED));
     kn_conf_destroy(c);
 }
 
