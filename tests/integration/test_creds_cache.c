@@ -10,8 +10,14 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "creds.h"
 #include "err.h"
@@ -213,6 +219,100 @@ static void refresh_wanted_spaces_out_refreshes_inside_the_window(void **state)
     assert_true(kn__creds_cache_refresh_wanted(cache));
 }
 
+/* ---- cancellation at shutdown ---- */
+
+typedef struct cancel_run_s {
+    kn__creds_cache_t *cache;
+    kn_err_t rc;
+    char message[768];
+} cancel_run_t;
+
+static void *refresh_thread(void *arg)
+{
+    cancel_run_t *r = arg;
+    kn_error_t e;
+    kn__error_clear(&e);
+    r->rc = kn__creds_cache_refresh(r->cache, &e);
+    snprintf(r->message, sizeof(r->message), "%s", e.message);
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Starts a refresh on a thread, cancels it after 300 ms, returns how long the refresh took. */
+static double cancel_during_refresh(kn__creds_cache_t *c, cancel_run_t *r)
+{
+    pthread_t t;
+    r->cache = c;
+    double t0 = now_s();
+    assert_int_equal(pthread_create(&t, NULL, refresh_thread, r), 0);
+    struct timespec pause = {0, 300 * 1000000};
+    nanosleep(&pause, NULL);
+    kn__creds_cache_cancel(c);
+    pthread_join(t, NULL);
+    return now_s() - t0;
+}
+
+/*
+ * A credential_process that hangs (up to its 60 s limit) does not hold the
+ * client's shutdown: cancel kills it and the refresh ends with
+ * KN_ERR_DESTROYED; later refreshes give up at once.
+ */
+static void cancel_stops_a_hanging_credential_process(void **state)
+{
+    (void)state;
+    fake_now = E0 - 3600;
+    set_answer("A", E0);
+    kn_t_write("delay", "60", 0600);
+    cancel_run_t r;
+    double took = cancel_during_refresh(cache, &r);
+    assert_int_equal(r.rc, KN_ERR_DESTROYED);
+    assert_non_null(strstr(r.message, "shutting down"));
+    assert_true(took < 20.0);
+    kn_error_t e;
+    kn__error_clear(&e);
+    assert_int_equal(kn__creds_cache_refresh(cache, &e), KN_ERR_DESTROYED);
+}
+
+/* The same for an HTTP endpoint that accepts the connection and never answers. */
+static void cancel_aborts_a_hanging_credentials_endpoint(void **state)
+{
+    (void)state;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(ls >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(ls, 4), 0); /* the kernel completes the handshake; nobody answers */
+    socklen_t al = sizeof(a);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/creds", ntohs(a.sin_port));
+    kn_t_write(".aws/config", "", 0600); /* no profile: the chain reaches the container step */
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
+    kn__creds_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.tls_verify = true;
+    o.timeout_ms = 60000;
+    kn__creds_cache_t *c = kn__creds_cache_new(&o);
+    assert_non_null(c);
+    cancel_run_t r;
+    double took = cancel_during_refresh(c, &r);
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    close(ls);
+    kn__creds_cache_destroy(c);
+    assert_int_equal(r.rc, KN_ERR_DESTROYED);
+    assert_non_null(strstr(r.message, "cancelled"));
+    assert_true(took < 20.0);
+}
+
 static pthread_barrier_t barrier;
 static kn_err_t thread_rc[4];
 
@@ -260,6 +360,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(refresh_wanted_spaces_out_refreshes_inside_the_window,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(cancel_stops_a_hanging_credential_process, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cancel_aborts_a_hanging_credentials_endpoint, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(concurrent_refreshes_are_serialised, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
