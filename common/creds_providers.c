@@ -402,9 +402,8 @@ static kn_err_t http_get(kn__creds_ctx_t *ctx, const char *method, const char *u
         .ca_bundle = kn__creds_ca_bundle(ctx),
         .tls_verify = ctx->opts ? ctx->opts->tls_verify : true,
         .max_body = KN__ENDPOINT_MAX_BODY,
-        .cancel = ctx->opts ? ctx->opts->cancel : NULL,
     };
-    kn_err_t rc = kn__http_sync(&req, &resp, err);
+    kn_err_t rc = kn__http_sync_cancellable(&req, ctx->opts ? ctx->opts->cancel : NULL, &resp, err);
     *status = resp.status;
     if (rc == KN_ERR_OK) {
         kn__buf_free(out);

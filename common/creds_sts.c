@@ -324,9 +324,8 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
         .ca_bundle = kn__creds_ca_bundle(ctx),
         .tls_verify = ctx->opts ? ctx->opts->tls_verify : true,
         .max_body = KN__STS_MAX_RESPONSE,
-        .cancel = ctx->opts ? ctx->opts->cancel : NULL,
     };
-    rc = kn__http_sync(&req, &resp, err);
+    rc = kn__http_sync_cancellable(&req, ctx->opts ? ctx->opts->cancel : NULL, &resp, err);
     if (rc != KN_ERR_OK) {
         kn__error_prefix(err, "STS %s for %s", what, role_arn);
         goto out;

@@ -112,6 +112,12 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 
 kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *resp, kn_error_t *err)
 {
+    return kn__http_sync_cancellable(req, NULL, resp, err);
+}
+
+kn_err_t kn__http_sync_cancellable(const kn__http_sync_req_t *req, const atomic_int *cancel,
+                                   kn__http_sync_resp_t *resp, kn_error_t *err)
+{
     kn_err_t rc = KN_ERR_OK;
     CURL *h = NULL;
     struct curl_slist *hdrs = NULL;
@@ -119,7 +125,7 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
 
     if (!req || !req->url || !req->method || !resp)
         return kn__error_set(err, KN_ERR_INVALID_ARG, "http_sync: missing request fields");
-    if (req->cancel && atomic_load(req->cancel))
+    if (cancel && atomic_load(cancel))
         return kn__error_set(err, KN_ERR_DESTROYED, "%s: cancelled (shutting down)", req->method);
     resp->status = 0;
     kn__buf_reset(&resp->body);
@@ -166,10 +172,10 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
     curl_easy_setopt(h, CURLOPT_USERAGENT, "libkinesis/" KN_VERSION_STR);
     if (hdrs)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    if (req->cancel) {
+    if (cancel) {
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req->cancel);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)cancel);
     }
     if (host_is_local(req->url))
         curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
@@ -203,7 +209,7 @@ kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *res
                            req->method, where, sink.max);
         goto out;
     }
-    if (cc == CURLE_ABORTED_BY_CALLBACK && req->cancel && atomic_load(req->cancel)) {
+    if (cc == CURLE_ABORTED_BY_CALLBACK && cancel && atomic_load(cancel)) {
         rc = kn__error_set(err, KN_ERR_DESTROYED, "%s %s: cancelled (shutting down)", req->method,
                            where);
         goto out;

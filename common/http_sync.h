@@ -23,7 +23,6 @@ typedef struct kn__http_sync_req_s {
     const char *ca_bundle; /* NULL: system store */
     bool tls_verify;
     size_t max_body; /* 0: 1 MiB */
-    const atomic_int *cancel; /* NULL, or a flag that aborts the call (KN_ERR_DESTROYED) once set */
 } kn__http_sync_req_t;
 
 typedef struct kn__http_sync_resp_s {
@@ -31,11 +30,14 @@ typedef struct kn__http_sync_resp_s {
     kn_buf_t body;
 } kn__http_sync_resp_t;
 
-/*
- * Transport failures fill err (KN_ERR_TRANSPORT / TIMEOUT / TLS, KN_ERR_DESTROYED
- * when req->cancel was set); any HTTP status is success here.
- */
+/* Transport failures fill err (KN_ERR_TRANSPORT / TIMEOUT / TLS); any HTTP status is success here. */
 kn_err_t kn__http_sync(const kn__http_sync_req_t *req, kn__http_sync_resp_t *resp, kn_error_t *err);
+/*
+ * The same, and gives up with KN_ERR_DESTROYED once *cancel (may be NULL) is
+ * set from another thread: curl looks at it at least once a second.
+ */
+kn_err_t kn__http_sync_cancellable(const kn__http_sync_req_t *req, const atomic_int *cancel,
+                                   kn__http_sync_resp_t *resp, kn_error_t *err);
 void kn__http_sync_resp_free(kn__http_sync_resp_t *resp);
 
 /*

@@ -1,1 +1,550 @@
-/* work in progress */
+/*
+ * The producer's public API: creation, put (validation, hashing and the copy
+ * on the caller's thread, memory accounting, the hand-over to the loop),
+ * poll, flush, destroy and statistics. The loop side is in pipeline.c, the
+ * result queue in results.c.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "json_fields.h"
+#include "producer_int.h"
+
+#define PARTITION_KEY_MAX_CHARS 256
+/* Longest single wait slice while a put waits for room or a flush for results. */
+#define WAIT_SLICE_MS 50
+
+int64_t kn__pnow_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void abs_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+KN_API void kn_conf_set_result_cb(kn_conf_t *conf, kn_result_cb_t *cb, void *opaque)
+{
+    if (conf)
+        kn__conf_set_cb(conf, KN__CB_RESULT, (kn__conf_fn_t *)cb, opaque);
+}
+
+/* ------------------------------------------------------------ background */
+
+static void *bg_main(void *arg)
+{
+    kn_producer_t *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->rlock);
+        bool stop = p->bg_stop && !p->res_head;
+        pthread_mutex_unlock(&p->rlock);
+        if (stop)
+            break;
+        kn__results_serve(p, -1);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ creation */
+
+static void producer_free(kn_producer_t *p)
+{
+    kn__pstream_t *s = p->streams;
+    while (s) {
+        kn__pstream_t *next = s->next;
+        free(s->name);
+        free(s);
+        s = next;
+    }
+    kn__pintern_free(p);
+    kn__zctx_destroy(p->zctx);
+    free(p->outer_key);
+    kn__results_fini(p);
+    pthread_cond_destroy(&p->room_cond);
+    pthread_mutex_destroy(&p->lock);
+    kn_conf_destroy(p->conf);
+    free(p);
+}
+
+KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *conf, char *errstr,
+                                         size_t errstr_size)
+{
+    if (!client) {
+        kn__errstr(errstr, errstr_size, "kn_producer_new_on: client is NULL");
+        return NULL;
+    }
+    kn_producer_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        kn__errstr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->room_cond, NULL);
+    p->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
+    if (!p->conf) {
+        kn__errstr(errstr, errstr_size, "out of memory");
+        goto fail_early;
+    }
+    const kn_conf_t *cf = p->conf;
+    void *op = NULL;
+    p->cb = (kn_result_cb_t *)kn__conf_cb(cf, KN__CB_RESULT, &op);
+    p->cb_opaque = op;
+    p->buffered_ms = kn__conf_int(cf, KN_P_P_BUFFERED_MS);
+    p->ttl_ms = kn__conf_int(cf, KN_P_P_TTL_MS);
+    p->put_timeout_ms = kn__conf_int(cf, KN_P_P_PUT_TIMEOUT_MS);
+    p->shutdown_ms = kn__conf_int(cf, KN_P_P_SHUTDOWN_MS);
+    p->buf_max_records = kn__conf_int(cf, KN_P_P_BUF_RECORDS);
+    p->buf_max_bytes = kn__conf_int(cf, KN_P_P_BUF_BYTES);
+    p->agg_enabled = kn__conf_bool(cf, KN_P_P_AGG_ENABLED);
+    p->agg_max_bytes = kn__conf_int(cf, KN_P_P_AGG_MAX_BYTES);
+    p->agg_max_count = kn__conf_int(cf, KN_P_P_AGG_MAX_COUNT);
+    p->max_inflight = kn__conf_int(cf, KN_P_P_MAX_INFLIGHT);
+    p->rate_percent = (double)kn__conf_int(cf, KN_P_P_RATE_LIMIT);
+    p->fail_if_throttled = kn__conf_bool(cf, KN_P_P_FAIL_IF_THROTTLED);
+    p->strict = kn__conf_bool(cf, KN_P_P_STRICT_ORDER);
+    p->background = kn__conf_bool(cf, KN_P_P_BACKGROUND);
+    p->retry_base_ms = kn__conf_int(cf, KN_P_RETRY_BASE_MS);
+    p->retry_cap_ms = kn__conf_int(cf, KN_P_RETRY_MAX_BACKOFF_MS);
+    kn__kinesis_limits_from_conf(cf, &p->limits);
+    const char *outer = kn__conf_str(cf, KN_P_P_OUTER_KEY);
+    long outer_chars = kn__utf8_count(outer, strlen(outer));
+    if (outer_chars < 1 || outer_chars > PARTITION_KEY_MAX_CHARS) {
+        kn__errstr(errstr, errstr_size,
+                   "producer.aggregation.partition.key: must be 1 to 256 Unicode characters");
+        goto fail_early;
+    }
+    const char *codec = kn__conf_str(cf, KN_P_P_COMPRESSION);
+    if (strcmp(codec, "none") != 0) {
+        kn__errstr(errstr, errstr_size,
+                   "producer.compression.codec=%s: compression is not supported by the producer yet",
+                   codec);
+        goto fail_early;
+    }
+    p->outer_key = strdup(outer);
+    if (!p->outer_key || kn__results_init(p) != 0) {
+        kn__errstr(errstr, errstr_size, "out of memory or no eventfd");
+        goto fail_early;
+    }
+    p->client = kn_client_ref(client);
+    if (p->background) {
+        if (pthread_create(&p->bg_thread, NULL, bg_main, p) != 0) {
+            kn__errstr(errstr, errstr_size, "cannot start the result thread");
+            kn_client_destroy(p->client);
+            goto fail_early;
+        }
+        p->bg_started = true;
+    }
+    return p;
+fail_early:
+    producer_free(p);
+    return NULL;
+}
+
+KN_API kn_producer_t *kn_producer_new(const kn_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    kn_client_t *c = kn_client_new(conf, errstr, errstr_size);
+    if (!c)
+        return NULL;
+    kn_producer_t *p = kn_producer_new_on(c, conf, errstr, errstr_size);
+    kn_client_destroy(c); /* the producer holds its own reference */
+    return p;
+}
+
+/* ------------------------------------------------------------ put */
+
+/* Under p->lock. */
+static kn__pstream_t *stream_get(kn_producer_t *p, const char *name)
+{
+    for (kn__pstream_t *s = p->streams; s; s = s->next)
+        if (strcmp(s->name, name) == 0)
+            return s;
+    kn__pstream_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->name = strdup(name);
+    if (!s->name) {
+        free(s);
+        return NULL;
+    }
+    /* An ARN goes as StreamARN, a name as StreamName. */
+    if (strncmp(name, "arn:", 4) == 0)
+        s->ref.arn = s->name;
+    else
+        s->ref.name = s->name;
+    s->record_max_bytes = p->limits.record_max_bytes;
+    s->producer = p;
+    s->next = p->streams;
+    p->streams = s;
+    return s;
+}
+
+/*
+ * A record over kinesis.record.max.bytes may still fit the stream's own
+ * limit (MaxRecordSizeInKiB): ask DescribeStreamSummary once per stream, on
+ * this (application) thread. Called with p->lock held; drops it meanwhile.
+ */
+static void stream_learn_limit(kn_producer_t *p, kn__pstream_t *s)
+{
+    kn__stream_ref_t ref = s->ref;
+    s->summary_done = true;
+    pthread_mutex_unlock(&p->lock);
+    kn__stream_summary_t sum;
+    kn_error_t e;
+    memset(&sum, 0, sizeof(sum));
+    kn__error_clear(&e);
+    int64_t kib = 0;
+    if (kn__kinesis_describe_stream_summary(p->client, &ref, &sum, &e) == KN_ERR_OK)
+        kib = sum.max_record_size_kib;
+    kn__stream_summary_free(&sum);
+    pthread_mutex_lock(&p->lock);
+    if (kib * 1024 > s->record_max_bytes)
+        s->record_max_bytes = kib * 1024;
+}
+
+static kn_err_t put_fail(char *errstr, size_t size, kn_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static kn_err_t put_fail(char *errstr, size_t size, kn_err_t code, const char *fmt, ...)
+{
+    if (errstr && size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, size, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *errstr,
+                                size_t errstr_size)
+{
+    if (!p || !rec)
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG, "put: %s is NULL",
+                        !p ? "the producer" : "the record");
+    if (!rec->stream || !*rec->stream)
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG, "put: no stream name");
+    if (!rec->partition_key)
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG, "put: partition key is NULL");
+    if (!rec->data && rec->data_len)
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
+                        "put: data is NULL with data_len %zu", rec->data_len);
+    size_t klen = rec->partition_key_len ? rec->partition_key_len : strlen(rec->partition_key);
+    long chars = kn__utf8_count(rec->partition_key, klen);
+    if (chars < 0)
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
+                        "put: partition key is not valid UTF-8");
+    if (chars < 1 || chars > PARTITION_KEY_MAX_CHARS)
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
+                        "put: partition key has %ld Unicode characters; the limit is 1 to %d", chars,
+                        PARTITION_KEY_MAX_CHARS);
+    kn__hashkey_t hash;
+    size_t elen = 0;
+    if (rec->explicit_hash_key) {
+        elen = strlen(rec->explicit_hash_key);
+        if (kn__hashkey_parse(rec->explicit_hash_key, elen, &hash) != 0)
+            return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
+                            "put: explicit hash key \"%.48s\" is not a decimal number in 0..2^128-1",
+                            rec->explicit_hash_key);
+    } else {
+        hash = kn__hashkey_from_partition_key(rec->partition_key, klen);
+    }
+    uint64_t wire = (uint64_t)rec->data_len + klen;
+
+    kn__prec_t *r = malloc(sizeof(*r) + klen + 1 + elen + 1 + rec->data_len);
+    if (!r)
+        return put_fail(errstr, errstr_size, KN_ERR_NOMEM, "put: out of memory");
+    memset(r, 0, sizeof(*r));
+    char *tail = (char *)(r + 1);
+    memcpy(tail, rec->partition_key, klen);
+    tail[klen] = '\0';
+    r->key = tail;
+    r->key_len = (uint32_t)klen;
+    tail += klen + 1;
+    if (rec->explicit_hash_key) {
+        memcpy(tail, rec->explicit_hash_key, elen + 1);
+        r->ehk = tail;
+        r->ehk_len = (uint32_t)elen;
+        tail += elen + 1;
+    }
+    if (rec->data_len)
+        memcpy(tail, rec->data, rec->data_len);
+    r->data = (const unsigned char *)tail;
+    r->data_len = rec->data_len;
+    r->hash = hash;
+    r->opaque = rec->opaque;
+    int64_t now = kn__pnow_ms();
+    r->put_ms = r->last_end_ms = now;
+    r->deadline_ms = now + p->buffered_ms;
+    r->expire_ms = now + p->ttl_ms;
+    int64_t need = (int64_t)(klen + elen + rec->data_len);
+
+    kn_err_t rc = KN_ERR_OK;
+    pthread_mutex_lock(&p->lock);
+    p->active_calls++;
+    if (p->destroying) {
+        rc = put_fail(errstr, errstr_size, KN_ERR_DESTROYED, "put: the producer is being destroyed");
+        goto out;
+    }
+    kn__pstream_t *s = stream_get(p, rec->stream);
+    if (!s) {
+        rc = put_fail(errstr, errstr_size, KN_ERR_NOMEM, "put: out of memory");
+        goto out;
+    }
+    if (wire > (uint64_t)p->limits.record_max_bytes) {
+        if (wire > (uint64_t)s->record_max_bytes && !s->summary_done)
+            stream_learn_limit(p, s);
+        if (wire > (uint64_t)s->record_max_bytes) {
+            rc = put_fail(errstr, errstr_size, KN_ERR_TOO_LARGE,
+                          "put: record is %" PRIu64 " bytes (data plus partition key), over the "
+                          "limit of %" PRId64 " (kinesis.record.max.bytes or the stream's "
+                          "MaxRecordSizeInKiB)",
+                          wire, s->record_max_bytes);
+            goto out;
+        }
+    }
+    r->stream = s;
+    int64_t wait_until = now + p->put_timeout_ms;
+    while (p->mem_records + 1 > p->buf_max_records ||
+           (p->mem_records > 0 && p->mem_bytes + need > p->buf_max_bytes)) {
+        int64_t left = wait_until - kn__pnow_ms();
+        if (p->destroying) {
+            rc = put_fail(errstr, errstr_size, KN_ERR_DESTROYED,
+                          "put: the producer is being destroyed");
+            goto out;
+        }
+        if (left <= 0) {
+            rc = put_fail(errstr, errstr_size, KN_ERR_QUEUE_FULL,
+                          "put: no room within producer.put.timeout.ms=%" PRId64 " (%" PRId64
+                          " records, %" PRId64 " bytes buffered or unserved; limits "
+                          "producer.buffer.max.records=%" PRId64 ", producer.buffer.max.bytes=%" PRId64
+                          ")",
+                          p->put_timeout_ms, p->mem_records, p->mem_bytes, p->buf_max_records,
+                          p->buf_max_bytes);
+            goto out;
+        }
+        if (left > WAIT_SLICE_MS)
+            left = WAIT_SLICE_MS;
+        if (p->background) {
+            struct timespec ts;
+            abs_after(&ts, left);
+            pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
+        } else {
+            /* Serve this producer's results here: a single-threaded program cannot deadlock. */
+            pthread_mutex_unlock(&p->lock);
+            kn__results_serve(p, (int)left);
+            pthread_mutex_lock(&p->lock);
+        }
+    }
+    p->mem_records++;
+    p->mem_bytes += need;
+    r->gen = p->gen % KN__PGEN_SLOTS;
+    p->gen_count[r->gen]++;
+    if (p->in_tail)
+        p->in_tail->next = r;
+    else
+        p->in_head = r;
+    p->in_tail = r;
+    if (!p->in_posted) {
+        /* Posted under the lock so that destroy's cancel task is always queued after it. */
+        p->in_posted = true;
+        if (kn__client_post(p->client, kn__pipeline_take, p) != KN_ERR_OK)
+            p->in_posted = false; /* client stopping: destroy's cancel step collects it */
+    }
+    r = NULL;
+    atomic_fetch_add_explicit(&p->stats.received, 1, memory_order_relaxed);
+out:
+    p->active_calls--;
+    if (p->active_calls == 0 && p->destroying)
+        pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->lock);
+    free(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------ poll / flush */
+
+KN_API int kn_producer_poll(kn_producer_t *p, int timeout_ms)
+{
+    if (!p || p->background)
+        return 0;
+    return kn__results_serve(p, timeout_ms);
+}
+
+KN_API int kn_producer_fd(kn_producer_t *p) { return p && !p->background ? p->efd : -1; }
+
+KN_API int64_t kn_producer_pending(kn_producer_t *p)
+{
+    if (!p)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    int64_t n = p->mem_records;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* Records of generations before first_new (slot) still unserved. Under p->lock. */
+static int64_t older_pending(const kn_producer_t *p, uint32_t first_new)
+{
+    uint32_t span = p->gen - first_new + 1; /* generations started since the flush began */
+    int64_t n = 0;
+    for (uint32_t i = 0; i < KN__PGEN_SLOTS; i++) {
+        uint32_t g = (first_new + i) % KN__PGEN_SLOTS;
+        if (i < span)
+            continue; /* a generation put after the flush began */
+        n += p->gen_count[g];
+    }
+    return n;
+}
+
+static kn_err_t flush_wait(kn_producer_t *p, int64_t timeout_ms)
+{
+    pthread_mutex_lock(&p->lock);
+    p->gen++;
+    uint32_t first_new = p->gen;
+    pthread_mutex_unlock(&p->lock);
+    atomic_fetch_add(&p->flush_req, 1);
+    kn__client_post(p->client, kn__pipeline_kick, p);
+    int64_t until = timeout_ms < 0 ? INT64_MAX : kn__pnow_ms() + timeout_ms;
+    kn_err_t rc = KN_ERR_OK;
+    pthread_mutex_lock(&p->lock);
+    while (older_pending(p, first_new) > 0) {
+        int64_t left = until == INT64_MAX ? WAIT_SLICE_MS : until - kn__pnow_ms();
+        if (left <= 0) {
+            rc = KN_ERR_TIMEOUT;
+            break;
+        }
+        if (left > WAIT_SLICE_MS)
+            left = WAIT_SLICE_MS;
+        if (p->background) {
+            struct timespec ts;
+            abs_after(&ts, left);
+            pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
+        } else {
+            pthread_mutex_unlock(&p->lock);
+            kn__results_serve(p, (int)left);
+            pthread_mutex_lock(&p->lock);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    atomic_fetch_sub(&p->flush_req, 1);
+    return rc;
+}
+
+KN_API kn_err_t kn_producer_flush(kn_producer_t *p, int timeout_ms)
+{
+    if (!p)
+        return KN_ERR_INVALID_ARG;
+    return flush_wait(p, timeout_ms);
+}
+
+/* ------------------------------------------------------------ destroy */
+
+KN_API void kn_producer_destroy(kn_producer_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->destroying = true;
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->lock);
+
+    flush_wait(p, p->shutdown_ms);
+
+    /* Fail what is left; requests in flight end within their timeout. */
+    pthread_mutex_lock(&p->lock);
+    kn_err_t prc = kn__client_post(p->client, kn__pipeline_cancel, p);
+    if (prc != KN_ERR_OK)
+        p->loop_closed = true; /* cannot happen while we hold a client reference */
+    while (!p->loop_closed || p->active_calls > 0) {
+        if (p->background) {
+            struct timespec ts;
+            abs_after(&ts, WAIT_SLICE_MS);
+            pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
+        } else {
+            pthread_mutex_unlock(&p->lock);
+            kn__results_serve(p, WAIT_SLICE_MS);
+            pthread_mutex_lock(&p->lock);
+        }
+    }
+    /* Records handed over but never taken (only if the post failed). */
+    kn__prec_t *left = p->in_head;
+    p->in_head = p->in_tail = NULL;
+    pthread_mutex_unlock(&p->lock);
+    if (left) {
+        kn__plist_t l = {left, NULL, 0, 0};
+        for (kn__prec_t *r = left; r; r = r->next) {
+            kn__prec_fail(r, KN_ERR_DESTROYED, "the producer was destroyed before the record was sent");
+            l.tail = r;
+        }
+        kn__results_push(p, &l);
+    }
+
+    if (p->bg_started) {
+        pthread_mutex_lock(&p->rlock);
+        p->bg_stop = true;
+        pthread_cond_broadcast(&p->rcond);
+        pthread_mutex_unlock(&p->rlock);
+        pthread_join(p->bg_thread, NULL);
+    }
+    while (kn__results_serve(p, 0) > 0) {
+    }
+    kn_client_t *c = p->client;
+    producer_free(p);
+    kn_client_destroy(c);
+}
+
+/* ------------------------------------------------------------ stats */
+
+static int64_t ld(_Atomic int64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+
+KN_API char *kn_producer_stats_json(kn_producer_t *p)
+{
+    if (!p)
+        return NULL;
+    kn__pstats_t *s = &p->stats;
+    kn_buf_t b = KN_BUF_INIT;
+    int64_t pending = kn_producer_pending(p);
+    int64_t put_ok = ld(&s->put_ok), kput = ld(&s->kinesis_put), reqs = ld(&s->requests);
+    int64_t bufc = ld(&s->buffering_count), reqc = ld(&s->request_count);
+    int bad = kn__buf_printf(
+        &b,
+        "{\"user_records_received\":%" PRId64 ",\"user_records_put\":%" PRId64
+        ",\"user_records_pending\":%" PRId64 ",\"user_records_failed\":%" PRId64
+        ",\"user_records_expired\":%" PRId64 ",\"kinesis_records_put\":%" PRId64
+        ",\"requests\":%" PRId64 ",\"retries\":%" PRId64 ",\"throttled\":%" PRId64
+        ",\"buffering_ms_avg\":%.3f,\"request_ms_avg\":%.3f"
+        ",\"user_records_per_kinesis_record\":%.3f,\"user_records_per_request\":%.3f"
+        ",\"errors\":{",
+        ld(&s->received), put_ok, pending, ld(&s->failed), ld(&s->expired), kput, reqs,
+        ld(&s->retries), ld(&s->throttled),
+        bufc ? (double)ld(&s->buffering_ms_total) / (double)bufc : 0.0,
+        reqc ? (double)ld(&s->request_ms_total) / (double)reqc : 0.0,
+        kput ? (double)put_ok / (double)kput : 0.0, reqs ? (double)put_ok / (double)reqs : 0.0);
+    bool first = true;
+    for (int i = 1; i < KN_ERR__COUNT; i++) {
+        int64_t n = ld(&s->errors[i]);
+        if (!n)
+            continue;
+        bad |= kn__buf_printf(&b, "%s\"%s\":%" PRId64, first ? "" : ",", kn_err2name((kn_err_t)i), n);
+        first = false;
+    }
+    bad |= kn__buf_puts(&b, "}}");
+    if (bad) {
+        kn__buf_free(&b);
+        return NULL;
+    }
+    return kn__buf_steal(&b);
+}

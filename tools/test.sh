@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing (tools/setup.sh), builds build/ (plain) and
 # build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer), both with -Werror, runs the whole
-# suite of each against fresh local servers (tests/servers/with-servers.sh), and ends with the line
+# suite of each against fresh local servers (tests/servers/with-servers.sh), then fuzzes every
+# libFuzzer target for a bounded time (tests/fuzz/run.sh, build-fuzz/), and ends with the line
 #   N passed, N failed
-# totalled over both builds. A skipped or timed-out test counts as failed, and so does a test
-# that could not be built, and a failed build counts once more. Exits non-zero when anything failed or when no test ran.
+# totalled over all of them (each fuzz target counts as one test). A skipped or timed-out test
+# counts as failed, and so does a test that could not be built, and a failed build counts once
+# more; a fuzz target fails on any crash, leak, sanitizer report or broken invariant. Exits
+# non-zero when anything failed or when no test ran.
 #
 # Usage: tools/test.sh [MESON_TEST_ARGS...]     e.g. tools/test.sh --suite unit
 # Environment:
-#   KN_TEST_VARIANTS   which builds to test (default "plain asan")
-#   KN_TEST_JOBS       parallel tests (default: the number of cores)
+#   KN_TEST_VARIANTS   what to test: plain, asan, fuzz (default "plain asan fuzz"; without fuzz
+#                      when MESON_TEST_ARGS are given)
+#   KN_TEST_JOBS       parallel tests and fuzz targets (default: the number of cores)
+#   KN_TEST_FUZZ_SECONDS  fuzzing time per target (default 25)
 #   KN_TEST_SKIP_SETUP=1  do not run tools/setup.sh
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
-variants=${KN_TEST_VARIANTS:-plain asan}
+if [ $# -eq 0 ]; then
+    variants=${KN_TEST_VARIANTS:-plain asan fuzz}
+else
+    variants=${KN_TEST_VARIANTS:-plain asan}
+fi
+fuzz_seconds=${KN_TEST_FUZZ_SECONDS:-25}
 jobs=${KN_TEST_JOBS:-$(nproc 2>/dev/null || echo 2)}
 report=$(mktemp -d "${TMPDIR:-/tmp}/kn-test.XXXXXX") || exit 1
 trap 'rm -rf "$report"' EXIT
@@ -28,7 +38,7 @@ problems=$report/problems.tsv
 say() { echo "test.sh: $*" >&2; }
 problem() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$problems"; }
 
-dir_of() { case $1 in plain) echo build ;; asan) echo build-asan ;; esac; }
+dir_of() { case $1 in plain) echo build ;; asan) echo build-asan ;; fuzz) echo build-fuzz ;; esac; }
 setup_args_of() {
     case $1 in
     plain) echo "--werror" ;;
@@ -189,11 +199,28 @@ run_variant() {
     return 0
 }
 
+# run_fuzz: every libFuzzer target for $fuzz_seconds s (tests/fuzz/run.sh builds build-fuzz/ with
+# clang); one result line per target in $report/fuzz.jsonl, in the format of meson's test log.
+run_fuzz() {
+    say "fuzzing each target for ${fuzz_seconds}s in build-fuzz"
+    KN_FUZZ_RESULTS="$report/fuzz.jsonl" KN_FUZZ_JOBS="$jobs" KN_FUZZ_BUILD_DIR=build-fuzz \
+        tests/fuzz/run.sh "$fuzz_seconds"
+    if [ ! -s "$report/fuzz.jsonl" ]; then
+        problem fuzz "tests/fuzz/run.sh" "ran no fuzz target (see above)"
+    fi
+    return 0
+}
+
 runs=()
 for v in $variants; do
     dir=$(dir_of "$v")
     if [ -z "$dir" ]; then
-        problem "$v" "KN_TEST_VARIANTS" "unknown variant (plain or asan)"
+        problem "$v" "KN_TEST_VARIANTS" "unknown variant (plain, asan or fuzz)"
+        continue
+    fi
+    if [ "$v" = fuzz ]; then
+        run_fuzz
+        runs+=("fuzz=$report/fuzz.jsonl")
         continue
     fi
     if build_variant "$v"; then

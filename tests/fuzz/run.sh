@@ -50,13 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Targets: every tests/fuzz/fuzz_*.c (so one that fails to build still counts), or those named.
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
-    for f in "$here"/fuzz_*.c; do
-        targets+=("$(basename "$f" .c)")
-    done
-fi
 [ -n "$results" ] && : >"$results"
 
 record() { # record NAME OK|FAIL RC DURATION
@@ -78,17 +72,49 @@ if [ ! -f "$bdir/build.ninja" ]; then
         build_ok=0
     fi
 fi
+# Targets: those named, else every fuzz_* executable tests/fuzz/meson.build defines (a target
+# that fails to build still counts); without a configured build, every tests/fuzz/fuzz_*.c.
+have_seedgen=0
+# Regenerate first when a meson.build changed, so the list is current.
+[ "$build_ok" = 1 ] && ninja -C "$bdir" build.ninja >"$work/regen.log" 2>&1
+if [ "$build_ok" = 1 ] && meson introspect "$bdir" --targets >"$work/targets.json" 2>/dev/null; then
+    python3 - "$work/targets.json" >"$work/targets.txt" <<'EOF'
+import json, os, sys
+for t in json.load(open(sys.argv[1])):
+    if t["type"] == "executable" and (t["name"].startswith("fuzz_") or t["name"] == "seedgen") and \
+       os.path.normpath(t.get("defined_in", "")).endswith(os.path.join("tests", "fuzz", "meson.build")):
+        print(t["name"])
+EOF
+    grep -qx seedgen "$work/targets.txt" && have_seedgen=1
+    if [ ${#targets[@]} -eq 0 ]; then
+        mapfile -t targets < <(grep -v -x seedgen "$work/targets.txt")
+        for f in "$here"/fuzz_*.c; do
+            t=$(basename "$f" .c)
+            grep -qx "$t" "$work/targets.txt" ||
+                say "$t is not in the build yet (its libraries are missing from common/meson.build)"
+        done
+    fi
+elif [ ${#targets[@]} -eq 0 ]; then
+    for f in "$here"/fuzz_*.c; do
+        targets+=("$(basename "$f" .c)")
+    done
+fi
 if [ "$build_ok" = 1 ]; then
     say "building the fuzz targets in $bdir"
     build_targets=()
-    for t in "${targets[@]}" seedgen; do
+    for t in "${targets[@]}"; do
         [ -f "$here/$t.c" ] && build_targets+=("tests/fuzz/$t")
     done
+    [ "$have_seedgen" = 1 ] && build_targets+=(tests/fuzz/seedgen)
     if ! ninja -C "$bdir" -k 0 "${build_targets[@]}" >"$work/build.log" 2>&1; then
         awk '/^FAILED: /{p=1} /^\[[0-9]+\/[0-9]+\] /{p=0} p' "$work/build.log" | head -n 200 >&2
         say "the build failed; the targets that were built still run"
     fi
+    # A target whose link is still to do failed to build: an old executable must not stand in.
+    ninja -C "$bdir" -n "${build_targets[@]}" 2>/dev/null |
+        sed -n 's|^\[[0-9]*/[0-9]*\] Linking target tests/fuzz/||p' >"$work/stale.txt"
 fi
+is_built() { [ -x "$bdir/tests/fuzz/$1" ] && ! grep -qx "$1" "$work/stale.txt" 2>/dev/null; }
 
 # ------------------------------------------------------------------ fuzz
 # fuzz_one TARGET: runs in the background; writes $work/TARGET.status "rc seconds".
@@ -99,13 +125,20 @@ fuzz_one() {
     for d in "$here/seeds/$t" "$here/regressions/$t"; do
         [ -d "$d" ] && cp -R "$d/." "$dir/corpus/"
     done
-    if [ -x "$bdir/tests/fuzz/seedgen" ]; then
+    if [ "$have_seedgen" = 1 ] && is_built seedgen; then
         "$bdir/tests/fuzz/seedgen" "$t" "$dir/corpus" >"$dir/seedgen.log" 2>&1 ||
             { echo "seedgen failed:" && cat "$dir/seedgen.log"; } >"$dir/log"
     fi
     local args=(-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
                 -artifact_prefix="$crashes/$t-")
-    [ -f "$here/dicts/$t.dict" ] && args+=(-dict="$here/dicts/$t.dict")
+    if [ -f "$here/dicts/$t.dict" ]; then
+        args+=(-dict="$here/dicts/$t.dict")
+    elif [ "$t" = fuzz_properties ]; then
+        # Every property and alias name in the table, so the fuzzer reaches each value parser.
+        { printf '"%s"\n' = : '\\' '\\u00e9' '\\n' true false; \
+          grep -ohE '"[A-Za-z][A-Za-z0-9._-]*"' "$root"/common/conf.h | sort -u; } >"$dir/props.dict"
+        args+=(-dict="$dir/props.dict")
+    fi
     start=$(date +%s)
     (
         cd "$dir" || exit 1
@@ -121,7 +154,7 @@ fuzz_one() {
 
 running=0
 for t in "${targets[@]}"; do
-    if [ ! -x "$bdir/tests/fuzz/$t" ]; then
+    if ! is_built "$t"; then
         echo "254 0" >"$work/$t.status"
         continue
     fi
@@ -143,7 +176,7 @@ for t in "${targets[@]}"; do
     read -r rc took <"$work/$t.status" 2>/dev/null || { rc=255; took=0; }
     log="$work/$t/log"
     if [ "$rc" = 254 ]; then
-        printf '%-24s NOT BUILT\n' "$t"
+        printf '%-24s NOT BUILT (see the build output above)\n' "$t"
         record "$t" FAIL 254 0
         failed=$((failed + 1))
         continue
@@ -169,7 +202,12 @@ for t in "${targets[@]}"; do
     echo "-----"
 done
 if [ "$failed" -gt 0 ]; then
-    say "$failed of ${#targets[@]} targets failed; crash inputs are in $crashes"
+    say "$failed of ${#targets[@]} targets failed"
+    [ -n "$(ls -A "$crashes" 2>/dev/null)" ] && say "crash inputs are in $crashes"
+    exit 1
+fi
+if [ ${#targets[@]} -eq 0 ]; then
+    say "no fuzz target to run"
     exit 1
 fi
 say "all ${#targets[@]} targets ran ${secs}s each without a crash"

@@ -1,0 +1,231 @@
+/*
+ * Results: the queue from the loop thread to whoever serves results (poll,
+ * flush, a put waiting for room, or the background thread), the eventfd that
+ * is readable while results wait, and the kn_result_* accessors.
+ *
+ * Serving runs the callback outside every lock, then releases the records'
+ * memory accounting in one step and wakes puts waiting for room. One thread
+ * serves at a time; a callback that calls put does not serve recursively.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "producer_int.h"
+
+void kn__prec_free(kn__prec_t *r)
+{
+    if (!r)
+        return;
+    if (r->landing && atomic_fetch_sub(&r->landing->refcnt, 1) == 1)
+        free(r->landing);
+    free(r->errstr);
+    free(r->more);
+    free(r);
+}
+
+void kn__prec_fail(kn__prec_t *r, kn_err_t err, const char *errstr)
+{
+    r->err = err;
+    free(r->errstr);
+    r->errstr = strdup(errstr ? errstr : kn_err2str(err));
+}
+
+int kn__prec_add_attempt(kn__prec_t *r, const kn__pattempt_t *a)
+{
+    if (r->n_attempts == 0) {
+        r->attempt0 = *a;
+    } else {
+        kn__pattempt_t *m = realloc(r->more, sizeof(*m) * (size_t)r->n_attempts);
+        if (!m)
+            return -1;
+        r->more = m;
+        m[r->n_attempts - 1] = *a;
+    }
+    r->n_attempts++;
+    return 0;
+}
+
+int kn__results_init(kn_producer_t *p)
+{
+    pthread_mutex_init(&p->rlock, NULL);
+    pthread_cond_init(&p->rcond, NULL);
+    pthread_mutex_init(&p->serve_lock, NULL);
+    p->efd = -1;
+    if (!p->background) {
+        p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (p->efd < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void kn__results_fini(kn_producer_t *p)
+{
+    if (p->efd >= 0)
+        close(p->efd);
+    p->efd = -1;
+    pthread_cond_destroy(&p->rcond);
+    pthread_mutex_destroy(&p->rlock);
+    pthread_mutex_destroy(&p->serve_lock);
+}
+
+void kn__results_push(kn_producer_t *p, kn__plist_t *l)
+{
+    if (!l->head)
+        return;
+    for (kn__prec_t *r = l->head; r; r = r->next) {
+        kn__pstats_t *s = &p->stats;
+        if (r->err == KN_ERR_OK) {
+            atomic_fetch_add_explicit(&s->put_ok, 1, memory_order_relaxed);
+        } else {
+            atomic_fetch_add_explicit(&s->failed, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->errors[r->err], 1, memory_order_relaxed);
+            if (r->err == KN_ERR_TIMEOUT)
+                atomic_fetch_add_explicit(&s->expired, 1, memory_order_relaxed);
+        }
+    }
+    pthread_mutex_lock(&p->rlock);
+    bool was_empty = p->res_head == NULL;
+    if (p->res_tail)
+        p->res_tail->next = l->head;
+    else
+        p->res_head = l->head;
+    p->res_tail = l->tail;
+    if (was_empty) {
+        if (p->efd >= 0) {
+            uint64_t one = 1;
+            ssize_t w = write(p->efd, &one, sizeof(one));
+            (void)w; /* EAGAIN only when the counter is saturated: still readable */
+        }
+        pthread_cond_broadcast(&p->rcond);
+    }
+    pthread_mutex_unlock(&p->rlock);
+    memset(l, 0, sizeof(*l));
+}
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int kn__results_serve(kn_producer_t *p, int timeout_ms)
+{
+    if (pthread_mutex_trylock(&p->serve_lock) != 0) {
+        /* Another thread serves (or this thread, from inside a callback): wait for it a bit. */
+        if (timeout_ms != 0) {
+            struct timespec ts;
+            deadline_after(&ts, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
+            pthread_mutex_unlock(&p->lock);
+        }
+        return 0;
+    }
+    pthread_mutex_lock(&p->rlock);
+    if (!p->res_head && timeout_ms != 0) {
+        if (timeout_ms < 0) {
+            while (!p->res_head && !p->bg_stop)
+                pthread_cond_wait(&p->rcond, &p->rlock);
+        } else {
+            struct timespec ts;
+            deadline_after(&ts, timeout_ms);
+            while (!p->res_head && !p->bg_stop)
+                if (pthread_cond_timedwait(&p->rcond, &p->rlock, &ts) == ETIMEDOUT)
+                    break;
+        }
+    }
+    kn__prec_t *list = p->res_head;
+    p->res_head = p->res_tail = NULL;
+    if (list && p->efd >= 0) {
+        uint64_t v;
+        ssize_t rd = read(p->efd, &v, sizeof(v));
+        (void)rd;
+    }
+    pthread_mutex_unlock(&p->rlock);
+
+    int n = 0;
+    int64_t bytes = 0;
+    int64_t gen_dec[KN__PGEN_SLOTS];
+    memset(gen_dec, 0, sizeof(gen_dec));
+    for (kn__prec_t *r = list; r; r = r->next) {
+        if (p->cb)
+            p->cb(p, r, p->cb_opaque);
+        n++;
+        bytes += (int64_t)(r->key_len + r->ehk_len + r->data_len);
+        gen_dec[r->gen]++;
+    }
+    if (n) {
+        pthread_mutex_lock(&p->lock);
+        p->mem_records -= n;
+        p->mem_bytes -= bytes;
+        for (int i = 0; i < KN__PGEN_SLOTS; i++)
+            p->gen_count[i] -= gen_dec[i];
+        pthread_cond_broadcast(&p->room_cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+    while (list) {
+        kn__prec_t *next = list->next;
+        kn__prec_free(list);
+        list = next;
+    }
+    pthread_mutex_unlock(&p->serve_lock);
+    return n;
+}
+
+/* ------------------------------------------------------------ accessors */
+
+KN_API kn_err_t kn_result_err(const kn_result_t *r) { return r->err; }
+
+KN_API const char *kn_result_errstr(const kn_result_t *r)
+{
+    return r->err == KN_ERR_OK ? "" : r->errstr ? r->errstr : kn_err2str(r->err);
+}
+
+KN_API void *kn_result_opaque(const kn_result_t *r) { return r->opaque; }
+
+KN_API const char *kn_result_stream(const kn_result_t *r) { return r->stream->name; }
+
+KN_API const char *kn_result_partition_key(const kn_result_t *r, size_t *len)
+{
+    if (len)
+        *len = r->key_len;
+    return r->key;
+}
+
+KN_API const char *kn_result_shard_id(const kn_result_t *r)
+{
+    return r->err == KN_ERR_OK && r->landing ? r->landing->shard_id : NULL;
+}
+
+KN_API const char *kn_result_sequence_number(const kn_result_t *r)
+{
+    return r->err == KN_ERR_OK && r->landing ? r->landing->seq : NULL;
+}
+
+KN_API uint64_t kn_result_sub_sequence(const kn_result_t *r) { return r->sub_seq; }
+
+KN_API bool kn_result_aggregated(const kn_result_t *r) { return r->aggregated; }
+
+KN_API int kn_result_attempt_count(const kn_result_t *r) { return r->n_attempts; }
+
+KN_API bool kn_result_attempt(const kn_result_t *r, int i, kn_attempt_t *out)
+{
+    if (!r || !out || i < 0 || i >= r->n_attempts)
+        return false;
+    const kn__pattempt_t *a = i == 0 ? &r->attempt0 : &r->more[i - 1];
+    out->delay_ms = a->delay_ms;
+    out->duration_ms = a->duration_ms;
+    out->err = a->err;
+    out->error_name = a->name ? a->name : "";
+    return true;
+}

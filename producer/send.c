@@ -1,0 +1,419 @@
+/*
+ * PutRecords requests and their outcomes (loop thread): building a request
+ * from a stream's ready Kinesis records, per-entry results (success with
+ * the shard check, throttling, retriable and fatal errors), whole-request
+ * failures, retries with exponential backoff and full jitter until the
+ * record's TTL, and records that landed inside an aggregate on a shard
+ * other than the predicted one (after a reshard).
+ *
+ * Each request is sent with one attempt at the request layer: retries are
+ * decided here, per record, so a record that succeeded is never resent.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aws.h"
+#include "producer_int.h"
+
+void kn__pipeline_maybe_close(kn_producer_t *p);
+
+typedef struct preq_s {
+    kn_producer_t *p;
+    kn__pstream_t *s;
+    int64_t start_ms;
+    size_t n;
+    kn__krec_t *krecs[];
+} preq_t;
+
+static void on_put_done(kn__aws_result_t *res, void *opaque);
+
+/* ------------------------------------------------------------ outcomes */
+
+static void add_attempt(kn_producer_t *p, kn__prec_t *r, int64_t start, int64_t now, kn_err_t err,
+                        const char *name)
+{
+    kn__pattempt_t a = {start - r->last_end_ms, now - start, err, kn__pintern(p, name)};
+    if (a.delay_ms < 0)
+        a.delay_ms = 0;
+    kn__prec_add_attempt(r, &a);
+    r->last_end_ms = now;
+}
+
+void kn__retry_or_fail(kn_producer_t *p, kn__pstream_t *s, kn__prec_t *r, kn__pshard_t *sh,
+                       kn_err_t code, const char *msg, int64_t backoff_ms, kn__plist_t *done,
+                       int64_t now)
+{
+    if (p->cancelled) {
+        char m[600];
+        snprintf(m, sizeof(m), "the producer was destroyed while the record waited for a retry; "
+                               "last error: %s", msg);
+        kn__prec_fail(r, KN_ERR_DESTROYED, m);
+        kn__pl_push(done, r);
+        return;
+    }
+    if (now + backoff_ms >= r->expire_ms) {
+        char m[700];
+        snprintf(m, sizeof(m),
+                 "record not put within producer.record.ttl.ms=%" PRId64 " after %d attempts; last "
+                 "error: %s (%s)",
+                 p->ttl_ms, r->n_attempts, msg, kn_err2name(code));
+        kn__prec_fail(r, KN_ERR_TIMEOUT, m);
+        kn__pl_push(done, r);
+        return;
+    }
+    r->not_before_ms = now + backoff_ms;
+    r->wait_shard = sh;
+    if (sh)
+        sh->retry_wait++;
+    kn__pl_push(&s->retry, r);
+    if (r->not_before_ms < s->retry_min_ms)
+        s->retry_min_ms = r->not_before_ms;
+    atomic_fetch_add_explicit(&p->stats.retries, 1, memory_order_relaxed);
+}
+
+static int64_t backoff(const kn_producer_t *p, const kn__prec_t *r)
+{
+    return kn__aws_backoff_ms(r->n_attempts > 0 ? r->n_attempts - 1 : 0, (long)p->retry_base_ms,
+                              (long)p->retry_cap_ms);
+}
+
+static kn__landing_t *landing_new(const char *shard_id, const char *seq)
+{
+    size_t a = strlen(shard_id) + 1, b = strlen(seq) + 1;
+    kn__landing_t *l = malloc(sizeof(*l) + a + b);
+    if (!l)
+        return NULL;
+    atomic_init(&l->refcnt, 0);
+    l->shard_id = (char *)(l + 1);
+    l->seq = l->shard_id + a;
+    memcpy(l->shard_id, shard_id, a);
+    memcpy(l->seq, seq, b);
+    return l;
+}
+
+static void succeed(kn__prec_t *r, kn__landing_t *l, uint64_t sub, bool aggregated, kn__plist_t *done)
+{
+    r->err = KN_ERR_OK;
+    atomic_fetch_add(&l->refcnt, 1);
+    r->landing = l;
+    r->sub_seq = sub;
+    r->aggregated = aggregated;
+    kn__pl_push(done, r);
+}
+
+/* Every record of k failed with the same error. */
+static void krec_failed(kn_producer_t *p, kn__pstream_t *s, kn__krec_t *k, kn_err_t code,
+                        const char *name, const char *msg, bool retry, int64_t start, int64_t now,
+                        kn__plist_t *done)
+{
+    kn__prec_t *r;
+    while ((r = kn__pl_pop(&k->recs))) {
+        add_attempt(p, r, start, now, code, name);
+        if (retry) {
+            kn__retry_or_fail(p, s, r, k->shard, code, msg, backoff(p, r), done, now);
+        } else {
+            kn__prec_fail(r, code, msg);
+            kn__pl_push(done, r);
+        }
+    }
+}
+
+void kn__resolve_mismatches(kn_producer_t *p, kn__pstream_t *s, const kn__shard_map_t *map,
+                            kn__plist_t *done, int64_t now)
+{
+    kn__mismatch_t *m = s->mismatches;
+    s->mismatches = NULL;
+    while (m) {
+        kn__mismatch_t *next = m->next;
+        kn__krec_t *k = m->krec;
+        const kn__shard_entry_t *e = map ? kn__shard_map_find(map, m->landing->shard_id) : NULL;
+        uint64_t j = 0;
+        kn__prec_t *r;
+        while ((r = kn__pl_pop(&k->recs))) {
+            bool inside = e && kn__hashkey_cmp(r->hash, e->start) >= 0 &&
+                          kn__hashkey_cmp(r->hash, e->end) <= 0;
+            if (inside) {
+                kn__prec_add_attempt(r, &m->attempt);
+                r->last_end_ms = now;
+                succeed(r, m->landing, j, true, done);
+            } else if (p->cancelled) {
+                kn__prec_add_attempt(r, &m->attempt);
+                char msg[400];
+                snprintf(msg, sizeof(msg),
+                         "the producer was destroyed before the record was confirmed: it landed in "
+                         "an aggregate on shard %s, which may not own its hash key after a reshard",
+                         m->landing->shard_id);
+                kn__prec_fail(r, KN_ERR_DESTROYED, msg);
+                kn__pl_push(done, r);
+            } else {
+                /* A KCL consumer would drop it from that aggregate: put it again. */
+                kn__pattempt_t a = m->attempt;
+                a.err = KN_ERR_STATE;
+                a.name = kn__pintern(p, "WrongShard");
+                kn__prec_add_attempt(r, &a);
+                r->last_end_ms = now;
+                char msg[300];
+                snprintf(msg, sizeof(msg), "landed in an aggregate on shard %s, outside its hash range",
+                         m->landing->shard_id);
+                kn__retry_or_fail(p, s, r, NULL, KN_ERR_STATE, msg, 0, done, now);
+            }
+            j++;
+        }
+        if (atomic_load(&m->landing->refcnt) == 0)
+            free(m->landing);
+        kn__krec_release(p, k);
+        free(m);
+        m = next;
+    }
+}
+
+static bool whole_retriable(const kn_error_t *e)
+{
+    if (e->code == KN_ERR_DESTROYED)
+        return false;
+    return e->retriable || e->cls == KN__EC_RETRY || e->code == KN_ERR_TRANSPORT ||
+           e->code == KN_ERR_TIMEOUT || e->code == KN_ERR_THROTTLED ||
+           e->code == KN_ERR_BAD_RESPONSE || e->code == KN_ERR_NOMEM;
+}
+
+static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__put_result_entry_t *en,
+                         int64_t now, kn__plist_t *done)
+{
+    kn__pstream_t *s = q->s;
+    if (en->shard_id && en->sequence_number) {
+        kn__landing_t *l = landing_new(en->shard_id, en->sequence_number);
+        if (!l) {
+            krec_failed(p, s, k, KN_ERR_NOMEM, "", "out of memory recording a result", true,
+                        q->start_ms, now, done);
+            kn__krec_release(p, k);
+            return;
+        }
+        atomic_fetch_add_explicit(&p->stats.kinesis_put, 1, memory_order_relaxed);
+        if (k->aggregated && strcmp(en->shard_id, k->shard->shard_id) != 0) {
+            kn__mismatch_t *m = malloc(sizeof(*m));
+            if (m) {
+                m->krec = k;
+                m->landing = l;
+                m->attempt = (kn__pattempt_t){q->start_ms - k->recs.head->last_end_ms,
+                                              now - q->start_ms, KN_ERR_OK, ""};
+                if (m->attempt.delay_ms < 0)
+                    m->attempt.delay_ms = 0;
+                m->next = s->mismatches;
+                s->mismatches = m;
+                KN_LOG(p->client->log, KN_LOG_INFO, KN_DBG_PRODUCER,
+                       "stream %s: an aggregate predicted for %s landed on %s; refreshing the "
+                       "shard map",
+                       s->name, k->shard->shard_id, en->shard_id);
+                if (s->refresher)
+                    kn__shard_refresher_request(s->refresher);
+                else
+                    kn__resolve_mismatches(p, s, s->map, done, now);
+                return;
+            }
+            /* No memory to wait for the map: re-put everything (duplicates, never loss). */
+        }
+        uint64_t j = 0;
+        kn__prec_t *r;
+        while ((r = kn__pl_pop(&k->recs))) {
+            add_attempt(p, r, q->start_ms, now, KN_ERR_OK, "");
+            succeed(r, l, k->aggregated ? j : 0, k->aggregated, done);
+            j++;
+        }
+        if (atomic_load(&l->refcnt) == 0)
+            free(l);
+        kn__krec_release(p, k);
+        return;
+    }
+    const char *name = en->error_code ? en->error_code : "UnknownError";
+    char msg[600];
+    snprintf(msg, sizeof(msg), "%s: %s", name, en->error_message ? en->error_message : "no message");
+    kn_err_t code = KN_ERR_SERVICE;
+    kn__errclass_t cls = kn__aws_classify(name, 200, &code);
+    bool retry = cls == KN__EC_RETRY || cls == KN__EC_REFRESH_RETRY;
+    if (code == KN_ERR_THROTTLED) {
+        atomic_fetch_add_explicit(&p->stats.throttled, 1, memory_order_relaxed);
+        kn__bucket_throttled(&k->shard->bucket, now);
+        if (p->fail_if_throttled) {
+            retry = false;
+            snprintf(msg, sizeof(msg), "%s: %s (producer.fail.if.throttled)", name,
+                     en->error_message ? en->error_message : "no message");
+        }
+    }
+    krec_failed(p, s, k, code, name, msg, retry, q->start_ms, now, done);
+    kn__krec_release(p, k);
+}
+
+static void on_put_done(kn__aws_result_t *res, void *opaque)
+{
+    preq_t *q = opaque;
+    kn_producer_t *p = q->p;
+    int64_t now = kn__pnow_ms();
+    kn__plist_t done = {0};
+    p->inflight--;
+    atomic_fetch_add_explicit(&p->stats.request_ms_total, now - q->start_ms, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->stats.request_count, 1, memory_order_relaxed);
+    for (size_t i = 0; i < q->n; i++) {
+        q->krecs[i]->shard->inflight--;
+        q->krecs[i]->shard->in_ready = false;
+    }
+
+    kn__put_result_t pr;
+    kn_error_t e;
+    memset(&pr, 0, sizeof(pr));
+    kn__error_clear(&e);
+    const kn_error_t *fail = NULL;
+    if (res->err.code != KN_ERR_OK) {
+        fail = &res->err;
+    } else if (kn__put_records_parse(res->json, q->n, &pr, &e) != KN_ERR_OK) {
+        e.retriable = true;
+        fail = &e;
+    }
+    if (fail) {
+        bool retry = whole_retriable(fail);
+        const char *name = *fail->aws_type ? fail->aws_type : kn_err2name(fail->code);
+        if (fail->code == KN_ERR_THROTTLED)
+            for (size_t i = 0; i < q->n; i++)
+                kn__bucket_throttled(&q->krecs[i]->shard->bucket, now);
+        for (size_t i = 0; i < q->n; i++) {
+            krec_failed(p, q->s, q->krecs[i], fail->code, name, fail->message, retry, q->start_ms,
+                        now, &done);
+            kn__krec_release(p, q->krecs[i]);
+        }
+    } else {
+        for (size_t i = 0; i < q->n; i++)
+            handle_entry(p, q, q->krecs[i], &pr.entries[i], now, &done);
+    }
+    kn__put_result_free(&pr);
+    free(q);
+    kn__results_push(p, &done);
+    kn__pipeline_pump(p);
+    kn__pipeline_maybe_close(p);
+}
+
+/* ------------------------------------------------------------ sending */
+
+void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
+{
+    size_t n = 0, bytes = 0;
+    for (kn__krec_t *k = s->ready_head; k; k = k->next) {
+        if (n > 0 && ((int64_t)(n + 1) > p->limits.put_max_records ||
+                      (int64_t)(bytes + k->wire_bytes) > p->limits.put_max_bytes))
+            break;
+        n++;
+        bytes += k->wire_bytes;
+    }
+    kn__plist_t done = {0};
+    preq_t *q = malloc(sizeof(*q) + n * sizeof(kn__krec_t *));
+    kn__put_entry_t *entries = malloc(n * sizeof(*entries));
+    /* Take them off the ready list first: they belong to the request from here on. */
+    kn__krec_t *k = s->ready_head;
+    for (size_t i = 0; i < n; i++) {
+        kn__krec_t *next = k->next;
+        if (q)
+            q->krecs[i] = k;
+        s->ready_count--;
+        s->ready_bytes -= k->wire_bytes;
+        k->next = NULL;
+        if (!q) {
+            krec_failed(p, s, k, KN_ERR_NOMEM, "", "out of memory building a request", true, now, now,
+                        &done);
+            kn__krec_release(p, k);
+        }
+        k = next;
+    }
+    s->ready_head = k;
+    if (!k)
+        s->ready_tail = NULL;
+    s->ready_min_deadline = INT64_MAX;
+    for (kn__krec_t *x = s->ready_head; x; x = x->next)
+        if (x->min_deadline < s->ready_min_deadline)
+            s->ready_min_deadline = x->min_deadline;
+    if (!q) {
+        free(entries);
+        kn__results_push(p, &done);
+        return;
+    }
+    q->p = p;
+    q->s = s;
+    q->n = n;
+    q->start_ms = now;
+
+    kn_error_t e;
+    kn__error_clear(&e);
+    kn_err_t rc = KN_ERR_NOMEM;
+    kn__aws_req_t req;
+    memset(&req, 0, sizeof(req));
+    if (entries) {
+        for (size_t i = 0; i < n; i++) {
+            kn__krec_t *x = q->krecs[i];
+            kn__put_entry_t *en = &entries[i];
+            if (x->aggregated) {
+                en->data = x->out.data.data;
+                en->data_len = x->out.data.len;
+                en->partition_key = x->out.partition_key.data;
+                en->partition_key_len = x->out.partition_key.len;
+                en->explicit_hash_key = x->out.explicit_hash_key.len ? x->out.explicit_hash_key.data : NULL;
+                en->explicit_hash_key_len = x->out.explicit_hash_key.len;
+            } else {
+                kn__prec_t *r = x->recs.head;
+                en->data = r->data;
+                en->data_len = r->data_len;
+                en->partition_key = r->key;
+                en->partition_key_len = r->key_len;
+                en->explicit_hash_key = r->ehk;
+                en->explicit_hash_key_len = r->ehk_len;
+            }
+        }
+        kn__kinesis_limits_t lim = p->limits;
+        pthread_mutex_lock(&p->lock); /* the stream's limit is raised by puts */
+        if (s->record_max_bytes > lim.record_max_bytes)
+            lim.record_max_bytes = s->record_max_bytes;
+        pthread_mutex_unlock(&p->lock);
+        rc = kn__put_records_build(&req.body, &s->ref, entries, n, &lim, &e);
+    } else {
+        kn__error_set(&e, KN_ERR_NOMEM, "out of memory building a request");
+    }
+    free(entries);
+    if (rc != KN_ERR_OK) {
+        kn__buf_free(&req.body);
+        for (size_t i = 0; i < n; i++) {
+            krec_failed(p, s, q->krecs[i], rc, "", e.message, rc == KN_ERR_NOMEM, now, now, &done);
+            kn__krec_release(p, q->krecs[i]);
+        }
+        free(q);
+        kn__results_push(p, &done);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kn__krec_t *x = q->krecs[i];
+        kn__agg_out_free(&x->out); /* the body holds the bytes now */
+        x->shard->inflight++;
+        for (kn__prec_t *r = x->recs.head; r; r = r->next) {
+            if (!r->sent) {
+                r->sent = true;
+                atomic_fetch_add_explicit(&p->stats.buffering_ms_total, now - r->put_ms,
+                                          memory_order_relaxed);
+                atomic_fetch_add_explicit(&p->stats.buffering_count, 1, memory_order_relaxed);
+            }
+        }
+    }
+    req.service = KN__SVC_KINESIS;
+    req.operation = "PutRecords";
+    req.max_attempts = 1;
+    req.cb = on_put_done;
+    req.opaque = q;
+    p->inflight++;
+    atomic_fetch_add_explicit(&p->stats.requests, 1, memory_order_relaxed);
+    if (kn__aws_call(p->client, &req, &e) != KN_ERR_OK) {
+        p->inflight--;
+        for (size_t i = 0; i < n; i++) {
+            q->krecs[i]->shard->inflight--;
+            krec_failed(p, s, q->krecs[i], e.code, "", e.message, false, now, now, &done);
+            kn__krec_release(p, q->krecs[i]);
+        }
+        free(q);
+    }
+    kn__results_push(p, &done);
+}

@@ -1,0 +1,139 @@
+/*
+ * Producer benchmark, our side: puts COUNT records of 100 bytes with random
+ * partition keys to STREAM as fast as the producer takes them, through the
+ * public API only (<kinesis/producer.h>), and prints one JSON line:
+ *   {"impl":"libkinesis","records":N,"ok":N,"failed":N,"wall_s":S,
+ *    "cpu_user_s":S,"cpu_sys_s":S,"maxrss_kib":N,"first_error":"..."}
+ * (CPU and RSS from getrusage of this process over the whole run).
+ *
+ * Usage: producer_bench ENDPOINT STREAM COUNT [-X property=value]...
+ * tests/bench/producer/bench.py runs it beside the peers; see README.md there.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <kinesis/producer.h>
+
+typedef struct tally_s {
+    long ok, failed;
+    char first_error[256];
+} tally_t;
+
+static void on_result(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    (void)p;
+    tally_t *t = opaque;
+    if (kn_result_err(r) == KN_ERR_OK) {
+        t->ok++;
+    } else {
+        if (t->failed++ == 0)
+            snprintf(t->first_error, sizeof(t->first_error), "%s: %s", kn_err2name(kn_result_err(r)),
+                     kn_result_errstr(r));
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* xorshift64*: cheap random keys, the same sequence on every run. */
+static uint64_t rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: producer_bench ENDPOINT STREAM COUNT [-X property=value]...\n");
+        return 2;
+    }
+    const char *endpoint = argv[1], *stream = argv[2];
+    long count = strtol(argv[3], NULL, 10);
+    char errstr[512];
+    tally_t t = {0};
+    kn_conf_t *conf = kn_conf_new();
+    const char *kv[] = {"kinesis.endpoint", endpoint, "aws.region", "us-east-1", "aws.access.key.id", "AKIDBENCH",
+                        "aws.secret.access.key", "bench-secret", NULL};
+    for (int i = 0; kv[i]; i += 2)
+        if (kn_conf_set(conf, kv[i], kv[i + 1], errstr, sizeof(errstr)) != KN_ERR_OK) {
+            fprintf(stderr, "%s\n", errstr);
+            return 2;
+        }
+    for (int i = 4; i + 1 < argc; i += 2) {
+        char *eq = strchr(argv[i + 1], '=');
+        if (strcmp(argv[i], "-X") != 0 || !eq) {
+            fprintf(stderr, "expected -X property=value, got %s %s\n", argv[i], argv[i + 1]);
+            return 2;
+        }
+        *eq = 0;
+        if (kn_conf_set(conf, argv[i + 1], eq + 1, errstr, sizeof(errstr)) != KN_ERR_OK) {
+            fprintf(stderr, "%s\n", errstr);
+            return 2;
+        }
+    }
+    kn_conf_set_result_cb(conf, on_result, &t);
+    kn_producer_t *p = kn_producer_new(conf, errstr, sizeof(errstr));
+    kn_conf_destroy(conf);
+    if (!p) {
+        fprintf(stderr, "kn_producer_new: %s\n", errstr);
+        return 2;
+    }
+
+    /* Data: 100-byte windows into a random pool (as the peers do), keys: 16 random hex digits. */
+    static unsigned char pool[65536];
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < sizeof(pool); i += 8) {
+        uint64_t v = rnd(&seed);
+        memcpy(pool + i, &v, 8);
+    }
+    static const char hex[] = "0123456789abcdef";
+    char key[17];
+    key[16] = 0;
+    long refused = 0;
+    double t0 = now_s();
+    for (long i = 0; i < count; i++) {
+        uint64_t v = rnd(&seed);
+        for (int j = 0; j < 16; j++)
+            key[j] = hex[(v >> (4 * j)) & 15];
+        kn_record_t rec = {stream, key, 16, NULL, pool + (size_t)(v >> 48) % (sizeof(pool) - 100), 100, NULL};
+        kn_err_t rc = kn_producer_put(p, &rec, errstr, sizeof(errstr));
+        if (rc != KN_ERR_OK) {
+            if (refused++ == 0 && !t.first_error[0])
+                snprintf(t.first_error, sizeof(t.first_error), "put: %s: %s", kn_err2name(rc), errstr);
+        }
+        if ((i & 4095) == 4095)
+            kn_producer_poll(p, 0);
+    }
+    kn_err_t frc = kn_producer_flush(p, 600000);
+    double wall = now_s() - t0;
+    if (frc != KN_ERR_OK && !t.first_error[0])
+        snprintf(t.first_error, sizeof(t.first_error), "flush: %s", kn_err2name(frc));
+    char *stats = kn_producer_stats_json(p);
+    kn_producer_destroy(p);
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    for (char *c = t.first_error; *c; c++)
+        if (*c == '"' || *c == '\\')
+            *c = '\'';
+    printf("{\"impl\":\"libkinesis\",\"records\":%ld,\"ok\":%ld,\"failed\":%ld,\"wall_s\":%.3f,"
+           "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"maxrss_kib\":%ld,\"first_error\":\"%s\"}\n",
+           count, t.ok, t.failed + refused, wall, (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss, t.first_error);
+    if (stats) {
+        fprintf(stderr, "producer stats: %s\n", stats);
+        kn_free(stats);
+    }
+    return t.ok == count ? 0 : 1;
+}

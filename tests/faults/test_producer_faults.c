@@ -1,0 +1,589 @@
+/*
+ * The producer under injected faults: tests/faults/fault_proxy.py sits
+ * between the producer and a real kinesalite and resets connections, answers
+ * 500s, throttles whole requests, fails part of a PutRecords, answers late
+ * (past the request timeout), loses answers of requests that took effect, or
+ * has its upstream killed and restarted (kinesalite with --path keeps its
+ * data). Each test then checks what the producer promises:
+ *   - every record put gets exactly one result (through kn_producer_flush);
+ *   - every record reported successful is in the stream, read back with
+ *     GetRecords directly from the upstream and de-aggregated, with its key and
+ *     bytes, on the shard and at the sequence number (and sub-sequence) its
+ *     result names;
+ *   - a failed record carries an error code and a message naming the cause;
+ *   - the fault really happened (the proxy's counters) and shows in the
+ *     results' attempt lists where the service named it;
+ *   - with producer.ordering.strict=true, the records of each partition key
+ *     are in the stream exactly once and in put order despite partial failures
+ *     and throttling.
+ * Run one case: test_producer_faults <name-pattern> (meson runs each case as
+ * its own test, faults_<name>).
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agg.h"
+#include "client.h"
+#include "err.h"
+#include "fault_util.h"
+#include "kinesis/producer.h"
+#include "kinesis_ops.h"
+
+#define DATA_LEN 100
+
+/* What we know about one record. */
+typedef struct rec_s {
+    int results;     /* result callbacks seen */
+    kn_err_t err;    /* of the first result */
+    char errstr[256];
+    char shard[80];
+    char seq[128];
+    uint64_t sub;
+    int attempts;
+    bool saw_error_name; /* an attempt names the expected service error */
+    int found;           /* times read back from the stream */
+    bool at_result_position; /* read back at the shard/sequence/sub-sequence of its result */
+} rec_t;
+
+typedef struct run_s {
+    rec_t *recs;
+    int n;
+    int nkeys;
+    const char *expect_error_name; /* for saw_error_name; NULL: any non-empty name */
+    long bad_opaque;
+    long results;
+} run_t;
+
+static void on_result(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    (void)p;
+    run_t *run = opaque;
+    rec_t *rec = kn_result_opaque(r);
+    run->results++;
+    if (!rec || rec < run->recs || rec >= run->recs + run->n) {
+        run->bad_opaque++;
+        return;
+    }
+    if (rec->results++ > 0)
+        return;
+    rec->err = kn_result_err(r);
+    snprintf(rec->errstr, sizeof(rec->errstr), "%s", kn_result_errstr(r));
+    if (rec->err == KN_ERR_OK) {
+        const char *shard = kn_result_shard_id(r), *seq = kn_result_sequence_number(r);
+        snprintf(rec->shard, sizeof(rec->shard), "%s", shard ? shard : "");
+        snprintf(rec->seq, sizeof(rec->seq), "%s", seq ? seq : "");
+        rec->sub = kn_result_sub_sequence(r);
+    }
+    rec->attempts = kn_result_attempt_count(r);
+    for (int i = 0; i < rec->attempts; i++) {
+        kn_attempt_t a;
+        if (!kn_result_attempt(r, i, &a) || !a.error_name || !a.error_name[0])
+            continue;
+        if (!run->expect_error_name || strstr(a.error_name, run->expect_error_name))
+            rec->saw_error_name = true;
+    }
+}
+
+static void key_of(int i, int nkeys, char *out, size_t size)
+{
+    snprintf(out, size, "pk-%d", i % nkeys);
+}
+
+/* "rec:<index>:" then a filler derived from the index, DATA_LEN bytes in all. */
+static void data_of(int i, unsigned char *out)
+{
+    int n = snprintf((char *)out, DATA_LEN, "rec:%07d:", i);
+    for (int j = n; j < DATA_LEN; j++)
+        out[j] = (unsigned char)('a' + (i * 31 + j) % 26);
+}
+
+static kn_conf_t *base_conf(const char *url)
+{
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    const char *kv[] = {"kinesis.endpoint", url, "aws.region", "us-east-1", "aws.access.key.id", "AKIDFAULTS",
+                        "aws.secret.access.key", "faults-secret", "aws.retry.max.attempts", "5",
+                        "aws.retry.base.ms", "20", "aws.retry.max.backoff.ms", "500", NULL};
+    for (int i = 0; kv[i]; i += 2)
+        if (kn_conf_set(conf, kv[i], kv[i + 1], err, sizeof(err)) != KN_ERR_OK)
+            fail_msg("conf %s: %s", kv[i], err);
+    return conf;
+}
+
+static kn_client_t *direct_client(const char *url)
+{
+    kn_conf_t *conf = base_conf(url);
+    char err[512];
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!c)
+        fail_msg("kn_client_new: %s", err);
+    return c;
+}
+
+#define CHECK(call, e)                                                                                 \
+    do {                                                                                               \
+        kn_err_t rc_ = (call);                                                                         \
+        if (rc_ != KN_ERR_OK)                                                                          \
+            fail_msg("%s failed: %s: %s", #call, kn_err2name(rc_), (e).message);                       \
+    } while (0)
+
+static void create_stream(kn_client_t *c, const char *name, int shards)
+{
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {name, NULL};
+    CHECK(kn__kinesis_create_stream(c, name, shards, &e), e);
+    CHECK(kn__kinesis_wait_active(c, &ref, 30000, 100, &e), e);
+}
+
+static void delete_stream(kn_client_t *c, const char *name)
+{
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {name, NULL};
+    kn__kinesis_delete_stream(c, &ref, true, &e); /* best effort */
+}
+
+/* Per-key order of the records as read back (indexes in stream order). */
+typedef struct order_s {
+    int *idx;
+    int len, cap;
+} order_t;
+
+/*
+ * Reads every shard from TRIM_HORIZON to the end, de-aggregates, checks each
+ * user record's key and bytes, counts it and appends it to its key's order.
+ */
+static void read_back(kn_client_t *c, const char *stream, run_t *run, order_t *orders)
+{
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {stream, NULL};
+    kn__shard_list_t shards = {0};
+    kn__agg_decoded_t dec = KN__AGG_DECODED_INIT;
+    CHECK(kn__kinesis_list_shards(c, &ref, NULL, &shards, &e), e);
+    for (size_t s = 0; s < shards.count; s++) {
+        kn__iterator_pos_t pos = {KN__IT_TRIM_HORIZON, NULL, 0};
+        char *it = NULL;
+        CHECK(kn__kinesis_get_shard_iterator(c, &ref, shards.shards[s].shard_id, &pos, &it, &e), e);
+        for (int page = 0; it && page < 10000; page++) {
+            kn__get_records_result_t res = {0};
+            CHECK(kn__kinesis_get_records(c, NULL, it, 10000, &res, &e), e);
+            free(it);
+            it = res.next_iterator ? strdup(res.next_iterator) : NULL;
+            size_t got = res.count;
+            for (size_t k = 0; k < res.count; k++) {
+                const kn__record_t *kr = &res.records[k];
+                CHECK(kn__agg_decode(kr->data, kr->data_len, kr->partition_key, kr->partition_key_len, NULL, 0,
+                                     &dec, &e),
+                      e);
+                for (size_t u = 0; u < dec.count; u++) {
+                    const kn__agg_rec_t *ur = &dec.records[u];
+                    int i = -1;
+                    if (ur->data_len != DATA_LEN || sscanf((const char *)ur->data, "rec:%7d:", &i) != 1 || i < 0 ||
+                        i >= run->n)
+                        fail_msg("shard %s: a record that we did not put (%zu bytes)", shards.shards[s].shard_id,
+                                 ur->data_len);
+                    unsigned char want[DATA_LEN];
+                    char key[32];
+                    data_of(i, want);
+                    key_of(i, run->nkeys, key, sizeof(key));
+                    if (memcmp(ur->data, want, DATA_LEN) != 0)
+                        fail_msg("record %d: bytes differ", i);
+                    if (ur->partition_key_len != strlen(key) || memcmp(ur->partition_key, key, strlen(key)) != 0)
+                        fail_msg("record %d: partition key %.*s, want %s", i, (int)ur->partition_key_len,
+                                 ur->partition_key, key);
+                    rec_t *rec = &run->recs[i];
+                    rec->found++;
+                    if (!strcmp(rec->shard, shards.shards[s].shard_id) && !strcmp(rec->seq, kr->sequence_number) &&
+                        rec->sub == ur->sub_sequence)
+                        rec->at_result_position = true;
+                    order_t *o = &orders[i % run->nkeys];
+                    if (o->len == o->cap) {
+                        o->cap = o->cap ? o->cap * 2 : 64;
+                        o->idx = realloc(o->idx, (size_t)o->cap * sizeof(int));
+                        assert_non_null(o->idx);
+                    }
+                    o->idx[o->len++] = i;
+                }
+            }
+            kn__get_records_result_free(&res);
+            if (got == 0)
+                break; /* everything was put before we read: an empty page is the end */
+        }
+        free(it);
+    }
+    kn__agg_decoded_free(&dec);
+    kn__shard_list_free(&shards);
+}
+
+/* A test case. */
+typedef struct fcase_s {
+    const char *tag;
+    const char *const *proxy_args; /* NULL-terminated */
+    const char *const *conf;       /* name/value pairs, NULL-terminated */
+    int n;                         /* records */
+    int nkeys;
+    int shards;
+    const char *kind;              /* proxy counter that must be > 0 ("kinds.x"), or NULL */
+    const char *expect_error_name; /* some record's attempts name it; NULL: not checked */
+    bool strict_check;             /* each key's records exactly once and in put order */
+    bool allow_failures;           /* some records may fail (each with a reason) */
+    bool own_kinesalite;           /* the proxy runs its own kinesalite (with --path) */
+    bool restart;                  /* kill and restart that kinesalite while producing */
+} fcase_t;
+
+typedef struct outcome_s {
+    int ok, failed;
+    int retried;         /* records with more than one attempt */
+    int saw_error_name;  /* records whose attempts name the expected error */
+    int duplicates;      /* records found more than once (at-least-once delivery) */
+} outcome_t;
+
+static void put_range(kn_producer_t *p, const char *stream, run_t *run, int from, int to)
+{
+    char key[32], err[256];
+    unsigned char data[DATA_LEN];
+    for (int i = from; i < to; i++) {
+        key_of(i, run->nkeys, key, sizeof(key));
+        data_of(i, data);
+        kn_record_t r = {stream, key, 0, NULL, data, DATA_LEN, &run->recs[i]};
+        kn_err_t rc = kn_producer_put(p, &r, err, sizeof(err));
+        if (rc != KN_ERR_OK)
+            fail_msg("put %d: %s: %s", i, kn_err2name(rc), err);
+        /* Pace the puts a little so that faults land on many requests. */
+        if (i % 100 == 99)
+            kn_producer_poll(p, 5);
+    }
+}
+
+static void run_case(const fcase_t *fc, outcome_t *out)
+{
+    kn_fproxy_t px;
+    kn_fproxy_start(&px, fc->own_kinesalite ? NULL : kn_test_server_url("KN_TEST_KINESALITE_URL"), fc->proxy_args);
+    kn_client_t *direct = direct_client(px.upstream);
+    char stream[128];
+    kn_fault_stream_name(stream, sizeof(stream), fc->tag);
+    create_stream(direct, stream, fc->shards);
+
+    run_t run = {0};
+    run.n = fc->n;
+    run.nkeys = fc->nkeys;
+    run.expect_error_name = fc->expect_error_name;
+    run.recs = calloc((size_t)fc->n, sizeof(rec_t));
+    assert_non_null(run.recs);
+
+    kn_conf_t *conf = base_conf(px.url);
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "20", err, sizeof(err)), KN_ERR_OK);
+    for (int i = 0; fc->conf && fc->conf[i]; i += 2)
+        if (kn_conf_set(conf, fc->conf[i], fc->conf[i + 1], err, sizeof(err)) != KN_ERR_OK)
+            fail_msg("conf %s: %s", fc->conf[i], err);
+    kn_conf_set_result_cb(conf, on_result, &run);
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!p)
+        fail_msg("kn_producer_new: %s", err);
+
+    if (fc->restart) {
+        /* A third before, a third while the server is down, a third after it is back. */
+        int a = fc->n / 3, b = 2 * fc->n / 3;
+        put_range(p, stream, &run, 0, a);
+        kn_err_t rc = kn_producer_flush(p, 40000);
+        assert_int_equal(rc, KN_ERR_OK);
+        assert_int_equal(kn_fproxy_upstream(&px, "stop"), 0);
+        put_range(p, stream, &run, a, b);
+        for (int i = 0; i < 15; i++) /* about 1.5 s of failing requests */
+            kn_producer_poll(p, 100);
+        assert_int_equal(kn_fproxy_upstream(&px, "start"), 0);
+        put_range(p, stream, &run, b, fc->n);
+    } else {
+        put_range(p, stream, &run, 0, fc->n);
+    }
+    kn_err_t rc = kn_producer_flush(p, 45000);
+    if (rc != KN_ERR_OK)
+        fail_msg("flush: %s with %" PRId64 " records pending", kn_err2name(rc), kn_producer_pending(p));
+    assert_int_equal(kn_producer_pending(p), 0);
+    char *stats = kn_producer_stats_json(p);
+    assert_non_null(stats);
+    kn_free(stats);
+    kn_producer_destroy(p);
+
+    /* Exactly one result per record, nothing unknown. */
+    assert_int_equal(run.bad_opaque, 0);
+    assert_int_equal(run.results, fc->n);
+
+    if (fc->kind) {
+        long hits = kn_fproxy_stat(&px, fc->kind);
+        if (hits <= 0)
+            fail_msg("the proxy injected no %s (%ld): the test proved nothing", fc->kind, hits);
+    }
+
+    order_t *orders = calloc((size_t)fc->nkeys, sizeof(order_t));
+    assert_non_null(orders);
+    read_back(direct, stream, &run, orders);
+
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < fc->n; i++) {
+        rec_t *r = &run.recs[i];
+        if (r->results != 1)
+            fail_msg("record %d: %d results", i, r->results);
+        if (r->err == KN_ERR_OK) {
+            out->ok++;
+            if (!r->found)
+                fail_msg("record %d was reported put (shard %s, sequence %s) but is not in the stream", i, r->shard,
+                         r->seq);
+            if (!r->at_result_position)
+                fail_msg("record %d: not found at the position of its result (shard %s, sequence %s, sub %" PRIu64
+                         ")",
+                         i, r->shard, r->seq, r->sub);
+        } else {
+            out->failed++;
+            if (!fc->allow_failures)
+                fail_msg("record %d failed: %s: %s", i, kn_err2name(r->err), r->errstr);
+            if (!r->errstr[0])
+                fail_msg("record %d failed with %s but no message", i, kn_err2name(r->err));
+        }
+        if (r->attempts < 1)
+            fail_msg("record %d: %d attempts in its result", i, r->attempts);
+        if (r->attempts > 1)
+            out->retried++;
+        if (r->saw_error_name)
+            out->saw_error_name++;
+        if (r->found > 1)
+            out->duplicates++;
+    }
+    if (fc->expect_error_name && out->saw_error_name == 0)
+        fail_msg("no record's attempts name %s", fc->expect_error_name);
+    if (fc->strict_check) {
+        for (int k = 0; k < fc->nkeys; k++) {
+            const order_t *o = &orders[k];
+            for (int j = 1; j < o->len; j++)
+                if (o->idx[j] <= o->idx[j - 1])
+                    fail_msg("key pk-%d: record %d is in the stream after record %d", k, o->idx[j], o->idx[j - 1]);
+        }
+        assert_int_equal(out->duplicates, 0);
+    }
+    print_message("%s: %d ok, %d failed, %d retried, %d named %s, %d duplicated; proxy injected %ld\n", fc->tag,
+                  out->ok, out->failed, out->retried, out->saw_error_name,
+                  fc->expect_error_name ? fc->expect_error_name : "an error", out->duplicates,
+                  kn_fproxy_stat(&px, "injected"));
+
+    for (int k = 0; k < fc->nkeys; k++)
+        free(orders[k].idx);
+    free(orders);
+    free(run.recs);
+    delete_stream(direct, stream);
+    kn_client_destroy(direct);
+    kn_fproxy_stop(&px);
+}
+
+/* ---------------------------------------------------------------- cases */
+
+static void test_resets(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "11", "--reset-fraction", "0.3", NULL};
+    fcase_t fc = {.tag = "resets", .proxy_args = proxy, .n = 3000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.reset"};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+}
+
+static void test_500s(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "12", "--error-fraction", "0.3", NULL};
+    fcase_t fc = {.tag = "e500", .proxy_args = proxy, .n = 3000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.error", .expect_error_name = "InternalFailure"};
+    outcome_t o;
+    run_case(&fc, &o);
+}
+
+static void test_throttling(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "13", "--throttle-fraction", "0.3", NULL};
+    fcase_t fc = {.tag = "throttle", .proxy_args = proxy, .n = 3000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.throttle", .expect_error_name = "ProvisionedThroughputExceeded"};
+    outcome_t o;
+    run_case(&fc, &o);
+}
+
+/* FailIfThrottled: throttled records fail at once, with a reason; the others are in the stream. */
+static void test_fail_if_throttled(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "14", "--throttle-fraction", "0.3", "--partial-every", "9", NULL};
+    const char *conf[] = {"producer.fail.if.throttled", "true", "producer.aggregation.enabled", "false", NULL};
+    fcase_t fc = {.tag = "failthr", .proxy_args = proxy, .conf = conf, .n = 2000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.throttle", .allow_failures = true};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.failed > 0);
+    assert_true(o.ok > 0);
+}
+
+/* Partial PutRecords failures of single records (no aggregation), both error codes the service uses. */
+static void test_partial_failures(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "15", "--partial-every", "7", "--partial-error",
+                           "ProvisionedThroughputExceededException", "--partial-error", "InternalFailure", NULL};
+    const char *conf[] = {"producer.aggregation.enabled", "false", NULL};
+    fcase_t fc = {.tag = "partial", .proxy_args = proxy, .conf = conf, .n = 3000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.partial_entries"};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+    assert_true(o.saw_error_name > 0);
+}
+
+/* Partial failures of whole aggregates. */
+static void test_partial_failures_aggregated(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "16", "--partial-fraction", "0.3", NULL};
+    const char *conf[] = {"producer.aggregation.max.size", "2048", NULL};
+    fcase_t fc = {.tag = "partagg", .proxy_args = proxy, .conf = conf, .n = 3000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.partial_entries", .expect_error_name = "ProvisionedThroughputExceeded"};
+    outcome_t o;
+    run_case(&fc, &o);
+}
+
+/*
+ * Slow answers past the request timeout and lost answers: requests that took
+ * effect are retried, so records may be in the stream twice, but each has one
+ * result, and it points at one of its copies.
+ */
+static void test_slow_and_lost_answers(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "17", "--slow-fraction", "0.25", "--slow-ms", "1500",
+                           "--lost-answer-fraction", "0.1", NULL};
+    const char *conf[] = {"http.request.timeout.ms", "700", NULL};
+    fcase_t fc = {.tag = "slow", .proxy_args = proxy, .conf = conf, .n = 2000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.slow"};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+}
+
+/* Strict ordering: each key's records exactly once and in put order despite partial failures and throttles. */
+static void test_strict_order_partial(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "18", "--partial-every", "5", "--throttle-fraction", "0.1", NULL};
+    const char *conf[] = {"producer.ordering.strict", "true", "producer.aggregation.enabled", "false", NULL};
+    fcase_t fc = {.tag = "strict", .proxy_args = proxy, .conf = conf, .n = 2000, .nkeys = 8, .shards = 4,
+                  .kind = "kinds.partial_entries", .strict_check = true};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+}
+
+/* The same with aggregation: failed aggregates are resent before later records of their shard. */
+static void test_strict_order_aggregated(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "19", "--partial-fraction", "0.25", "--reset-fraction", "0.1", NULL};
+    const char *conf[] = {"producer.ordering.strict", "true", "producer.aggregation.max.size", "1024", NULL};
+    fcase_t fc = {.tag = "strictagg", .proxy_args = proxy, .conf = conf, .n = 2000, .nkeys = 8, .shards = 2,
+                  .kind = "kinds.partial_entries", .strict_check = true};
+    outcome_t o;
+    run_case(&fc, &o);
+}
+
+/* The server killed (SIGKILL) and restarted on the same port and data directory while producing. */
+static void test_server_restart(void **state)
+{
+    (void)state;
+    fcase_t fc = {.tag = "restart", .n = 1500, .nkeys = 64, .shards = 4, .own_kinesalite = true,
+                  .restart = true, .kind = "kinds.upstream_down"};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+}
+
+/* The server stays down past the records' TTL: every record fails with a reason, none is left hanging. */
+static void test_server_down_ttl(void **state)
+{
+    (void)state;
+    kn_fproxy_t px;
+    kn_fproxy_start(&px, NULL, NULL);
+    kn_client_t *direct = direct_client(px.upstream);
+    char stream[128];
+    kn_fault_stream_name(stream, sizeof(stream), "ttl");
+    create_stream(direct, stream, 2);
+
+    run_t run = {0};
+    run.n = 300;
+    run.nkeys = 16;
+    run.recs = calloc((size_t)run.n, sizeof(rec_t));
+    assert_non_null(run.recs);
+    kn_conf_t *conf = base_conf(px.url);
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "producer.record.ttl.ms", "1500", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "20", err, sizeof(err)), KN_ERR_OK);
+    kn_conf_set_result_cb(conf, on_result, &run);
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!p)
+        fail_msg("kn_producer_new: %s", err);
+
+    /* The first 50 while the server is up (the producer learns the shards), the rest while it is down. */
+    put_range(p, stream, &run, 0, 50);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    kn_client_destroy(direct);
+    assert_int_equal(kn_fproxy_upstream(&px, "stop"), 0);
+    put_range(p, stream, &run, 50, run.n);
+    assert_int_equal(kn_producer_flush(p, 40000), KN_ERR_OK);
+    kn_producer_destroy(p);
+
+    assert_int_equal(run.bad_opaque, 0);
+    assert_int_equal(run.results, run.n);
+    for (int i = 0; i < run.n; i++) {
+        rec_t *r = &run.recs[i];
+        assert_int_equal(r->results, 1);
+        if (i < 50) {
+            if (r->err != KN_ERR_OK)
+                fail_msg("record %d (server up) failed: %s", i, r->errstr);
+        } else {
+            if (r->err == KN_ERR_OK)
+                fail_msg("record %d was reported put while the server was down", i);
+            if (!r->errstr[0])
+                fail_msg("record %d failed with %s but no message", i, kn_err2name(r->err));
+        }
+    }
+    print_message("ttl: record 50 failed with %s: %s\n", kn_err2name(run.recs[50].err), run.recs[50].errstr);
+    free(run.recs);
+    kn_fproxy_stop(&px);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resets),
+        cmocka_unit_test(test_500s),
+        cmocka_unit_test(test_throttling),
+        cmocka_unit_test(test_fail_if_throttled),
+        cmocka_unit_test(test_partial_failures),
+        cmocka_unit_test(test_partial_failures_aggregated),
+        cmocka_unit_test(test_slow_and_lost_answers),
+        cmocka_unit_test(test_strict_order_partial),
+        cmocka_unit_test(test_strict_order_aggregated),
+        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_server_down_ttl),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("producer_faults", tests, NULL, NULL);
+}
