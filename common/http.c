@@ -18,6 +18,7 @@
  * Threads: loop thread only.
  */
 #include "http.h"
+#include "curl_err.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -361,31 +362,17 @@ static void map_curl_error(xfer_t *x, CURLcode rc)
         e->cls = KN__EC_FAIL;
         return;
     }
-    switch (rc) {
-    case CURLE_URL_MALFORMAT:
+    switch (kn__curl_err(rc)) {
+    case KN_ERR_INVALID_ARG:
         kn__error_set(e, KN_ERR_INVALID_ARG, "HTTP %s: malformed URL: %s", x->method, why);
         e->cls = KN__EC_FAIL;
         break;
-    case CURLE_OPERATION_TIMEDOUT:
+    case KN_ERR_TIMEOUT:
         kn__error_set(e, KN_ERR_TIMEOUT, "HTTP %s to %s timed out: %s", x->method, host, why);
         e->retriable = true;
         e->cls = KN__EC_RETRY;
         break;
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
-    case CURLE_USE_SSL_FAILED:
+    case KN_ERR_TLS:
         kn__error_set(e, KN_ERR_TLS, "HTTPS %s to %s: TLS failure: %s", x->method, host, why);
         e->cls = KN__EC_FAIL;
         break;

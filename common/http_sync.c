@@ -5,6 +5,7 @@
  * token to another host); the body is bounded.
  */
 #include "http_sync.h"
+#include "curl_err.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -53,36 +54,6 @@ static int host_is_local(const char *url)
     return strncmp(h, "127.", 4) == 0 || strncasecmp(h, "localhost", 9) == 0 ||
            strncmp(h, "169.254.", 8) == 0 || strncmp(h, "[::1]", 5) == 0 ||
            strncasecmp(h, "[fd00:ec2::", 11) == 0;
-}
-
-/* Our code for a failed transfer (the same classes as http.c's). */
-static kn_err_t curl_code(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        return KN_ERR_TIMEOUT;
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        return KN_ERR_INVALID_ARG; /* a bad endpoint URL: retrying cannot help */
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
-    case CURLE_USE_SSL_FAILED:
-        return KN_ERR_TLS;
-    default:
-        return KN_ERR_TRANSPORT;
-    }
 }
 
 void kn__url_for_message(const char *url, char *out, size_t size)
@@ -225,7 +196,7 @@ kn_err_t kn__http_sync_cancellable(const kn__http_sync_req_t *req, const atomic_
         /* strerror starts with a capital; the message reads better in lower case. */
         if (detail[0] >= 'A' && detail[0] <= 'Z' && detail[1] >= 'a' && detail[1] <= 'z')
             detail[0] = (char)(detail[0] - 'A' + 'a');
-        kn_err_t code = curl_code(cc);
+        kn_err_t code = kn__curl_err(cc);
         rc = kn__error_set(err, code, "%s %s: %s", req->method, where, detail);
         if (err) {
             err->http_status = 0;

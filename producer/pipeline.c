@@ -87,7 +87,7 @@ static void fail_list(kn_producer_t *p, kn__plist_t *l, kn_err_t code, const cha
     }
 }
 
-static kn__pshard_t *pshard_new(const char *id, int64_t now)
+static kn__pshard_t *pshard_new(const char *id, double rate_percent, int64_t now)
 {
     kn__pshard_t *sh = calloc(1, sizeof(*sh));
     if (!sh)
@@ -97,7 +97,7 @@ static kn__pshard_t *pshard_new(const char *id, int64_t now)
         free(sh);
         return NULL;
     }
-    kn__bucket_init(&sh->bucket, now);
+    kn__bucket_init(&sh->bucket, rate_percent, now);
     return sh;
 }
 
@@ -139,7 +139,7 @@ static void install_map(kn_producer_t *p, kn__pstream_t *s, kn__shard_map_t *map
         bool known = false;
         for (size_t j = 0; j < s->nshards && !known; j++)
             known = s->shards[j] && strcmp(s->shards[j]->shard_id, e->shard_id) == 0;
-        if (!known && !(ns[i] = pshard_new(e->shard_id, now))) {
+        if (!known && !(ns[i] = pshard_new(e->shard_id, p->rate_percent, now))) {
             for (size_t j = 0; j < i; j++)
                 pshard_free(ns[j]);
             free(ns);
@@ -311,7 +311,7 @@ void kn__pipeline_kick(kn_client_t *c, void *arg)
 /* ------------------------------------------------------------ collection */
 
 /* Turns the shard's head records into one Kinesis record (an aggregate, or one record raw). */
-static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *done)
+static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *done, int64_t now)
 {
     kn__krec_t *k = krec_new(p);
     if (!k)
@@ -326,10 +326,13 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
         kn__agg_builder_reset(p->agg);
         size_t max_count = p->agg_max_count >= 4294967295LL ? 0 : (size_t)p->agg_max_count;
         kn__prec_t *r;
+        kn_error_t e; /* written only on a real error */
+        e.code = KN_ERR_OK;
+        e.message[0] = '\0';
         while ((r = sh->queue.head)) {
             kn__agg_in_t in = {r->key, r->key_len, r->ehk, r->ehk_len, r->data, r->data_len, NULL, 0};
-            kn_error_t e;
-            kn__error_clear(&e);
+            if (r->next)
+                __builtin_prefetch(r->next);
             kn_err_t rc = kn__agg_builder_try_add(p->agg, &in, (size_t)p->agg_max_bytes, max_count, &e);
             if (rc == KN_ERR_TOO_LARGE)
                 break;
@@ -342,10 +345,13 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
             kn__pl_push(&k->recs, r);
             if (r->deadline_ms < k->min_deadline)
                 k->min_deadline = r->deadline_ms;
+            if (!r->sent) {
+                r->sent = true;
+                p->buffered_total_ms += now - r->put_ms;
+                p->buffered_n++;
+            }
         }
         if (k->recs.count >= 2) {
-            kn_error_t e;
-            kn__error_clear(&e);
             kn__agg_out_t out = KN__AGG_OUT_INIT;
             if (kn__agg_builder_finish(p->agg, p->outer_key, false, &out, &e) == KN_ERR_OK) {
                 k->out = out;
@@ -373,6 +379,11 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
     kn__pl_push(&k->recs, r);
     k->min_deadline = r->deadline_ms;
     k->wire_bytes = kn__prec_wire(r);
+    if (!r->sent) {
+        r->sent = true;
+        p->buffered_total_ms += now - r->put_ms;
+        p->buffered_n++;
+    }
     return k;
 }
 
@@ -400,7 +411,7 @@ static const char *last_error_name(const kn__prec_t *r)
 
 static void expire(kn_producer_t *p, kn__pstream_t *s, kn__prec_t *r, kn__plist_t *done)
 {
-    char msg[512];
+    char msg[1200];
     const char *last = last_error_name(r);
     if (last)
         snprintf(msg, sizeof(msg),
@@ -496,7 +507,7 @@ static int64_t pump_stream(kn_producer_t *p, kn__pstream_t *s, bool flush_all, i
                 wake = min64(wake, now + kn__bucket_wait_ms(&sh->bucket, p->rate_percent));
                 break;
             }
-            kn__krec_t *k = build_krec(p, sh, done);
+            kn__krec_t *k = build_krec(p, sh, done, now);
             if (!k)
                 break;
             kn__bucket_take(&sh->bucket, k->wire_bytes);
@@ -530,6 +541,11 @@ void kn__pipeline_pump(kn_producer_t *p)
     for (kn__pstream_t *s = p->loop_streams; s; s = s->loop_next)
         wake = min64(wake, pump_stream(p, s, flush_all, now, &done));
     kn__results_push(p, &done);
+    if (p->buffered_n) {
+        atomic_fetch_add_explicit(&p->stats.buffering_ms_total, p->buffered_total_ms, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->stats.buffering_count, p->buffered_n, memory_order_relaxed);
+        p->buffered_total_ms = p->buffered_n = 0;
+    }
     if (p->timer_init)
         schedule(p, wake, now);
 }

@@ -72,6 +72,7 @@ static void producer_free(kn_producer_t *p)
     }
     kn__pintern_free(p);
     kn__zctx_destroy(p->zctx);
+    kn__buf_free(&p->zscratch);
     free(p->outer_key);
     kn__results_fini(p);
     pthread_cond_destroy(&p->room_cond);
@@ -128,11 +129,36 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
         goto fail_early;
     }
     const char *codec = kn__conf_str(cf, KN_P_P_COMPRESSION);
-    if (strcmp(codec, "none") != 0) {
-        kn__errstr(errstr, errstr_size,
-                   "producer.compression.codec=%s: compression is not supported by the producer yet",
+    const char *scope = kn__conf_str(cf, KN_P_P_COMPRESSION_SCOPE);
+    if (!kn__codec_from_name(codec, strlen(codec), &p->codec)) {
+        kn__errstr(errstr, errstr_size, "producer.compression.codec=%s: expected none, gzip or zstd",
                    codec);
         goto fail_early;
+    }
+    if (!kn__rc_scope_from_name(scope, strlen(scope), &p->zscope)) {
+        kn__errstr(errstr, errstr_size, "producer.compression.scope=%s: expected aggregate or record",
+                   scope);
+        goto fail_early;
+    }
+    p->zlevel = (int)kn__conf_int(cf, KN_P_P_COMPRESSION_LEVEL);
+    if (p->codec != KN__CODEC_NONE) {
+        int lo = 0, hi = 0;
+        kn__codec_level_range(p->codec, &lo, &hi);
+        if (p->zlevel != 0 && (p->zlevel < lo || p->zlevel > hi)) {
+            kn__errstr(errstr, errstr_size, "producer.compression.level=%d: %s takes %d to %d (0: default)",
+                       p->zlevel, codec, lo, hi);
+            goto fail_early;
+        }
+        if (p->zscope == KN__RC_SCOPE_RECORD && !p->agg_enabled) {
+            kn__errstr(errstr, errstr_size,
+                       "producer.compression.scope=record needs producer.aggregation.enabled=true "
+                       "(the content-encoding tag lives inside an aggregate)");
+            goto fail_early;
+        }
+        if (!(p->zctx = kn__zctx_new())) {
+            kn__errstr(errstr, errstr_size, "out of memory");
+            goto fail_early;
+        }
     }
     p->outer_key = strdup(outer);
     if (!p->outer_key || kn__results_init(p) != 0) {

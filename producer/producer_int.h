@@ -20,6 +20,7 @@
 #include "agg.h"
 #include "client.h"
 #include "compress.h"
+#include "record_codec.h"
 #include "err.h"
 #include "hashkey.h"
 #include "kinesis/producer.h"
@@ -97,8 +98,9 @@ typedef struct kn__krec_s {
     struct kn__krec_s *next;
     kn__pshard_t *shard;
     kn__plist_t recs;
-    kn__agg_out_t out; /* when aggregated */
+    kn__agg_out_t out; /* when aggregated, or wrapped (aggregate-scope compression) */
     bool aggregated;
+    bool wrapped;      /* a raw record wrapped in a compression frame: data in out.data */
     int64_t min_deadline;
     size_t wire_bytes; /* data + partition key */
 } kn__krec_t;
@@ -157,6 +159,9 @@ struct kn_producer_s {
     int64_t retry_base_ms, retry_cap_ms;
     double rate_percent;
     bool agg_enabled, strict, fail_if_throttled, background;
+    kn__codec_t codec; /* KN__CODEC_NONE: no compression */
+    kn__rc_scope_t zscope;
+    int zlevel;
     char *outer_key;
     kn__kinesis_limits_t limits;
 
@@ -192,11 +197,13 @@ struct kn_producer_s {
     bool closing_wait; /* cancelled: close once nothing is in flight */
     kn__pstream_t *loop_streams;
     kn__agg_builder_t *agg;
+    int64_t buffered_total_ms, buffered_n; /* published to stats once per pump */
     bool closing;
     atomic_int flush_req; /* loop reads: a flush asked for "send now" */
     kn__krec_t *krec_free;
     struct kn__intern_s *interned;
-    kn__zctx_t *zctx; /* reserved for compression */
+    kn__zctx_t *zctx;      /* compression context (loop thread) */
+    kn_buf_t zscratch;     /* record scope: one record's compressed data */
 
     kn__pstats_t stats;
 };
@@ -296,7 +303,7 @@ void kn__resolve_mismatches(kn_producer_t *p, kn__pstream_t *s, const kn__shard_
                             kn__plist_t *done, int64_t now);
 
 /* ratelimit.c */
-void kn__bucket_init(kn__bucket_t *b, int64_t now);
+void kn__bucket_init(kn__bucket_t *b, double rate_percent, int64_t now);
 /* Refills; true if the shard may send now. */
 bool kn__bucket_ready(kn__bucket_t *b, double rate_percent, int64_t now);
 void kn__bucket_take(kn__bucket_t *b, size_t bytes);

@@ -13,10 +13,10 @@
 #define SHARD_BYTES_PER_S (1024.0 * 1024.0)
 #define MIN_FACTOR (1.0 / 16.0)
 
-void kn__bucket_init(kn__bucket_t *b, int64_t now)
+void kn__bucket_init(kn__bucket_t *b, double rate_percent, int64_t now)
 {
-    b->rec_tokens = SHARD_RECORDS_PER_S;
-    b->byte_tokens = SHARD_BYTES_PER_S;
+    b->rec_tokens = SHARD_RECORDS_PER_S * rate_percent / 100.0;
+    b->byte_tokens = SHARD_BYTES_PER_S * rate_percent / 100.0;
     b->factor = 1.0;
     b->last_ms = now;
     b->last_throttle_ms = 0;

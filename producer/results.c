@@ -77,17 +77,6 @@ void kn__results_push(kn_producer_t *p, kn__plist_t *l)
 {
     if (!l->head)
         return;
-    for (kn__prec_t *r = l->head; r; r = r->next) {
-        kn__pstats_t *s = &p->stats;
-        if (r->err == KN_ERR_OK) {
-            atomic_fetch_add_explicit(&s->put_ok, 1, memory_order_relaxed);
-        } else {
-            atomic_fetch_add_explicit(&s->failed, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->errors[r->err], 1, memory_order_relaxed);
-            if (r->err == KN_ERR_TIMEOUT)
-                atomic_fetch_add_explicit(&s->expired, 1, memory_order_relaxed);
-        }
-    }
     pthread_mutex_lock(&p->rlock);
     bool was_empty = p->res_head == NULL;
     if (p->res_tail)
@@ -157,14 +146,25 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
     int64_t bytes = 0;
     int64_t gen_dec[KN__PGEN_SLOTS];
     memset(gen_dec, 0, sizeof(gen_dec));
+    int64_t ok = 0, expired = 0;
+    kn__pstats_t *st = &p->stats;
     for (kn__prec_t *r = list; r; r = r->next) {
         if (p->cb)
             p->cb(p, r, p->cb_opaque);
+        if (r->err == KN_ERR_OK) {
+            ok++;
+        } else {
+            atomic_fetch_add_explicit(&st->errors[r->err], 1, memory_order_relaxed);
+            expired += r->err == KN_ERR_TIMEOUT;
+        }
         n++;
         bytes += (int64_t)(r->key_len + r->ehk_len + r->data_len);
         gen_dec[r->gen]++;
     }
     if (n) {
+        atomic_fetch_add_explicit(&st->put_ok, ok, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->failed, n - ok, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->expired, expired, memory_order_relaxed);
         pthread_mutex_lock(&p->lock);
         p->mem_records -= n;
         p->mem_bytes -= bytes;

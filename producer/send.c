@@ -93,10 +93,10 @@ static kn__landing_t *landing_new(const char *shard_id, const char *seq)
     return l;
 }
 
+/* The caller has counted r into l's references. */
 static void succeed(kn__prec_t *r, kn__landing_t *l, uint64_t sub, bool aggregated, kn__plist_t *done)
 {
     r->err = KN_ERR_OK;
-    atomic_fetch_add(&l->refcnt, 1);
     r->landing = l;
     r->sub_seq = sub;
     r->aggregated = aggregated;
@@ -135,6 +135,7 @@ void kn__resolve_mismatches(kn_producer_t *p, kn__pstream_t *s, const kn__shard_
             bool inside = e && kn__hashkey_cmp(r->hash, e->start) >= 0 &&
                           kn__hashkey_cmp(r->hash, e->end) <= 0;
             if (inside) {
+                atomic_fetch_add(&m->landing->refcnt, 1);
                 kn__prec_add_attempt(r, &m->attempt);
                 r->last_end_ms = now;
                 succeed(r, m->landing, j, true, done);
@@ -216,7 +217,10 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
         }
         uint64_t j = 0;
         kn__prec_t *r;
+        atomic_store(&l->refcnt, (int)k->recs.count);
         while ((r = kn__pl_pop(&k->recs))) {
+            if (r->next)
+                __builtin_prefetch(r->next);
             add_attempt(p, r, q->start_ms, now, KN_ERR_OK, "");
             succeed(r, l, k->aggregated ? j : 0, k->aggregated, done);
             j++;
@@ -390,14 +394,6 @@ void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
         kn__krec_t *x = q->krecs[i];
         kn__agg_out_free(&x->out); /* the body holds the bytes now */
         x->shard->inflight++;
-        for (kn__prec_t *r = x->recs.head; r; r = r->next) {
-            if (!r->sent) {
-                r->sent = true;
-                atomic_fetch_add_explicit(&p->stats.buffering_ms_total, now - r->put_ms,
-                                          memory_order_relaxed);
-                atomic_fetch_add_explicit(&p->stats.buffering_count, 1, memory_order_relaxed);
-            }
-        }
     }
     req.service = KN__SVC_KINESIS;
     req.operation = "PutRecords";

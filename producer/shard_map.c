@@ -68,22 +68,16 @@ static void map_free(kn__shard_map_t *m)
 }
 
 /*
- * Checks that the sorted entries cover 0..2^128-1 exactly once. Stops at the
- * first problem, so the previous entry is the one that ends highest so far.
+ * Checks that the sorted entries (each with start <= end) cover 0..2^128-1
+ * exactly once. Stops at the first problem, so the previous entry is the one
+ * that ends highest so far.
  */
 static kn_err_t check_coverage(const kn__shard_entry_t *e, size_t n, kn_error_t *err)
 {
     char a[KN__HASHKEY_STRLEN], b[KN__HASHKEY_STRLEN], c[KN__HASHKEY_STRLEN], d[KN__HASHKEY_STRLEN];
     kn__hashkey_t expected = {0, 0};
     for (size_t i = 0; i < n; i++) {
-        if (kn__hashkey_cmp(e[i].start, e[i].end) > 0) {
-            kn__hashkey_format(e[i].start, a);
-            kn__hashkey_format(e[i].end, b);
-            return kn__error_set(err, KN_ERR_BAD_RESPONSE,
-                                 "shard map: shard %s starts at hash key %s, after its end %s",
-                                 e[i].shard_id, a, b);
-        }
-        /* i > 0 here whenever the previous entry reached 2^128-1. */
+        /* After an entry ending at 2^128-1 (expected wrapped to 0) every further entry overlaps it. */
         bool prev_at_max = i > 0 && hk_is_max(e[i - 1].end);
         int cmp = prev_at_max ? -1 : kn__hashkey_cmp(e[i].start, expected);
         if (cmp > 0) {
@@ -130,6 +124,15 @@ static kn_err_t check_coverage(const kn__shard_entry_t *e, size_t n, kn_error_t 
     return KN_ERR_OK;
 }
 
+/* A reshard caught half way: the same ListShards a little later gives a good map. */
+static void mark_retriable(kn_error_t *err)
+{
+    if (err) {
+        err->retriable = true;
+        err->cls = KN__EC_RETRY;
+    }
+}
+
 kn__shard_map_t *kn__shard_map_build(const kn__shard_list_t *list, kn_error_t *err)
 {
     kn__shard_map_t *m = NULL;
@@ -148,6 +151,7 @@ kn__shard_map_t *kn__shard_map_build(const kn__shard_list_t *list, kn_error_t *e
     if (n == 0) {
         kn__error_set(err, KN_ERR_BAD_RESPONSE, "shard map: the stream has no open shard (%zu closed)",
                       list ? list->count : 0);
+        mark_retriable(err);
         goto fail;
     }
     m = calloc(1, sizeof(*m));
@@ -174,8 +178,21 @@ kn__shard_map_t *kn__shard_map_build(const kn__shard_list_t *list, kn_error_t *e
     }
     m->count = n;
     qsort(m->entries, n, sizeof(*m->entries), cmp_by_start);
-    if (check_coverage(m->entries, n, err) != KN_ERR_OK)
+    for (size_t i = 0; i < n; i++) {
+        const kn__shard_entry_t *e = &m->entries[i];
+        if (kn__hashkey_cmp(e->start, e->end) > 0) {
+            char a[KN__HASHKEY_STRLEN], b[KN__HASHKEY_STRLEN];
+            kn__hashkey_format(e->start, a);
+            kn__hashkey_format(e->end, b);
+            kn__error_set(err, KN_ERR_BAD_RESPONSE,
+                          "shard map: shard %s starts at hash key %s, after its end %s", e->shard_id, a, b);
+            goto fail;
+        }
+    }
+    if (check_coverage(m->entries, n, err) != KN_ERR_OK) {
+        mark_retriable(err);
         goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
         m->entries[i].index = (uint32_t)i;
         m->by_id[i] = &m->entries[i];

@@ -29,7 +29,10 @@ typedef struct kn__shard_map_s kn__shard_map_t;
  * Builds a map from a ListShards result, keeping open shards only (no
  * EndingSequenceNumber). Fails with KN_ERR_BAD_RESPONSE when the open shards
  * overlap or do not cover 0..2^128-1 exactly (a reshard caught half way:
- * the caller retries later), naming the gap or overlap.
+ * the caller retries later), naming the gap or overlap. Such errors (and a
+ * list without any open shard) are marked retriable (err->retriable,
+ * KN__EC_RETRY); malformed lists (a range ending before it starts, an id
+ * listed twice) are not.
  */
 kn__shard_map_t *kn__shard_map_build(const kn__shard_list_t *list, kn_error_t *err);
 kn__shard_map_t *kn__shard_map_ref(kn__shard_map_t *m);

@@ -3,6 +3,7 @@
 #   - Debian packages (compiler, meson, ninja, the libraries, cmocka, clang and its sanitizer and
 #     fuzzer runtime, python3, openssl; nodejs/npm only when `node`/`npm` are missing);
 #   - the pinned npm test servers in tests/servers (npm ci, only when the lockfile changed);
+#   - the pinned npm benchmark peers in tests/bench/peers (the same way);
 #   - checks for moto_server (preinstalled on our machines; pip install 'moto[server]' elsewhere).
 # Safe to run again: a second run only checks and takes about a second.
 # Runs as root (CI) or through sudo when available.
@@ -65,6 +66,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] ||
     say "installing the npm test servers (npm ci in tests/servers)"
     (cd "$servers" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     (cd "$servers" && node -e 'require("kinesalite"); require("dynalite")')
+    echo "$want" >"$stamp"
+fi
+
+# ------------------------------------------------------------------ npm benchmark peers
+# The AWS SDK for JavaScript v3 and aws-kinesis-agg for the producer benchmark, pinned in
+# tests/bench/peers/package.json + package-lock.json (same stamp logic as above).
+peers=$root/tests/bench/peers
+stamp=$peers/node_modules/.kn-setup-stamp
+want=$(cat "$peers/package.json" "$peers/package-lock.json" | sha256sum | cut -d' ' -f1)
+want="$want node-$(node --version)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] ||
+   [ ! -d "$peers/node_modules/@aws-sdk/client-kinesis" ] || [ ! -d "$peers/node_modules/aws-kinesis-agg" ]; then
+    say "installing the npm benchmark peers (npm ci in tests/bench/peers)"
+    (cd "$peers" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    (cd "$peers" && node -e 'require("@aws-sdk/client-kinesis"); require("aws-kinesis-agg"); require("@smithy/node-http-handler")')
     echo "$want" >"$stamp"
 fi
 

@@ -8,6 +8,8 @@
 # so a CI log is enough to reproduce); replay one with `BUILD_DIR/tests/fuzz/TARGET FILE`.
 #
 # Usage: tests/fuzz/run.sh [SECONDS_PER_TARGET [TARGET...]]     (default 25 s, every target)
+# The decoders of data from other producers (fuzz_agg_decode, fuzz_record_decode,
+# fuzz_decompress) get twice SECONDS_PER_TARGET: they are the deepest parsers.
 # Environment:
 #   KN_FUZZ_BUILD_DIR   build directory (default build-fuzz in the source root)
 #   KN_FUZZ_JOBS        targets fuzzed at the same time (default: the number of cores)
@@ -129,7 +131,9 @@ fuzz_one() {
         "$bdir/tests/fuzz/seedgen" "$t" "$dir/corpus" >"$dir/seedgen.log" 2>&1 ||
             { echo "seedgen failed:" && cat "$dir/seedgen.log"; } >"$dir/log"
     fi
-    local args=(-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+    local t_secs=$secs
+    case $t in fuzz_agg_decode | fuzz_record_decode | fuzz_decompress) t_secs=$((secs * 2)) ;; esac
+    local args=(-max_total_time="$t_secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
                 -artifact_prefix="$crashes/$t-")
     if [ -f "$here/dicts/$t.dict" ]; then
         args+=(-dict="$here/dicts/$t.dict")
@@ -145,15 +149,22 @@ fuzz_one() {
         # halt_on_error: a UBSan report is a crash, with the input kept.
         export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:print_summary=1
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:print_summary=1
-        exec timeout -k 10 $((secs * 2 + 120)) "$exe" "${args[@]}" corpus
+        exec timeout -k 10 $((t_secs * 2 + 120)) "$exe" "${args[@]}" corpus
     ) >>"$dir/log" 2>&1
     rc=$?
     end=$(date +%s)
     echo "$rc $((end - start))" >"$work/$t.status"
 }
 
-running=0
+# The long-running targets start first, so the parallel slots end together.
+order=()
 for t in "${targets[@]}"; do
+    case $t in fuzz_agg_decode | fuzz_record_decode | fuzz_decompress) order=("$t" "${order[@]}") ;;
+    *) order+=("$t") ;;
+    esac
+done
+running=0
+for t in "${order[@]}"; do
     if ! is_built "$t"; then
         echo "254 0" >"$work/$t.status"
         continue
@@ -210,5 +221,5 @@ if [ ${#targets[@]} -eq 0 ]; then
     say "no fuzz target to run"
     exit 1
 fi
-say "all ${#targets[@]} targets ran ${secs}s each without a crash"
+say "all ${#targets[@]} targets ran without a crash"
 exit 0

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "client.h"
 #include "hashkey.h"
@@ -120,19 +121,32 @@ static void proxy_start(proxy_t *p, const char *const *extra)
     snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", p->port);
 }
 
+/* A counter from the proxy's stats, read with a plain socket (a Python client starts too slowly here). */
 static long proxy_stat(const proxy_t *p, const char *name)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd),
-             "python3 -c \"import json,urllib.request;print(json.load(urllib.request.urlopen("
-             "'http://127.0.0.1:%d/__proxy/stats'))['%s'])\"",
-             p->port, name);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    long v = -1;
-    assert_int_equal(fscanf(f, "%ld", &v), 1);
-    pclose(f);
-    return v;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    static const char req[] = "GET /__proxy/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    char buf[65536];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    json_object *j = json_tokener_parse(body + 4);
+    json_object *v = NULL;
+    if (!j || !json_object_object_get_ex(j, name, &v))
+        fail_msg("proxy stats without \"%s\": %s", name, body + 4);
+    long r = (long)json_object_get_int64(v);
+    json_object_put(j);
+    return r;
 }
 
 /* A loopback port with nothing listening on it. */
@@ -283,6 +297,21 @@ static void req_burst(void *arg)
         kn__shard_refresher_request(x->r);
 }
 
+/* A burst only while the first run is still going (decided on the loop thread, so without a race). */
+static void req_burst_if_running(void *arg)
+{
+    ctx_t *x = arg;
+    kn__shard_refresher_stats_t st;
+    kn__shard_refresher_stats(x->r, &st);
+    pthread_mutex_lock(&x->m);
+    bool first_done = x->nevents > 0;
+    pthread_mutex_unlock(&x->m);
+    if (st.runs == 1 && !first_done) {
+        req_burst(x);
+        x->burst = -1; /* tells the test it happened */
+    }
+}
+
 static void refresher_new(ctx_t *x)
 {
     on_loop(x->c, do_new, x);
@@ -345,10 +374,11 @@ static stats_req_t get_stats(ctx_t *x)
 typedef struct server_s {
     const char *label;
     const char *env;
+    bool moto;
 } server_t;
 
-static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL"};
-static server_t moto = {"moto", "KN_TEST_MOTO_URL"};
+static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL", false};
+static server_t moto = {"moto", "KN_TEST_MOTO_URL", true};
 
 /* ---------------------------------------------------------------- tests */
 
@@ -383,11 +413,16 @@ static void test_map_agrees_with_where_records_land(void **state)
         snprintf(keys[i], sizeof(keys[i]), "pk-%d-%ld", i, (long)rand());
         ents[i] = (kn__put_entry_t){"r", 1, keys[i], strlen(keys[i]), NULL, 0};
     }
-    /* Explicit hash keys at both ends of each shard. */
+    /*
+     * Explicit hash keys at both ends of each shard. moto treats a shard's
+     * EndingHashKey as exclusive (it answers 500 for a key equal to one):
+     * there the last key but one stands in for the end.
+     */
     char ehk[8][KN__HASHKEY_STRLEN];
     for (int i = 0; i < 8; i++) {
         const kn__shard_entry_t *e = kn__shard_map_at(m, (size_t)i / 2);
-        size_t len = kn__hashkey_format(i % 2 ? e->end : e->start, ehk[i]);
+        kn__hashkey_t end = s->moto ? hk(u(e->end) - 1) : e->end;
+        size_t len = kn__hashkey_format(i % 2 ? end : e->start, ehk[i]);
         ents[NKEYS + i] = (kn__put_entry_t){"e", 1, "ehk", 3, ehk[i], len};
     }
     kn__put_result_t res = {0};
@@ -459,15 +494,21 @@ static void test_split_shows_children_not_parent(void **state)
     assert_non_null(other);
     assert_int_equal(other->index, 2);
 
-    /* And the service agrees: a key on each side of the split lands on the child the map names. */
-    char a[KN__HASHKEY_STRLEN], b[KN__HASHKEY_STRLEN];
-    size_t al = kn__hashkey_format(hk(mid - 1), a), bl = kn__hashkey_format(hk(mid), b);
-    kn__put_entry_t ents[2] = {{"a", 1, "k", 1, a, al}, {"b", 1, "k", 1, b, bl}};
-    kn__put_result_t res = {0};
-    CHECK(kn__kinesis_put_records(c, &x.ref, ents, 2, &res, &e), e);
-    assert_string_equal(res.entries[0].shard_id, lo->shard_id);
-    assert_string_equal(res.entries[1].shard_id, hi->shard_id);
-    kn__put_result_free(&res);
+    /*
+     * And the service agrees: a key on each side of the split lands on the
+     * child the map names. moto keeps routing records to the closed parent
+     * (unlike the service and kinesalite), so this part runs on kinesalite.
+     */
+    if (!s->moto) {
+        char a[KN__HASHKEY_STRLEN], b[KN__HASHKEY_STRLEN];
+        size_t al = kn__hashkey_format(hk(mid - 1), a), bl = kn__hashkey_format(hk(mid), b);
+        kn__put_entry_t ents[2] = {{"a", 1, "k", 1, a, al}, {"b", 1, "k", 1, b, bl}};
+        kn__put_result_t res = {0};
+        CHECK(kn__kinesis_put_records(c, &x.ref, ents, 2, &res, &e), e);
+        assert_string_equal(res.entries[0].shard_id, lo->shard_id);
+        assert_string_equal(res.entries[1].shard_id, hi->shard_id);
+        kn__put_result_free(&res);
+    }
 
     kn__shard_map_unref(m1);
     on_loop(c, do_close, &x);
@@ -490,7 +531,7 @@ static void test_concurrent_requests_are_merged(void **state)
     create_active(direct, name, 1);
 
     proxy_t p;
-    const char *extra[] = {"--delay-ms", "600", NULL};
+    const char *extra[] = {"--delay-ms", "1500", NULL};
     proxy_start(&p, extra);
     kn_client_t *c = client_for(p.url, "1");
     ctx_t x;
@@ -502,10 +543,10 @@ static void test_concurrent_requests_are_merged(void **state)
     assert_int_equal(st.stats.runs, 1);
     assert_true(st.busy);
     /* 10 more while the first run still waits on the proxy (it has not reached it yet or is delayed there). */
-    for (int i = 0; i < 200 && proxy_stat(&p, "requests") < 1; i++)
+    for (int i = 0; i < 500 && proxy_stat(&p, "requests") < 1; i++)
         usleep(10000);
-    if (x.nevents == 0)
-        on_loop(c, req_burst, &x);
+    on_loop(c, req_burst_if_running, &x);
+    assert_int_equal(x.burst, -1); /* 1.5 s per ListShards: the first run cannot be over yet */
     assert_int_equal(wait_events(&x, 2, 30000), 2);
     assert_true(x.ev[0].ok);
     assert_true(x.ev[1].ok);
@@ -690,7 +731,7 @@ static void test_close_frees_everything(void **state)
     create_active(direct, name, 1);
 
     proxy_t p;
-    const char *extra[] = {"--delay-ms", "800", NULL};
+    const char *extra[] = {"--delay-ms", "3000", NULL};
     proxy_start(&p, extra);
     kn_client_t *c = client_for(p.url, "1");
 
@@ -722,9 +763,7 @@ static void test_close_frees_everything(void **state)
     assert_int_equal(wait_events(&d, 1, 30000), 1);
     assert_true(d.ev[0].ok);
 
-    usleep(1200 * 1000); /* the first two runs end meanwhile; their results must go nowhere */
-    if (a.nevents)
-        fail_msg("callback after close: ok %d version %llu %s", a.ev[0].ok, (unsigned long long)a.ev[0].version, a.ev[0].message);
+    usleep(3500 * 1000); /* the first two runs end meanwhile; their results must go nowhere */
     assert_int_equal(a.nevents, 0);
     assert_int_equal(b.nevents, 0);
     assert_int_equal(d.nevents, 1);

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "err.h"
 #include "hashkey.h"
 #include "kinesis_ops.h"
 #include "shard_map.h"
@@ -92,21 +93,30 @@ static kn__shard_map_t *build_ok(list_t *t)
     return m;
 }
 
+/* Whether the last build_fail() error was marked retriable. */
+static bool g_retriable;
+
 /* Builds, expects failure, and returns the message (static). */
 static const char *build_fail(list_t *t)
 {
     static kn_error_t e;
     memset(&e, 0, sizeof(e));
+    g_retriable = false;
     kn__shard_map_t *m = kn__shard_map_build(&t->l, &e);
     assert_null(m);
     assert_int_equal(e.code, KN_ERR_BAD_RESPONSE);
+    g_retriable = e.retriable && e.cls == KN__EC_RETRY;
     return e.message;
 }
 
 static void assert_contains(const char *msg, const char *part)
 {
-    if (!strstr(msg, part))
-        fail_msg("message \"%s\" does not contain \"%s\"", msg, part);
+    assert_non_null(msg);
+    if (!strstr(msg, part)) {
+        char shown[1024];
+        snprintf(shown, sizeof(shown), "%s", msg);
+        fail_msg("message \"%s\" does not contain \"%s\"", shown, part);
+    }
 }
 
 /* Linear reference for lookups: the open shard whose range holds k. */
@@ -302,6 +312,7 @@ static void test_gaps_are_rejected_with_their_range(void **state)
     assert_contains(msg, "no open shard");
     assert_contains(msg, "shardId-A ending at 1000");
     assert_contains(msg, "shardId-B starting at 2000");
+    assert_true(g_retriable); /* a reshard caught half way: worth asking again */
     list_free(&t);
 
     /* The first shard does not start at 0. */
@@ -341,6 +352,7 @@ static void test_overlaps_are_rejected_with_their_range(void **state)
     assert_contains(msg, "shardId-A (0..2000)");
     assert_contains(msg, "shardId-B (1500.." MAX_DEC ")");
     assert_contains(msg, "keys 1500..2000");
+    assert_true(g_retriable);
     list_free(&t);
 
     /* A shard inside another one. */
@@ -381,6 +393,7 @@ static void test_bad_lists_are_rejected(void **state)
     /* Only closed shards. */
     add_u(&t, "shardId-A", 0, U128_MAX, false);
     assert_contains(build_fail(&t), "no open shard (1 closed)");
+    assert_true(g_retriable);
     list_free(&t);
 
     /* A range that ends before it starts. */
@@ -389,6 +402,7 @@ static void test_bad_lists_are_rejected(void **state)
     add_u(&t, "shardId-B", 200, 100, true);
     add_u(&t, "shardId-C", 201, U128_MAX, true);
     assert_contains(build_fail(&t), "shardId-B starts at hash key 200, after its end 100");
+    assert_false(g_retriable); /* malformed: asking again will not help */
     list_free(&t);
 
     /* The same id twice. */
@@ -396,6 +410,7 @@ static void test_bad_lists_are_rejected(void **state)
     add_u(&t, "shardId-A", 0, 99, true);
     add_u(&t, "shardId-A", 100, U128_MAX, true);
     assert_contains(build_fail(&t), "shardId-A appears twice");
+    assert_false(g_retriable);
     list_free(&t);
 }
 

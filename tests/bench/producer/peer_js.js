@@ -16,23 +16,27 @@
  * Usage: node peer_js.js ENDPOINT STREAM COUNT
  */
 const path = require('path')
+const MAX_INFLIGHT = 24
 const crypto = require('crypto')
 const peers = path.join(__dirname, '..', 'peers', 'node_modules')
 const { KinesisClient, ListShardsCommand, PutRecordsCommand } = require(path.join(peers, '@aws-sdk', 'client-kinesis'))
 const agg = require(path.join(peers, 'aws-kinesis-agg'))
+const { NodeHttpHandler } = require(path.join(peers, '@smithy', 'node-http-handler'))
+const http = require('http')
 
 const [endpoint, stream, countArg] = process.argv.slice(2)
 const COUNT = Number(countArg)
 const AGG_LIMIT = 51200
 const MAX_RECORDS = 500
 const MAX_BYTES = 5 * 1024 * 1024
-const MAX_INFLIGHT = 24
 
 const client = new KinesisClient({
   endpoint,
   region: 'us-east-1',
   credentials: { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench-secret' },
-  maxAttempts: 10
+  maxAttempts: 10,
+  // HTTP/1.1 with keep-alive: the Kinesis client defaults to HTTP/2, which kinesalite does not speak.
+  requestHandler: new NodeHttpHandler({ httpAgent: new http.Agent({ keepAlive: true, maxSockets: MAX_INFLIGHT }) })
 })
 
 let ok = 0

@@ -31,7 +31,7 @@ static void on_result(kn_producer_t *p, const kn_result_t *r, void *opaque)
         t->ok++;
     } else {
         if (t->failed++ == 0)
-            snprintf(t->first_error, sizeof(t->first_error), "%s: %s", kn_err2name(kn_result_err(r)),
+            snprintf(t->first_error, sizeof(t->first_error), "%s: %.200s", kn_err2name(kn_result_err(r)),
                      kn_result_errstr(r));
     }
 }
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
         kn_err_t rc = kn_producer_put(p, &rec, errstr, sizeof(errstr));
         if (rc != KN_ERR_OK) {
             if (refused++ == 0 && !t.first_error[0])
-                snprintf(t.first_error, sizeof(t.first_error), "put: %s: %s", kn_err2name(rc), errstr);
+                snprintf(t.first_error, sizeof(t.first_error), "put: %s: %.200s", kn_err2name(rc), errstr);
         }
         if ((i & 4095) == 4095)
             kn_producer_poll(p, 0);

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Producer benchmark driver: figures only, never pass/fail on time.
+
+Starts its own kinesalite (in memory, 127.0.0.1, a free port), and for each producer creates a
+4-shard stream and runs the producer as a child process that puts COUNT records of 100 bytes with
+random partition keys as fast as it can:
+  libkinesis   tests/bench/producer/producer_bench.c on <kinesis/producer.h> (the shared library),
+               with producer.rate.limit.percent=10000 (kinesalite does not throttle; the default
+               150 % of a real shard's 1 MiB/s would make it wait for a limit that is not there)
+  js           tests/bench/producer/peer_js.js: @aws-sdk/client-kinesis + aws-kinesis-agg
+               (tests/bench/peers), aggregated per predicted shard, PutRecords of 500
+  boto3        tests/bench/producer/peer_boto3.py: put_records of 500, no aggregation
+CPU time and peak RSS of each child come from wait4() (the whole process: start-up included); each
+child also prints its own figures as a JSON line (shown as it finishes).
+
+Usage: bench.py --bin BUILD/tests/bench/producer/producer_bench [--records N | --quick]
+                [--only libkinesis,js,boto3] [--shards 4]
+Needs node, tests/servers/node_modules (kinesalite) and tests/bench/peers/node_modules
+(tools/setup.sh installs both), and python3 with boto3.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def answers(port):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", "/")
+        c.getresponse().read()
+        c.close()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def start_kinesalite():
+    port = free_port()
+    proc = subprocess.Popen(["node", os.path.join(ROOT, "tests", "servers", "kinesalite-loopback.js"),
+                             "--port", str(port), "--shardLimit", "100", "--createStreamMs", "0",
+                             "--deleteStreamMs", "0"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit("bench: kinesalite exited at start")
+        if answers(port):
+            return proc, "http://127.0.0.1:%d" % port
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit("bench: kinesalite did not answer within 60 s")
+
+
+def kinesis(url):
+    import boto3
+    return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIDBENCH",
+                        aws_secret_access_key="bench-secret")
+
+
+def create_stream(k, name, shards):
+    k.create_stream(StreamName=name, ShardCount=shards)
+    for _ in range(300):
+        if k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.1)
+    sys.exit("bench: stream %s did not become ACTIVE" % name)
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd; returns (its JSON line or None, exit status, user s, sys s, maxrss KiB, wall s, stderr tail)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # Read the pipes in threads so that a chatty child never blocks; wait4 gives the child's rusage.
+    import threading
+    out, err = [], []
+    ts = [threading.Thread(target=lambda: out.append(proc.stdout.read())),
+          threading.Thread(target=lambda: err.append(proc.stderr.read()))]
+    for t in ts:
+        t.start()
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    for t in ts:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    line = None
+    for ln in (out[0] or b"").decode(errors="replace").splitlines():
+        if ln.startswith("{"):
+            try:
+                line = json.loads(ln)
+            except ValueError:
+                pass
+    tail = (err[0] or b"").decode(errors="replace").strip().splitlines()[-3:]
+    return line, proc.returncode, ru.ru_utime, ru.ru_stime, ru.ru_maxrss, wall, tail
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, help="the built producer_bench")
+    ap.add_argument("--records", type=int, default=1000000)
+    ap.add_argument("--quick", action="store_true", help="100,000 records")
+    ap.add_argument("--only", default="libkinesis,js,boto3")
+    ap.add_argument("--shards", type=int, default=4)
+    args = ap.parse_args()
+    n = 100000 if args.quick else args.records
+    impls = [x.strip() for x in args.only.split(",") if x.strip()]
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    print("Producer benchmark, %s, %d cores (%s), %s; %d records of 100 bytes, random keys, %d-shard stream on "
+          "kinesalite" % (datetime.date.today().isoformat(), os.cpu_count() or 0, cpu or platform.machine(),
+                          platform.system(), n, args.shards))
+    print("load average before the run: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+    sys.stdout.flush()
+
+    ks, url = start_kinesalite()
+    rows = []
+    try:
+        k = kinesis(url)
+        for impl in impls:
+            name = "bench-%s-%d" % (impl, os.getpid())
+            create_stream(k, name, args.shards)
+            if impl == "libkinesis":
+                cmd = [args.bin, url, name, str(n), "-X", "producer.rate.limit.percent=10000"]
+            elif impl == "js":
+                cmd = ["node", os.path.join(HERE, "peer_js.js"), url, name, str(n)]
+            elif impl == "boto3":
+                cmd = [sys.executable, os.path.join(HERE, "peer_boto3.py"), url, name, str(n)]
+            else:
+                sys.exit("bench: unknown producer " + impl)
+            env = dict(os.environ, NODE_NO_WARNINGS="1")  # the SDK's notice about future node versions
+            line, rc, user, system, rss, wall, tail = run_measured(cmd, env)
+            ok = line["ok"] if line else 0
+            rows.append((impl, n, ok, wall, user, system, rss, line, rc, tail))
+            print("%-11s exit %d: %s" % (impl, rc, json.dumps(line) if line else "no result line; " + " | ".join(tail)))
+            sys.stdout.flush()
+            try:
+                k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+            except Exception:  # best effort: kinesalite is stopped at the end anyway
+                pass
+    finally:
+        ks.kill()
+        ks.wait()
+
+    print()
+    print("%-12s %9s %9s %9s %10s %14s %12s" % ("producer", "records", "put ok", "wall s", "records/s",
+                                                "CPU us/record", "peak RSS"))
+    base = None
+    for impl, total, ok, wall, user, system, rss, line, rc, tail in rows:
+        cpu_us = (user + system) * 1e6 / total
+        pwall = line["wall_s"] if line else wall
+        print("%-12s %9d %9d %9.2f %10.0f %14.2f %8.1f MiB" % (impl, total, ok, wall, total / pwall if pwall else 0,
+                                                              cpu_us, rss / 1024.0))
+        if impl == "libkinesis":
+            base = cpu_us
+    if base:
+        for impl, total, ok, wall, user, system, rss, line, rc, tail in rows:
+            if impl != "libkinesis":
+                print("CPU per record, %s / libkinesis: %.1fx" % (impl, (user + system) * 1e6 / total / base))
+    print("wall s: the whole process; records/s: from the producer's own first-put-to-last-result time; CPU: "
+          "user+sys of the whole producing process (wait4), start-up included; peak RSS: its ru_maxrss.")
+    return 0 if all(r[8] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

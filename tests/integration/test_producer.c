@@ -1,0 +1,799 @@
+/*
+ * The producer against real servers (kinesalite, and moto for the round
+ * trips): every record put is read back from the stream with its key and
+ * bytes (GetRecords + KPL deaggregation), results carry the real shard id,
+ * sequence number and the sub-sequence index of the decoded aggregate; bad
+ * input, unknown streams, a full queue, a single-threaded producer far over
+ * its buffer bound that never polls, flush timeouts, destroy with records
+ * pending and many threads putting at once (every result exactly once).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "agg.h"
+#include "client.h"
+#include "kinesis/producer.h"
+#include "kinesis_ops.h"
+#include "testutil.h"
+
+typedef struct server_s {
+    const char *label;
+    const char *env;
+    bool moto;
+    kn_client_t *client;
+    char stream[128]; /* deleted in teardown when set */
+} server_t;
+
+static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL", false, NULL, ""};
+static server_t moto = {"moto", "KN_TEST_MOTO_URL", true, NULL, ""};
+
+/* ------------------------------------------------------------ results */
+
+typedef struct res_s {
+    int served;
+    kn_err_t err;
+    char errstr[512];
+    char shard[64];
+    char seq[128];
+    uint64_t sub;
+    bool aggregated;
+    int attempts;
+} res_t;
+
+typedef struct sink_s {
+    pthread_mutex_t lock;
+    res_t *r;
+    int n;
+    int total;
+    int bad_opaque;
+} sink_t;
+
+static void on_result(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    (void)p;
+    sink_t *s = opaque;
+    intptr_t i = (intptr_t)kn_result_opaque(r);
+    pthread_mutex_lock(&s->lock);
+    s->total++;
+    if (i < 0 || i >= s->n) {
+        s->bad_opaque++;
+    } else {
+        res_t *x = &s->r[i];
+        x->served++;
+        x->err = kn_result_err(r);
+        snprintf(x->errstr, sizeof(x->errstr), "%s", kn_result_errstr(r));
+        const char *sh = kn_result_shard_id(r), *sq = kn_result_sequence_number(r);
+        snprintf(x->shard, sizeof(x->shard), "%s", sh ? sh : "");
+        snprintf(x->seq, sizeof(x->seq), "%s", sq ? sq : "");
+        x->sub = kn_result_sub_sequence(r);
+        x->aggregated = kn_result_aggregated(r);
+        x->attempts = kn_result_attempt_count(r);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static sink_t *sink_new(int n)
+{
+    sink_t *s = calloc(1, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    s->r = calloc((size_t)n, sizeof(res_t));
+    s->n = n;
+    return s;
+}
+
+static void sink_free(sink_t *s)
+{
+    pthread_mutex_destroy(&s->lock);
+    free(s->r);
+    free(s);
+}
+
+/* ------------------------------------------------------------ setup */
+
+static void unique_name(char *out, size_t size, const char *tag)
+{
+    static unsigned seq;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(out, size, "knprod-%d-%08lx-%u-%s", (int)getpid(),
+             (unsigned long)(ts.tv_nsec ^ (long)ts.tv_sec * 2654435761u) & 0xffffffffUL, ++seq, tag);
+}
+
+static kn_conf_t *base_conf(const server_t *s)
+{
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    const char *url = kn_test_server_url(s->env);
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", url, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.region", "us-east-1", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.access.key.id", "AKIDPRODTEST", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", "prod-test-secret", err, sizeof(err)),
+                     KN_ERR_OK);
+    return conf;
+}
+
+static void conf_set(kn_conf_t *conf, const char *k, const char *v)
+{
+    char err[512];
+    if (kn_conf_set(conf, k, v, err, sizeof(err)) != KN_ERR_OK)
+        fail_msg("conf %s=%s: %s", k, v, err);
+}
+
+static int setup(void **state)
+{
+    server_t *s = *state;
+    kn_conf_t *conf = base_conf(s);
+    char err[512];
+    s->client = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!s->client)
+        fail_msg("kn_client_new: %s", err);
+    s->stream[0] = '\0';
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    server_t *s = *state;
+    if (s->stream[0]) {
+        kn_error_t e = {0};
+        kn__stream_ref_t ref = {s->stream, NULL};
+        kn__kinesis_delete_stream(s->client, &ref, true, &e);
+    }
+    kn_client_destroy(s->client);
+    s->client = NULL;
+    return 0;
+}
+
+static void create_stream(server_t *s, const char *tag, int shards)
+{
+    kn_error_t e = {0};
+    unique_name(s->stream, sizeof(s->stream), tag);
+    kn__stream_ref_t ref = {s->stream, NULL};
+    if (kn__kinesis_create_stream(s->client, s->stream, shards, &e) != KN_ERR_OK)
+        fail_msg("CreateStream: %s", e.message);
+    if (kn__kinesis_wait_active(s->client, &ref, 30000, 100, &e) != KN_ERR_OK)
+        fail_msg("wait active: %s", e.message);
+}
+
+static kn_producer_t *producer_with(const server_t *s, sink_t *sink, const char *const *extra)
+{
+    kn_conf_t *conf = base_conf(s);
+    for (int i = 0; extra && extra[i]; i += 2)
+        conf_set(conf, extra[i], extra[i + 1]);
+    kn_conf_set_result_cb(conf, on_result, sink);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!p)
+        fail_msg("kn_producer_new: %s", err);
+    return p;
+}
+
+/* ------------------------------------------------------------ reading back */
+
+typedef struct got_s {
+    char *key;
+    size_t key_len;
+    unsigned char *data;
+    size_t data_len;
+    char shard[64];
+    char seq[128];
+    uint64_t sub;
+    bool aggregated;
+} got_t;
+
+typedef struct gotlist_s {
+    got_t *v;
+    size_t n, cap;
+} gotlist_t;
+
+static void got_add(gotlist_t *l, const kn__agg_rec_t *r, const char *shard, const char *seq, bool agg)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->v = realloc(l->v, l->cap * sizeof(*l->v));
+    }
+    got_t *g = &l->v[l->n++];
+    memset(g, 0, sizeof(*g));
+    g->key = malloc(r->partition_key_len + 1);
+    memcpy(g->key, r->partition_key, r->partition_key_len);
+    g->key[r->partition_key_len] = '\0';
+    g->key_len = r->partition_key_len;
+    g->data = malloc(r->data_len + 1);
+    memcpy(g->data, r->data, r->data_len);
+    g->data_len = r->data_len;
+    snprintf(g->shard, sizeof(g->shard), "%s", shard);
+    snprintf(g->seq, sizeof(g->seq), "%s", seq);
+    g->sub = r->sub_sequence;
+    g->aggregated = agg;
+}
+
+static void gotlist_free(gotlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].key);
+        free(l->v[i].data);
+    }
+    free(l->v);
+}
+
+/* Reads every shard from TRIM_HORIZON until `expect` user records were seen or 3 empty reads per shard. */
+static void read_all(server_t *s, size_t expect, gotlist_t *out)
+{
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    kn__shard_list_t shards = {0};
+    if (kn__kinesis_list_shards(s->client, &ref, NULL, &shards, &e) != KN_ERR_OK)
+        fail_msg("ListShards: %s", e.message);
+    kn__agg_decoded_t d = KN__AGG_DECODED_INIT;
+    for (size_t i = 0; i < shards.count; i++) {
+        const kn__shard_t *sh = &shards.shards[i];
+        kn__iterator_pos_t pos = {KN__IT_TRIM_HORIZON, NULL, 0};
+        char *it = NULL;
+        if (kn__kinesis_get_shard_iterator(s->client, &ref, sh->shard_id, &pos, &it, &e) != KN_ERR_OK)
+            fail_msg("GetShardIterator: %s", e.message);
+        int empty = 0;
+        while (it && empty < 3) {
+            kn__get_records_result_t gr;
+            memset(&gr, 0, sizeof(gr));
+            if (kn__kinesis_get_records(s->client, &ref, it, 10000, &gr, &e) != KN_ERR_OK)
+                fail_msg("GetRecords: %s", e.message);
+            free(it);
+            it = gr.next_iterator ? strdup(gr.next_iterator) : NULL;
+            if (gr.count == 0)
+                empty++;
+            for (size_t j = 0; j < gr.count; j++) {
+                const kn__record_t *kr = &gr.records[j];
+                assert_int_equal(kn__agg_decode(kr->data, kr->data_len, kr->partition_key,
+                                                kr->partition_key_len, NULL, 0, &d, &e),
+                                 KN_ERR_OK);
+                /* Nothing we wrote may sit outside its shard's range inside an aggregate. */
+                if (d.aggregated)
+                    assert_int_equal(kn__agg_check_range(&d, sh->start_hash, sh->end_hash), 0);
+                for (size_t k = 0; k < d.count; k++)
+                    got_add(out, &d.records[k], sh->shard_id, kr->sequence_number, d.aggregated);
+            }
+            kn__get_records_result_free(&gr);
+            if (out->n >= expect && gr.count == 0)
+                break;
+        }
+        free(it);
+    }
+    kn__agg_decoded_free(&d);
+    kn__shard_list_free(&shards);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static void make_data(char *buf, size_t len, int i)
+{
+    for (size_t k = 0; k < len; k++)
+        buf[k] = (char)('a' + (int)((k * 7 + (size_t)i * 13) % 26));
+    if (len >= 12)
+        snprintf(buf, 12, "%010d", i), buf[10] = '|';
+}
+
+static kn_err_t put_one(kn_producer_t *p, const char *stream, const char *key, const void *data, size_t len,
+                        intptr_t op, char *err, size_t errsz)
+{
+    kn_record_t rec = {stream, key, 0, NULL, data, len, (void *)op};
+    return kn_producer_put(p, &rec, err, errsz);
+}
+
+/*
+ * Puts n records (keys key-<i>, sizes varying), flushes, checks every result
+ * and that every record is in the stream with the same key and bytes, and
+ * that results name the shard, sequence number and sub-sequence index the
+ * stream really holds.
+ */
+static void roundtrip(server_t *s, int shards, bool aggregate, int n, size_t max_len)
+{
+    create_stream(s, aggregate ? "agg" : "raw", shards);
+    sink_t *sink = sink_new(n);
+    /*
+     * moto numbers a shard's records as max + 1 without a lock, so concurrent
+     * PutRecords to one shard can overwrite each other there: one request at a time on moto.
+     */
+    const char *extra[] = {"producer.aggregation.enabled", aggregate ? "true" : "false",
+                           "producer.record.max.buffered.ms", "50", "producer.max.inflight.requests",
+                           s->moto ? "1" : "24", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char *buf = malloc(max_len + 1);
+    char key[64], err[512];
+    for (int i = 0; i < n; i++) {
+        size_t len = 1 + (size_t)(i * 37) % max_len;
+        make_data(buf, len, i);
+        snprintf(key, sizeof(key), "key-%d", i);
+        if (put_one(p, s->stream, key, buf, len, i, err, sizeof(err)) != KN_ERR_OK)
+            fail_msg("put %d: %s", i, err);
+    }
+    assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
+    assert_int_equal(kn_producer_pending(p), 0);
+    char *stats = kn_producer_stats_json(p);
+    assert_non_null(stats);
+    json_object *js = json_tokener_parse(stats);
+    assert_non_null(js);
+    json_object *v = NULL;
+    assert_true(json_object_object_get_ex(js, "user_records_put", &v));
+    assert_int_equal(json_object_get_int64(v), n);
+    json_object_put(js);
+    kn_free(stats);
+    kn_producer_destroy(p);
+
+    assert_int_equal(sink->total, n);
+    assert_int_equal(sink->bad_opaque, 0);
+    int aggregated = 0;
+    for (int i = 0; i < n; i++) {
+        res_t *x = &sink->r[i];
+        assert_int_equal(x->served, 1);
+        if (x->err != KN_ERR_OK)
+            fail_msg("record %d: %s", i, x->errstr);
+        assert_true(strncmp(x->shard, "shardId-", 8) == 0);
+        assert_true(x->seq[0] != '\0');
+        assert_true(x->attempts >= 1);
+        aggregated += x->aggregated;
+    }
+    if (aggregate)
+        assert_true(aggregated > n / 2);
+    else
+        assert_int_equal(aggregated, 0);
+
+    gotlist_t got = {0};
+    read_all(s, (size_t)n, &got);
+    assert_int_equal(got.n, n);
+    int *seen = calloc((size_t)n, sizeof(int));
+    for (size_t g = 0; g < got.n; g++) {
+        int i = -1;
+        assert_int_equal(sscanf(got.v[g].key, "key-%d", &i), 1);
+        assert_true(i >= 0 && i < n);
+        seen[i]++;
+        size_t len = 1 + (size_t)(i * 37) % max_len;
+        make_data(buf, len, i);
+        assert_int_equal(got.v[g].data_len, len);
+        assert_memory_equal(got.v[g].data, buf, len);
+        res_t *x = &sink->r[i];
+        assert_string_equal(x->shard, got.v[g].shard);
+        assert_string_equal(x->seq, got.v[g].seq);
+        assert_int_equal(x->sub, got.v[g].sub);
+        assert_int_equal(x->aggregated, got.v[g].aggregated);
+    }
+    for (int i = 0; i < n; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+    gotlist_free(&got);
+    free(buf);
+    sink_free(sink);
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_roundtrip_aggregated_1_shard(void **state) { roundtrip(*state, 1, true, 1500, 300); }
+static void test_roundtrip_aggregated_4_shards(void **state) { roundtrip(*state, 4, true, 3000, 200); }
+static void test_roundtrip_raw_1_shard(void **state) { roundtrip(*state, 1, false, 700, 300); }
+static void test_roundtrip_raw_4_shards(void **state) { roundtrip(*state, 4, false, 1200, 100); }
+
+/* Records up to the 1 MiB limit go through (alone), one byte more is refused at put. */
+static void test_max_size_records(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "max", 1);
+    sink_t *sink = sink_new(4);
+    kn_producer_t *p = producer_with(s, sink, NULL);
+    size_t limit = 1024 * 1024;
+    char *buf = malloc(limit + 1);
+    char err[512];
+    const char *key = "big";
+    size_t full = limit - strlen(key);
+    make_data(buf, full, 7);
+    assert_int_equal(put_one(p, s->stream, key, buf, full, 0, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, "small", "x", 1, 1, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, key, buf, full - 1000, 2, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, key, buf, full + 1, 3, err, sizeof(err)), KN_ERR_TOO_LARGE);
+    assert_non_null(strstr(err, "kinesis.record.max.bytes"));
+    assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, 3);
+    for (int i = 0; i < 3; i++)
+        if (sink->r[i].err != KN_ERR_OK)
+            fail_msg("record %d: %s", i, sink->r[i].errstr);
+    gotlist_t got = {0};
+    read_all(s, 3, &got);
+    assert_int_equal(got.n, 3);
+    int big = 0;
+    for (size_t g = 0; g < got.n; g++) {
+        if (got.v[g].data_len == full) {
+            big++;
+            assert_memory_equal(got.v[g].data, buf, full);
+        }
+    }
+    assert_int_equal(big, 1);
+    gotlist_free(&got);
+    free(buf);
+    sink_free(sink);
+}
+
+static void test_bad_input(void **state)
+{
+    server_t *s = *state;
+    sink_t *sink = sink_new(1);
+    kn_producer_t *p = producer_with(s, sink, NULL);
+    char err[512];
+    char k257[258];
+    memset(k257, 'k', 257);
+    k257[257] = '\0';
+    char k256u[256 * 2 + 1]; /* 256 two-byte characters: valid */
+    for (int i = 0; i < 256; i++)
+        k256u[2 * i] = (char)0xC3, k256u[2 * i + 1] = (char)0xA9;
+    k256u[512] = '\0';
+    kn_record_t ok = {"some-stream", "k", 0, NULL, "d", 1, NULL};
+    kn_record_t r = ok;
+
+    r.partition_key = "";
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "partition key"));
+    r = ok;
+    r.partition_key = k257;
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "257"));
+    r = ok;
+    r.partition_key = "\xff\xfe";
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    r = ok;
+    r.partition_key = NULL;
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    r = ok;
+    r.stream = NULL;
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    r = ok;
+    r.stream = "";
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    r = ok;
+    r.data = NULL;
+    r.data_len = 5;
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    assert_int_equal(kn_producer_put(p, NULL, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    assert_int_equal(kn_producer_put(NULL, &ok, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    const char *bad_ehk[] = {"", "-1", "abc", "340282366920938463463374607431768211456", "1.5", " 1", NULL};
+    for (int i = 0; bad_ehk[i]; i++) {
+        r = ok;
+        r.explicit_hash_key = bad_ehk[i];
+        assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+        assert_non_null(strstr(err, "explicit hash key"));
+    }
+    static char big[1024 * 1024];
+    r = ok;
+    r.data = big;
+    r.data_len = sizeof(big); /* plus the 1-byte key: one over */
+    r.stream = "knprod-no-such-stream-for-size";
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_TOO_LARGE);
+    /* A NULL errstr is fine. */
+    r = ok;
+    r.partition_key = "";
+    assert_int_equal(kn_producer_put(p, &r, NULL, 0), KN_ERR_INVALID_ARG);
+    /* Valid edge cases are accepted: 256 multi-byte characters, hash keys 0 and 2^128-1, no data. */
+    r = ok;
+    r.stream = "knprod-no-such-stream-edge";
+    r.partition_key = k256u;
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_OK);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, 1); /* only the accepted record has a result */
+    sink_free(sink);
+}
+
+/* Every record of an unknown stream fails with the service's ResourceNotFoundException. */
+static void test_unknown_stream(void **state)
+{
+    server_t *s = *state;
+    int n = 50;
+    sink_t *sink = sink_new(n);
+    kn_producer_t *p = producer_with(s, sink, NULL);
+    char name[128], err[512];
+    unique_name(name, sizeof(name), "missing");
+    for (int i = 0; i < n; i++)
+        assert_int_equal(put_one(p, name, "k", "data", 4, i, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(sink->r[i].served, 1);
+        assert_int_equal(sink->r[i].err, KN_ERR_NOT_FOUND);
+        if (!strstr(sink->r[i].errstr, "ResourceNotFoundException"))
+            fail_msg("record %d: %s", i, sink->r[i].errstr);
+    }
+    sink_free(sink);
+}
+
+/* With put.timeout.ms=0 a put over the bound fails at once with KN_ERR_QUEUE_FULL; unserved results count. */
+static void test_queue_full(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "full", 1);
+    int n = 10;
+    sink_t *sink = sink_new(n + 1);
+    const char *extra[] = {"producer.buffer.max.records", "10", "producer.put.timeout.ms", "0", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char err[512];
+    for (int i = 0; i < n; i++)
+        assert_int_equal(put_one(p, s->stream, "k", "d", 1, i, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_pending(p), n);
+    assert_int_equal(put_one(p, s->stream, "k", "d", 1, n, err, sizeof(err)), KN_ERR_QUEUE_FULL);
+    assert_non_null(strstr(err, "producer.buffer.max.records"));
+    /* The records are put meanwhile, but their results are not served until poll/flush. */
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_int_equal(kn_producer_pending(p), 0);
+    assert_int_equal(put_one(p, s->stream, "k", "d", 1, n, err, sizeof(err)), KN_ERR_OK);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, n + 1);
+    for (int i = 0; i <= n; i++)
+        assert_int_equal(sink->r[i].err, KN_ERR_OK);
+    sink_free(sink);
+}
+
+/* A single thread puts 20x the buffer bound and never polls: put serves results itself. */
+static void test_single_thread_never_polls(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "nopoll", 2);
+    int n = 4000;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.buffer.max.records", "200", "producer.record.max.buffered.ms", "20", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char err[512], key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "%d", i);
+        if (put_one(p, s->stream, key, "payload", 7, i, err, sizeof(err)) != KN_ERR_OK)
+            fail_msg("put %d: %s", i, err);
+        assert_true(kn_producer_pending(p) <= 200);
+    }
+    assert_true(sink->total >= n - 200);
+    kn_producer_destroy(p); /* flushes the rest */
+    assert_int_equal(sink->total, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(sink->r[i].served, 1);
+        assert_int_equal(sink->r[i].err, KN_ERR_OK);
+    }
+    sink_free(sink);
+}
+
+/*
+ * A rate limit of 1 % (10 records/s per shard) keeps records buffered: flush
+ * times out, then destroy (shutdown 300 ms) fails the rest with
+ * KN_ERR_DESTROYED, and every record still has exactly one result.
+ */
+static void test_flush_timeout_and_destroy_pending(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "slow", 1);
+    int n = 300;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.rate.limit.percent", "1", "producer.aggregation.enabled", "false",
+                           "producer.shutdown.timeout.ms", "300", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char err[512], key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "%d", i);
+        assert_int_equal(put_one(p, s->stream, key, "payload", 7, i, err, sizeof(err)), KN_ERR_OK);
+    }
+    assert_int_equal(kn_producer_flush(p, 300), KN_ERR_TIMEOUT);
+    assert_true(kn_producer_pending(p) > 0);
+    char *stats = kn_producer_stats_json(p);
+    assert_non_null(strstr(stats, "\"user_records_received\":300"));
+    kn_free(stats);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, n);
+    int ok = 0, destroyed = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(sink->r[i].served, 1);
+        if (sink->r[i].err == KN_ERR_OK)
+            ok++;
+        else if (sink->r[i].err == KN_ERR_DESTROYED)
+            destroyed++;
+        else
+            fail_msg("record %d: %s", i, sink->r[i].errstr);
+    }
+    assert_true(ok > 0);
+    assert_true(destroyed > 0);
+    sink_free(sink);
+}
+
+/* Strict ordering: records of one partition key are in the stream in put order. */
+static void test_strict_ordering(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "strict", 2);
+    enum { KEYS = 4, PER = 400 };
+    int n = KEYS * PER;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.ordering.strict", "true", "producer.record.max.buffered.ms", "5",
+                           "producer.aggregation.max.size", "2048", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char key[16], data[32], err[256];
+    for (int i = 0; i < n; i++) {
+        int k = i % KEYS;
+        snprintf(key, sizeof(key), "order-%d", k);
+        int len = snprintf(data, sizeof(data), "%d", i / KEYS);
+        assert_int_equal(put_one(p, s->stream, key, data, (size_t)len, i, err, sizeof(err)), KN_ERR_OK);
+    }
+    assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(sink->r[i].err, KN_ERR_OK);
+    gotlist_t got = {0};
+    read_all(s, (size_t)n, &got);
+    assert_int_equal(got.n, n);
+    int last[KEYS];
+    for (int k = 0; k < KEYS; k++)
+        last[k] = -1;
+    for (size_t g = 0; g < got.n; g++) {
+        int k = -1, v = -1;
+        assert_int_equal(sscanf(got.v[g].key, "order-%d", &k), 1);
+        char tmp[32];
+        snprintf(tmp, sizeof(tmp), "%.*s", (int)got.v[g].data_len, (const char *)got.v[g].data);
+        v = atoi(tmp);
+        assert_int_equal(v, last[k] + 1); /* read back shard by shard, in stream order */
+        last[k] = v;
+    }
+    gotlist_free(&got);
+    sink_free(sink);
+}
+
+typedef struct worker_s {
+    kn_producer_t *p;
+    const char *stream;
+    int first, count;
+    int failed;
+} worker_t;
+
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    char key[32], data[64], err[256];
+    for (int i = w->first; i < w->first + w->count; i++) {
+        snprintf(key, sizeof(key), "t%d", i);
+        int len = snprintf(data, sizeof(data), "record %d", i);
+        if (put_one(w->p, w->stream, key, data, (size_t)len, i, err, sizeof(err)) != KN_ERR_OK)
+            w->failed++;
+    }
+    return NULL;
+}
+
+/* Four threads put at once, the main thread polls: every result exactly once, all in the stream. */
+static void test_many_threads(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "threads", 4);
+    enum { THREADS = 4, PER = 2500 };
+    int n = THREADS * PER;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.buffer.max.records", "3000", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    pthread_t th[THREADS];
+    worker_t w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker_t){p, s->stream, i * PER, PER, 0};
+        pthread_create(&th[i], NULL, worker, &w[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(w[i].failed, 0);
+    assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(sink->r[i].served, 1);
+        assert_int_equal(sink->r[i].err, KN_ERR_OK);
+    }
+    gotlist_t got = {0};
+    read_all(s, (size_t)n, &got);
+    assert_int_equal(got.n, n);
+    gotlist_free(&got);
+    sink_free(sink);
+}
+
+/* Background mode: results arrive on the internal thread without poll; kn_producer_fd is -1. */
+static void test_background_mode(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "bg", 1);
+    int n = 500;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.results.background", "true", "producer.record.max.buffered.ms", "10",
+                           NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    assert_int_equal(kn_producer_fd(p), -1);
+    char err[256];
+    for (int i = 0; i < n; i++)
+        assert_int_equal(put_one(p, s->stream, "bgkey", "v", 1, i, err, sizeof(err)), KN_ERR_OK);
+    for (int t = 0; t < 600; t++) {
+        pthread_mutex_lock(&sink->lock);
+        int total = sink->total;
+        pthread_mutex_unlock(&sink->lock);
+        if (total == n)
+            break;
+        usleep(50000);
+    }
+    assert_int_equal(kn_producer_pending(p), 0);
+    assert_int_equal(kn_producer_poll(p, 0), 0);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, n);
+    sink_free(sink);
+}
+
+/* The fd becomes readable when results wait; poll serves them. */
+static void test_fd_and_poll(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "fd", 1);
+    sink_t *sink = sink_new(1);
+    kn_producer_t *p = producer_with(s, sink, NULL);
+    int fd = kn_producer_fd(p);
+    assert_true(fd >= 0);
+    char err[256];
+    assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
+    fd_set rf;
+    struct timeval tv = {30, 0};
+    FD_ZERO(&rf);
+    FD_SET(fd, &rf);
+    assert_int_equal(select(fd + 1, &rf, NULL, NULL, &tv), 1);
+    assert_int_equal(kn_producer_poll(p, 0), 1);
+    assert_int_equal(sink->total, 1);
+    assert_int_equal(sink->r[0].err, KN_ERR_OK);
+    FD_ZERO(&rf);
+    FD_SET(fd, &rf);
+    tv = (struct timeval){0, 0};
+    assert_int_equal(select(fd + 1, &rf, NULL, NULL, &tv), 0);
+    kn_producer_destroy(p);
+    sink_free(sink);
+}
+
+static void test_put_after_destroy_began(void **state)
+{
+    /* Covered through the result of a put racing destroy: destroy of NULL is a no-op, and a
+       producer destroyed with nothing pending returns at once. */
+    server_t *s = *state;
+    kn_producer_destroy(NULL);
+    sink_t *sink = sink_new(1);
+    const char *extra[] = {"producer.shutdown.timeout.ms", "0", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, 0);
+    sink_free(sink);
+}
+
+#define ON(server, fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &server)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        ON(kinesalite, test_roundtrip_aggregated_1_shard),
+        ON(kinesalite, test_roundtrip_aggregated_4_shards),
+        ON(kinesalite, test_roundtrip_raw_1_shard),
+        ON(kinesalite, test_roundtrip_raw_4_shards),
+        ON(moto, test_roundtrip_aggregated_4_shards),
+        ON(moto, test_roundtrip_raw_1_shard),
+        ON(kinesalite, test_max_size_records),
+        ON(kinesalite, test_bad_input),
+        ON(kinesalite, test_unknown_stream),
+        ON(moto, test_unknown_stream),
+        ON(kinesalite, test_queue_full),
+        ON(kinesalite, test_single_thread_never_polls),
+        ON(kinesalite, test_flush_timeout_and_destroy_pending),
+        ON(kinesalite, test_many_threads),
+        ON(kinesalite, test_strict_ordering),
+        ON(kinesalite, test_background_mode),
+        ON(kinesalite, test_fd_and_poll),
+        ON(kinesalite, test_put_after_destroy_began),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
