@@ -310,6 +310,64 @@ void kn__pipeline_kick(kn_client_t *c, void *arg)
 
 /* ------------------------------------------------------------ collection */
 
+static void note_buffered(kn_producer_t *p, kn__prec_t *r, int64_t now)
+{
+    if (!r->sent) {
+        r->sent = true;
+        p->buffered_total_ms += now - r->put_ms;
+        p->buffered_n++;
+    }
+}
+
+/*
+ * Adds r to the aggregate if it fits in max_bytes (record scope: its data
+ * compressed and tagged when that is smaller). KN_ERR_TOO_LARGE when not.
+ */
+static kn_err_t agg_try(kn_producer_t *p, const kn__prec_t *r, size_t max_bytes, size_t max_count,
+                        kn_error_t *e)
+{
+    kn__agg_in_t in = {r->key, r->key_len, r->ehk, r->ehk_len, r->data, r->data_len, NULL, 0};
+    kn__agg_tag_t tag;
+    if (p->codec != KN__CODEC_NONE && p->zscope == KN__RC_SCOPE_RECORD) {
+        bool compressed = false;
+        kn__buf_reset(&p->zscratch);
+        kn_err_t rc = kn__rc_compress_record(p->zctx, p->codec, p->zlevel, r->data, r->data_len, true,
+                                             &p->zscratch, &tag, &compressed, e);
+        if (rc != KN_ERR_OK)
+            return rc;
+        if (compressed) {
+            in.data = p->zscratch.data;
+            in.data_len = p->zscratch.len;
+            in.tags = &tag;
+            in.n_tags = 1;
+        }
+    }
+    return kn__agg_builder_try_add(p->agg, &in, max_bytes, max_count, e);
+}
+
+/* Aggregate scope: replaces the Kinesis record's data by a frame when that is smaller. */
+static void wrap_krec(kn_producer_t *p, kn__krec_t *k)
+{
+    if (p->codec == KN__CODEC_NONE || p->zscope != KN__RC_SCOPE_AGGREGATE)
+        return;
+    const void *data = k->aggregated ? (const void *)k->out.data.data : k->recs.head->data;
+    size_t len = k->aggregated ? k->out.data.len : k->recs.head->data_len;
+    kn_buf_t frame = KN_BUF_INIT;
+    bool wrapped = false;
+    kn_error_t e;
+    e.code = KN_ERR_OK;
+    if (kn__rc_wrap(p->zctx, p->codec, p->zlevel, data, len, true, &frame, &wrapped, &e) != KN_ERR_OK ||
+        !wrapped) {
+        kn__buf_free(&frame); /* sent as it is */
+        return;
+    }
+    size_t key_len = k->aggregated ? k->out.partition_key.len : k->recs.head->key_len;
+    kn__buf_free(&k->out.data);
+    k->out.data = frame;
+    k->wrapped = !k->aggregated;
+    k->wire_bytes = frame.len + key_len;
+}
+
 /* Turns the shard's head records into one Kinesis record (an aggregate, or one record raw). */
 static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *done, int64_t now)
 {
@@ -318,7 +376,9 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
         return NULL;
     k->shard = sh;
     k->min_deadline = INT64_MAX;
-    if (p->agg_enabled && sh->queue.count > 1) {
+    /* Record-scope compression tags records, and tags only exist inside an aggregate. */
+    bool force = p->codec != KN__CODEC_NONE && p->zscope == KN__RC_SCOPE_RECORD;
+    if (p->agg_enabled && (sh->queue.count > 1 || force)) {
         if (!p->agg && !(p->agg = kn__agg_builder_new())) {
             kn__krec_release(p, k);
             return NULL;
@@ -330,10 +390,14 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
         e.code = KN_ERR_OK;
         e.message[0] = '\0';
         while ((r = sh->queue.head)) {
-            kn__agg_in_t in = {r->key, r->key_len, r->ehk, r->ehk_len, r->data, r->data_len, NULL, 0};
             if (r->next)
                 __builtin_prefetch(r->next);
-            kn_err_t rc = kn__agg_builder_try_add(p->agg, &in, (size_t)p->agg_max_bytes, max_count, &e);
+            kn_err_t rc = agg_try(p, r, (size_t)p->agg_max_bytes, max_count, &e);
+            if (rc == KN_ERR_TOO_LARGE && force && k->recs.count == 0) {
+                /* Too big for an aggregate of producer.aggregation.max.size: alone, up to the record limit. */
+                size_t lim = (size_t)p->limits.record_max_bytes - strlen(p->outer_key);
+                rc = agg_try(p, r, lim, 1, &e);
+            }
             if (rc == KN_ERR_TOO_LARGE)
                 break;
             kn__pl_pop(&sh->queue);
@@ -345,18 +409,15 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
             kn__pl_push(&k->recs, r);
             if (r->deadline_ms < k->min_deadline)
                 k->min_deadline = r->deadline_ms;
-            if (!r->sent) {
-                r->sent = true;
-                p->buffered_total_ms += now - r->put_ms;
-                p->buffered_n++;
-            }
+            note_buffered(p, r, now);
         }
-        if (k->recs.count >= 2) {
+        if (k->recs.count >= 2 || (force && k->recs.count == 1)) {
             kn__agg_out_t out = KN__AGG_OUT_INIT;
-            if (kn__agg_builder_finish(p->agg, p->outer_key, false, &out, &e) == KN_ERR_OK) {
+            if (kn__agg_builder_finish(p->agg, p->outer_key, force, &out, &e) == KN_ERR_OK) {
                 k->out = out;
                 k->aggregated = true;
                 k->wire_bytes = out.data.len + out.partition_key.len;
+                wrap_krec(p, k);
                 return k;
             }
             kn__agg_out_free(&out);
@@ -379,11 +440,8 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
     kn__pl_push(&k->recs, r);
     k->min_deadline = r->deadline_ms;
     k->wire_bytes = kn__prec_wire(r);
-    if (!r->sent) {
-        r->sent = true;
-        p->buffered_total_ms += now - r->put_ms;
-        p->buffered_n++;
-    }
+    note_buffered(p, r, now);
+    wrap_krec(p, k);
     return k;
 }
 

@@ -43,6 +43,18 @@ KN_API void kn_conf_set_result_cb(kn_conf_t *conf, kn_result_cb_t *cb, void *opa
         kn__conf_set_cb(conf, KN__CB_RESULT, (kn__conf_fn_t *)cb, opaque);
 }
 
+KN_API void kn_conf_set_stats_cb(kn_conf_t *conf, kn_stats_cb_t *cb, void *opaque)
+{
+    if (conf)
+        kn__conf_set_cb(conf, KN__CB_STATS, (kn__conf_fn_t *)cb, opaque);
+}
+
+/* Whether the calling thread is inside this producer's result (or stats) callback. */
+static bool in_callback(kn_producer_t *p)
+{
+    return atomic_load(&p->serving) && pthread_equal(p->server, pthread_self());
+}
+
 /* ------------------------------------------------------------ background */
 
 static void *bg_main(void *arg)
@@ -75,6 +87,9 @@ static void producer_free(kn_producer_t *p)
     kn__buf_free(&p->zscratch);
     free(p->outer_key);
     kn__results_fini(p);
+    pthread_cond_destroy(&p->rcond);
+    pthread_mutex_destroy(&p->rlock);
+    pthread_mutex_destroy(&p->serve_lock);
     pthread_cond_destroy(&p->room_cond);
     pthread_mutex_destroy(&p->lock);
     kn_conf_destroy(p->conf);
@@ -95,6 +110,10 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     }
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->room_cond, NULL);
+    p->efd = -1; /* producer_free closes it */
+    pthread_mutex_init(&p->rlock, NULL);
+    pthread_cond_init(&p->rcond, NULL);
+    pthread_mutex_init(&p->serve_lock, NULL);
     p->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
     if (!p->conf) {
         kn__errstr(errstr, errstr_size, "out of memory");
@@ -104,6 +123,13 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     void *op = NULL;
     p->cb = (kn_result_cb_t *)kn__conf_cb(cf, KN__CB_RESULT, &op);
     p->cb_opaque = op;
+    op = NULL;
+    p->stats_cb = (kn_stats_cb_t *)kn__conf_cb(cf, KN__CB_STATS, &op);
+    p->stats_opaque = op;
+    p->stats_ms = kn__conf_int(cf, KN_P_P_STATS_MS);
+    if (p->stats_ms <= 0)
+        p->stats_cb = NULL;
+    p->stats_next_ms = kn__pnow_ms() + p->stats_ms;
     p->buffered_ms = kn__conf_int(cf, KN_P_P_BUFFERED_MS);
     p->ttl_ms = kn__conf_int(cf, KN_P_P_TTL_MS);
     p->put_timeout_ms = kn__conf_int(cf, KN_P_P_PUT_TIMEOUT_MS);
@@ -351,7 +377,8 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
                           "put: the producer is being destroyed");
             goto out;
         }
-        if (left <= 0) {
+        if (left <= 0 || in_callback(p)) {
+            /* From inside the callback nothing can be served: waiting would only stall. */
             rc = put_fail(errstr, errstr_size, KN_ERR_QUEUE_FULL,
                           "put: no room within producer.put.timeout.ms=%" PRId64 " (%" PRId64
                           " records, %" PRId64 " bytes buffered or unserved; limits "

@@ -151,6 +151,9 @@ struct kn_producer_s {
     kn_conf_t *conf;
     kn_result_cb_t *cb;
     void *cb_opaque;
+    kn_stats_cb_t *stats_cb;
+    void *stats_opaque;
+    int64_t stats_ms, stats_next_ms; /* stats_next_ms: serving thread (under serve_lock) */
 
     /* Settings. */
     int64_t buffered_ms, ttl_ms, put_timeout_ms, shutdown_ms;
@@ -183,6 +186,8 @@ struct kn_producer_s {
     pthread_cond_t rcond;
     kn__prec_t *res_head, *res_tail;
     pthread_mutex_t serve_lock; /* one server at a time */
+    atomic_bool serving;        /* server is inside serve (callbacks may call put) */
+    pthread_t server;
     int efd;
     bool bg_stop;
     pthread_t bg_thread;

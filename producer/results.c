@@ -51,9 +51,6 @@ int kn__prec_add_attempt(kn__prec_t *r, const kn__pattempt_t *a)
 
 int kn__results_init(kn_producer_t *p)
 {
-    pthread_mutex_init(&p->rlock, NULL);
-    pthread_cond_init(&p->rcond, NULL);
-    pthread_mutex_init(&p->serve_lock, NULL);
     p->efd = -1;
     if (!p->background) {
         p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -68,9 +65,6 @@ void kn__results_fini(kn_producer_t *p)
     if (p->efd >= 0)
         close(p->efd);
     p->efd = -1;
-    pthread_cond_destroy(&p->rcond);
-    pthread_mutex_destroy(&p->rlock);
-    pthread_mutex_destroy(&p->serve_lock);
 }
 
 void kn__results_push(kn_producer_t *p, kn__plist_t *l)
@@ -119,6 +113,16 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
             pthread_mutex_unlock(&p->lock);
         }
         return 0;
+    }
+    p->server = pthread_self();
+    atomic_store(&p->serving, true);
+    if (p->stats_cb && timeout_ms != 0) {
+        /* Wake up for the next stats call. */
+        int64_t until = p->stats_next_ms - kn__pnow_ms();
+        if (until < 1)
+            until = 1;
+        if (timeout_ms < 0 || until < timeout_ms)
+            timeout_ms = (int)until;
     }
     pthread_mutex_lock(&p->rlock);
     if (!p->res_head && timeout_ms != 0) {
@@ -178,6 +182,14 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
         kn__prec_free(list);
         list = next;
     }
+    if (p->stats_cb && kn__pnow_ms() >= p->stats_next_ms) {
+        p->stats_next_ms = kn__pnow_ms() + p->stats_ms;
+        char *json = kn_producer_stats_json(p);
+        if (json)
+            p->stats_cb(p, json, p->stats_opaque);
+        free(json);
+    }
+    atomic_store(&p->serving, false);
     pthread_mutex_unlock(&p->serve_lock);
     return n;
 }

@@ -362,8 +362,8 @@ void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
                 en->explicit_hash_key_len = x->out.explicit_hash_key.len;
             } else {
                 kn__prec_t *r = x->recs.head;
-                en->data = r->data;
-                en->data_len = r->data_len;
+                en->data = x->wrapped ? (const void *)x->out.data.data : r->data;
+                en->data_len = x->wrapped ? x->out.data.len : r->data_len;
                 en->partition_key = r->key;
                 en->partition_key_len = r->key_len;
                 en->explicit_hash_key = r->ehk;

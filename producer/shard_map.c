@@ -1,7 +1,7 @@
 /*
  * The shard map of one stream (an immutable, reference-counted snapshot of
  * its open shards ordered by hash range) and its refresher (ListShards on
- * libuv's thread pool, de-duplicated, with backoff after failures).
+ * the client's loop, de-duplicated, with backoff after failures).
  */
 #include "shard_map.h"
 
@@ -274,17 +274,13 @@ uint64_t kn__shard_map_version(const kn__shard_map_t *m) { return m->version; }
 
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 10000
+
 /*
- * At most this many refreshes (of every refresher in the process) block a
- * thread of libuv's pool at once. The pool is shared and small (4 threads by
- * default), and a blocking call may wait for a credential refresh that needs a
- * pool thread itself: filling the pool with waiters would deadlock.
+ * A run is a chain of asynchronous ListShards pages on the client's loop
+ * (kn__aws_call): no thread of libuv's pool is blocked waiting for the loop,
+ * so any number of streams can refresh at once without starving the
+ * credential refresh that shares that pool.
  */
-#define POOL_MAX_RUNNING 2
-#define POOL_RETRY_MS 20
-
-static atomic_int g_pool_running;
-
 struct kn__shard_refresher_s {
     kn_client_t *c;
     char *name, *arn;
@@ -292,28 +288,25 @@ struct kn__shard_refresher_s {
     kn__shard_map_cb_t *cb;
     void *opaque;
 
-    /* Loop thread. */
-    uv_timer_t timer;      /* backoff wait, or a wait for room on the pool */
+    /* Loop thread only. */
+    uv_timer_t timer;      /* backoff wait */
     bool timer_armed;
     bool timer_closed;
-    bool running;          /* work queued or running on the pool */
+    bool running;          /* a ListShards page is in flight */
     bool pending;          /* asked for during a run: one more run after it */
     bool closing;
     int in_cb;             /* inside the user's callback */
     int failures;          /* consecutive failed runs */
     uint64_t not_before;   /* uv_now() before which no run starts (after a failure) */
+    kn__shard_list_t list; /* pages of the current run */
     kn__shard_refresher_stats_t stats;
-
-    /* Written by the worker, read in after_work (ordered by libuv). */
-    uv_work_t work;
-    kn__shard_map_t *result;
-    kn_error_t werr;
 };
 
 static void start_run(kn__shard_refresher_t *r);
 
 static void refresher_free(kn__shard_refresher_t *r)
 {
+    kn__shard_list_free(&r->list);
     free(r->name);
     free(r->arn);
     free(r);
@@ -365,26 +358,13 @@ static void schedule(kn__shard_refresher_t *r)
     start_run(r);
 }
 
-static void work_cb(uv_work_t *w)
+/* The end of a run: a new map or an error; backoff bookkeeping; the callback; a pending run. */
+static void run_done(kn__shard_refresher_t *r, kn__shard_map_t *map, kn_error_t *werr)
 {
-    kn__shard_refresher_t *r = w->data;
-    kn__shard_list_t list = {0};
-    kn__error_clear(&r->werr);
-    r->result = NULL;
-    if (kn__kinesis_list_shards(r->c, &r->ref, NULL, &list, &r->werr) == KN_ERR_OK)
-        r->result = kn__shard_map_build(&list, &r->werr);
-    kn__shard_list_free(&list);
-}
-
-static void after_work_cb(uv_work_t *w, int status)
-{
-    kn__shard_refresher_t *r = w->data;
     r->running = false;
-    atomic_fetch_sub(&g_pool_running, 1);
-    kn__shard_map_t *map = r->result;
-    r->result = NULL;
-    if (r->closing || status != 0) {
-        /* Closed while running (or cancelled before it started): no callback. */
+    kn__shard_list_free(&r->list);
+    if (r->closing) {
+        /* Closed while running: no callback. */
         kn__shard_map_unref(map);
         r->pending = false;
         maybe_free(r);
@@ -408,15 +388,15 @@ static void after_work_cb(uv_work_t *w, int status)
         r->stats.backoff_cap_ms = cap < BACKOFF_CAP_MS ? cap : BACKOFF_CAP_MS;
         r->stats.last_delay_ms = delay;
         r->not_before = now + (uint64_t)delay;
-        kn__error_prefix(&r->werr, "shard map refresh of stream %s", label);
+        kn__error_prefix(werr, "shard map refresh of stream %s", label);
         KN_LOG(r->c->log, KN_LOG_WARN, KN_DBG_PRODUCER, "%s; next refresh no earlier than in %ld ms",
-               r->werr.message, delay);
+               werr->message, delay);
     }
     r->stats.consecutive_failures = r->failures;
     bool again = r->pending;
     r->pending = false;
     r->in_cb++;
-    r->cb(map, map ? NULL : &r->werr, r->opaque);
+    r->cb(map, map ? NULL : werr, r->opaque);
     r->in_cb--;
     if (r->closing) {
         maybe_free(r);
@@ -426,31 +406,53 @@ static void after_work_cb(uv_work_t *w, int status)
         schedule(r);
 }
 
-static void start_run(kn__shard_refresher_t *r)
+static kn_err_t send_page(kn__shard_refresher_t *r, const char *next_token, kn_error_t *err);
+
+static void on_page(kn__aws_result_t *res, void *opaque)
 {
-    /* Reserve a pool slot; when none is free, look again shortly. */
-    int cur = atomic_load(&g_pool_running);
-    do {
-        if (cur >= POOL_MAX_RUNNING) {
-            r->stats.pool_waits++;
-            arm_timer(r, POOL_RETRY_MS);
+    kn__shard_refresher_t *r = opaque;
+    kn_error_t err;
+    kn__error_clear(&err);
+    char *next = NULL;
+    if (res->err.code != KN_ERR_OK) {
+        kn__error_copy(&err, &res->err);
+    } else if (r->closing) {
+        run_done(r, NULL, &err);
+        return;
+    } else if (kn__list_shards_parse(res->json, &r->list, &next, &err) == KN_ERR_OK) {
+        if (next) {
+            kn_err_t rc = send_page(r, next, &err);
+            free(next);
+            if (rc == KN_ERR_OK)
+                return; /* the next page continues the run */
+        } else {
+            kn__shard_map_t *map = kn__shard_map_build(&r->list, &err);
+            run_done(r, map, map ? NULL : &err);
             return;
         }
-    } while (!atomic_compare_exchange_weak(&g_pool_running, &cur, cur + 1));
+    }
+    run_done(r, NULL, &err);
+}
+
+static kn_err_t send_page(kn__shard_refresher_t *r, const char *next_token, kn_error_t *err)
+{
+    kn__aws_req_t req = {.service = KN__SVC_KINESIS, .operation = "ListShards", .cb = on_page, .opaque = r};
+    kn_err_t rc = kn__list_shards_build(&req.body, &r->ref, NULL, next_token, err);
+    if (rc != KN_ERR_OK) {
+        kn__buf_free(&req.body);
+        return rc;
+    }
+    return kn__aws_call(r->c, &req, err);
+}
+
+static void start_run(kn__shard_refresher_t *r)
+{
+    kn_error_t err;
+    kn__error_clear(&err);
     r->running = true;
     r->stats.runs++;
-    r->work.data = r;
-    int rc = uv_queue_work(&r->c->loop, &r->work, work_cb, after_work_cb);
-    if (rc != 0) {
-        /* Only invalid arguments make libuv refuse: treat it like a failed run, later. */
-        r->running = false;
-        atomic_fetch_sub(&g_pool_running, 1);
-        r->failures++;
-        r->not_before = uv_now(&r->c->loop) + BACKOFF_CAP_MS;
-        KN_LOG(r->c->log, KN_LOG_ERROR, KN_DBG_PRODUCER, "cannot queue a shard map refresh: %s",
-               uv_strerror(rc));
-        arm_timer(r, BACKOFF_CAP_MS);
-    }
+    if (send_page(r, NULL, &err) != KN_ERR_OK)
+        run_done(r, NULL, &err); /* KN_ERR_DESTROYED or ENOMEM: reported like a failed run */
 }
 
 kn__shard_refresher_t *kn__shard_refresher_new(kn_client_t *c, const kn__stream_ref_t *ref,
@@ -504,7 +506,6 @@ void kn__shard_refresher_close(kn__shard_refresher_t *r)
     r->timer_armed = false;
     uv_timer_stop(&r->timer);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
-    /* Not started yet: libuv then calls after_work_cb with UV_ECANCELED. */
-    if (r->running)
-        uv_cancel((uv_req_t *)&r->work);
+    /* A page in flight ends in on_page, which frees the refresher. */
+    maybe_free(r);
 }

@@ -48,8 +48,8 @@ const kn__shard_entry_t *kn__shard_map_find(const kn__shard_map_t *m, const char
 uint64_t kn__shard_map_version(const kn__shard_map_t *m);
 
 /*
- * Refresh of one stream's map: runs ListShards (all pages) on libuv's thread
- * pool, never on the loop thread; de-duplicates concurrent requests (one
+ * Refresh of one stream's map: runs ListShards (all pages) as asynchronous
+ * calls on the client's loop (no blocking, no pool thread); de-duplicates concurrent requests (one
  * refresh at a time; a request during a refresh runs once more after it) and
  * backs off exponentially with full jitter after failures (and after maps
  * that do not cover the hash range), from 100 ms up to 10 s.
@@ -61,10 +61,6 @@ uint64_t kn__shard_map_version(const kn__shard_map_t *m);
  * 100 ms * 2^(failures-1))] after the failed run ended. Requests made while
  * that delay runs are merged into the one waiting run. A success resets the
  * backoff.
- *
- * At most 2 refreshes of the whole process block pool threads at once (the
- * pool is shared and small; a blocking call may need a pool thread for a
- * credential refresh); others wait their turn.
  *
  * The owner closes the refresher on the loop thread before it destroys the
  * client (an open refresher keeps a timer on the client's loop).
@@ -82,19 +78,18 @@ void kn__shard_refresher_request(kn__shard_refresher_t *r);
 /* Whether a refresh is running or scheduled. */
 bool kn__shard_refresher_busy(const kn__shard_refresher_t *r);
 /*
- * Loop thread. Stops timers; a refresh running on the pool completes without
+ * Loop thread. Stops timers; a ListShards page in flight completes without
  * calling back; frees when done. Allowed inside the callback. NULL is a no-op.
  */
 void kn__shard_refresher_close(kn__shard_refresher_t *r);
 
 /* Counters for tests and metrics (loop thread). */
 typedef struct kn__shard_refresher_stats_s {
-    uint64_t runs;            /* ListShards runs started on the pool */
+    uint64_t runs;            /* refresh runs started */
     uint64_t failures;        /* runs that ended with an error (incl. maps not covering the range) */
     int consecutive_failures; /* since the last success */
     long backoff_cap_ms;      /* ceiling of the last backoff drawn (0 before any failure) */
     long last_delay_ms;       /* the backoff drawn after the last failure; 0 after a success */
-    uint64_t pool_waits;      /* times a run waited for room on the pool */
 } kn__shard_refresher_stats_t;
 
 void kn__shard_refresher_stats(const kn__shard_refresher_t *r, kn__shard_refresher_stats_t *out);

@@ -59,6 +59,18 @@ typedef void(kn_result_cb_t)(kn_producer_t *p, const kn_result_t *r, void *opaqu
 /** Sets the result callback on a conf (used by kn_producer_new). */
 KN_API void kn_conf_set_result_cb(kn_conf_t *conf, kn_result_cb_t *cb, void *opaque);
 
+/*
+ * Stats callback: every producer.stats.interval.ms (0: never) with the text
+ * kn_producer_stats_json() returns (valid only inside the call). Runs where
+ * results are served: in kn_producer_poll()/kn_producer_flush()/a put that
+ * waits for room, or on the internal thread in background mode; never
+ * concurrently with the result callback.
+ */
+typedef void(kn_stats_cb_t)(kn_producer_t *p, const char *json, void *opaque);
+
+/** Sets the stats callback on a conf (used by kn_producer_new). */
+KN_API void kn_conf_set_stats_cb(kn_conf_t *conf, kn_stats_cb_t *cb, void *opaque);
+
 KN_API kn_err_t kn_result_err(const kn_result_t *r);
 /** Never NULL; "" on success. Names the cause (service error type, message, limit). */
 KN_API const char *kn_result_errstr(const kn_result_t *r);

@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "agg.h"
+#include "record_codec.h"
 #include "client.h"
 #include "kinesis/producer.h"
 #include "kinesis_ops.h"
@@ -190,6 +191,8 @@ typedef struct got_s {
     char seq[128];
     uint64_t sub;
     bool aggregated;
+    bool framed;       /* arrived in an aggregate-scope compression frame */
+    kn__codec_t codec; /* record-scope codec undone */
 } got_t;
 
 typedef struct gotlist_s {
@@ -197,7 +200,16 @@ typedef struct gotlist_s {
     size_t n, cap;
 } gotlist_t;
 
-static void got_add(gotlist_t *l, const kn__agg_rec_t *r, const char *shard, const char *seq, bool agg)
+static void gotlist_free(gotlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].key);
+        free(l->v[i].data);
+    }
+    free(l->v);
+}
+
+static void got_add(gotlist_t *l, const kn__rc_rec_t *r, const char *shard, const char *seq, bool agg)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 256;
@@ -216,18 +228,14 @@ static void got_add(gotlist_t *l, const kn__agg_rec_t *r, const char *shard, con
     snprintf(g->seq, sizeof(g->seq), "%s", seq);
     g->sub = r->sub_sequence;
     g->aggregated = agg;
+    g->codec = r->codec;
 }
 
-static void gotlist_free(gotlist_t *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->v[i].key);
-        free(l->v[i].data);
-    }
-    free(l->v);
-}
-
-/* Reads every shard from TRIM_HORIZON until `expect` user records were seen or 3 empty reads per shard. */
+/*
+ * Reads every shard from TRIM_HORIZON until `expect` user records were seen
+ * or 3 empty reads per shard, decoding frames, aggregates and compressed
+ * records as a consumer does.
+ */
 static void read_all(server_t *s, size_t expect, gotlist_t *out)
 {
     kn_error_t e = {0};
@@ -235,7 +243,8 @@ static void read_all(server_t *s, size_t expect, gotlist_t *out)
     kn__shard_list_t shards = {0};
     if (kn__kinesis_list_shards(s->client, &ref, NULL, &shards, &e) != KN_ERR_OK)
         fail_msg("ListShards: %s", e.message);
-    kn__agg_decoded_t d = KN__AGG_DECODED_INIT;
+    kn__rc_decoder_t *dec = kn__rc_decoder_new(NULL);
+    assert_non_null(dec);
     for (size_t i = 0; i < shards.count; i++) {
         const kn__shard_t *sh = &shards.shards[i];
         kn__iterator_pos_t pos = {KN__IT_TRIM_HORIZON, NULL, 0};
@@ -254,14 +263,19 @@ static void read_all(server_t *s, size_t expect, gotlist_t *out)
                 empty++;
             for (size_t j = 0; j < gr.count; j++) {
                 const kn__record_t *kr = &gr.records[j];
-                assert_int_equal(kn__agg_decode(kr->data, kr->data_len, kr->partition_key,
-                                                kr->partition_key_len, NULL, 0, &d, &e),
+                const kn__rc_decoded_t *d = NULL;
+                assert_int_equal(kn__rc_decode(dec, kr->data, kr->data_len, kr->partition_key,
+                                               kr->partition_key_len, NULL, 0, &d, &e),
                                  KN_ERR_OK);
+                assert_int_equal(d->frame_err, KN_ERR_OK);
                 /* Nothing we wrote may sit outside its shard's range inside an aggregate. */
-                if (d.aggregated)
-                    assert_int_equal(kn__agg_check_range(&d, sh->start_hash, sh->end_hash), 0);
-                for (size_t k = 0; k < d.count; k++)
-                    got_add(out, &d.records[k], sh->shard_id, kr->sequence_number, d.aggregated);
+                if (d->aggregated)
+                    assert_int_equal(kn__rc_check_range(dec, sh->start_hash, sh->end_hash), 0);
+                for (size_t k = 0; k < d->count; k++) {
+                    assert_int_equal(d->records[k].err, KN_ERR_OK);
+                    got_add(out, &d->records[k], sh->shard_id, kr->sequence_number, d->aggregated);
+                    out->v[out->n - 1].framed = d->frame_codec != KN__CODEC_NONE;
+                }
             }
             kn__get_records_result_free(&gr);
             if (out->n >= expect && gr.count == 0)
@@ -269,7 +283,7 @@ static void read_all(server_t *s, size_t expect, gotlist_t *out)
         }
         free(it);
     }
-    kn__agg_decoded_free(&d);
+    kn__rc_decoder_destroy(dec);
     kn__shard_list_free(&shards);
 }
 
@@ -296,7 +310,8 @@ static kn_err_t put_one(kn_producer_t *p, const char *stream, const char *key, c
  * that results name the shard, sequence number and sub-sequence index the
  * stream really holds.
  */
-static void roundtrip(server_t *s, int shards, bool aggregate, int n, size_t max_len)
+static void roundtrip_z(server_t *s, int shards, bool aggregate, int n, size_t max_len, const char *codec,
+                        const char *scope)
 {
     create_stream(s, aggregate ? "agg" : "raw", shards);
     sink_t *sink = sink_new(n);
@@ -306,7 +321,8 @@ static void roundtrip(server_t *s, int shards, bool aggregate, int n, size_t max
      */
     const char *extra[] = {"producer.aggregation.enabled", aggregate ? "true" : "false",
                            "producer.record.max.buffered.ms", "50", "producer.max.inflight.requests",
-                           s->moto ? "1" : "24", NULL};
+                           s->moto ? "1" : "24", "producer.compression.codec", codec,
+                           "producer.compression.scope", scope, NULL};
     kn_producer_t *p = producer_with(s, sink, extra);
     char *buf = malloc(max_len + 1);
     char key[64], err[512];
@@ -370,12 +386,48 @@ static void roundtrip(server_t *s, int shards, bool aggregate, int n, size_t max
     for (int i = 0; i < n; i++)
         assert_int_equal(seen[i], 1);
     free(seen);
+    size_t framed = 0, zrec = 0;
+    for (size_t g = 0; g < got.n; g++) {
+        framed += got.v[g].framed;
+        zrec += got.v[g].codec != KN__CODEC_NONE;
+    }
+    bool on = strcmp(codec, "none") != 0;
+    if (on && !strcmp(scope, "aggregate"))
+        assert_true(framed > got.n / 2); /* the data compresses well */
+    else
+        assert_int_equal(framed, 0);
+    if (on && !strcmp(scope, "record"))
+        assert_true(zrec > got.n / 2);
+    else
+        assert_int_equal(zrec, 0);
     gotlist_free(&got);
     free(buf);
     sink_free(sink);
 }
 
+static void roundtrip(server_t *s, int shards, bool aggregate, int n, size_t max_len)
+{
+    roundtrip_z(s, shards, aggregate, n, max_len, "none", "aggregate");
+}
+
 /* ------------------------------------------------------------ tests */
+
+static void test_roundtrip_gzip_aggregate_scope(void **state)
+{
+    roundtrip_z(*state, 2, true, 1000, 400, "gzip", "aggregate");
+}
+static void test_roundtrip_zstd_aggregate_scope_raw(void **state)
+{
+    roundtrip_z(*state, 2, false, 400, 400, "zstd", "aggregate");
+}
+static void test_roundtrip_zstd_record_scope(void **state)
+{
+    roundtrip_z(*state, 2, true, 1000, 400, "zstd", "record");
+}
+static void test_roundtrip_gzip_record_scope_1_shard(void **state)
+{
+    roundtrip_z(*state, 1, true, 300, 400, "gzip", "record");
+}
 
 static void test_roundtrip_aggregated_1_shard(void **state) { roundtrip(*state, 1, true, 1500, 300); }
 static void test_roundtrip_aggregated_4_shards(void **state) { roundtrip(*state, 4, true, 3000, 200); }
@@ -647,6 +699,117 @@ static void test_strict_ordering(void **state)
     sink_free(sink);
 }
 
+/* Bad compression settings fail at creation with a message naming the property. */
+static void test_bad_conf(void **state)
+{
+    server_t *s = *state;
+    struct {
+        const char *k1, *v1, *k2, *v2, *needle;
+    } cases[] = {
+        {"producer.compression.codec", "lz4", NULL, NULL, "producer.compression.codec"},
+        {"producer.compression.scope", "shard", NULL, NULL, "producer.compression.scope"},
+        {"producer.compression.codec", "gzip", "producer.compression.level", "15", "producer.compression.level"},
+        {"producer.compression.codec", "zstd", "producer.aggregation.enabled", "false",
+         "producer.compression.scope=record"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kn_conf_t *conf = base_conf(s);
+        conf_set(conf, cases[i].k1, cases[i].v1);
+        if (cases[i].k2)
+            conf_set(conf, cases[i].k2, cases[i].v2);
+        if (i == 3)
+            conf_set(conf, "producer.compression.scope", "record");
+        char err[512] = "";
+        kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+        kn_conf_destroy(conf);
+        assert_null(p);
+        if (!strstr(err, cases[i].needle))
+            fail_msg("case %zu: \"%s\" does not name %s", i, err, cases[i].needle);
+    }
+}
+
+static int stats_calls;
+static char stats_last[2048];
+
+static void on_stats(kn_producer_t *p, const char *json, void *opaque)
+{
+    (void)p, (void)opaque;
+    stats_calls++;
+    snprintf(stats_last, sizeof(stats_last), "%s", json);
+}
+
+/* The stats callback fires at its interval from poll with the JSON counters. */
+static void test_stats_callback(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "stats", 1);
+    sink_t *sink = sink_new(10);
+    kn_conf_t *conf = base_conf(s);
+    conf_set(conf, "producer.stats.interval.ms", "100");
+    kn_conf_set_result_cb(conf, on_result, sink);
+    kn_conf_set_stats_cb(conf, on_stats, NULL);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(put_one(p, s->stream, "k", "v", 1, i, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    stats_calls = 0;
+    for (int t = 0; t < 100 && stats_calls < 2; t++)
+        kn_producer_poll(p, 50);
+    assert_true(stats_calls >= 2);
+    json_object *js = json_tokener_parse(stats_last);
+    assert_non_null(js);
+    json_object *v = NULL;
+    assert_true(json_object_object_get_ex(js, "user_records_put", &v));
+    assert_int_equal(json_object_get_int64(v), 10);
+    assert_true(json_object_object_get_ex(js, "kinesis_records_put", &v));
+    assert_true(json_object_get_int64(v) >= 1);
+    json_object_put(js);
+    kn_producer_destroy(p);
+    sink_free(sink);
+}
+
+typedef struct reput_s {
+    const char *stream;
+    kn_err_t rc;
+    int calls;
+} reput_t;
+
+static void on_result_reput(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    reput_t *x = opaque;
+    (void)r;
+    if (x->calls++ == 0) {
+        char err[256];
+        x->rc = put_one(p, x->stream, "k", "v", 1, 99, err, sizeof(err));
+    }
+}
+
+/* A put from inside the result callback that finds no room fails at once instead of stalling. */
+static void test_put_from_callback_when_full(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "reput", 1);
+    reput_t x = {s->stream, KN_ERR_OK, 0};
+    kn_conf_t *conf = base_conf(s);
+    conf_set(conf, "producer.buffer.max.records", "2");
+    kn_conf_set_result_cb(conf, on_result_reput, &x);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, "k", "v", 1, 1, err, sizeof(err)), KN_ERR_OK);
+    time_t t0 = time(NULL);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_true(time(NULL) - t0 < 20); /* not the 60 s put timeout */
+    assert_int_equal(x.rc, KN_ERR_QUEUE_FULL);
+    kn_producer_destroy(p);
+    assert_int_equal(x.calls, 2);
+}
+
 typedef struct worker_s {
     kn_producer_t *p;
     const char *stream;
@@ -782,6 +945,10 @@ int main(void)
         ON(kinesalite, test_roundtrip_raw_4_shards),
         ON(moto, test_roundtrip_aggregated_4_shards),
         ON(moto, test_roundtrip_raw_1_shard),
+        ON(kinesalite, test_roundtrip_gzip_aggregate_scope),
+        ON(kinesalite, test_roundtrip_zstd_aggregate_scope_raw),
+        ON(kinesalite, test_roundtrip_zstd_record_scope),
+        ON(kinesalite, test_roundtrip_gzip_record_scope_1_shard),
         ON(kinesalite, test_max_size_records),
         ON(kinesalite, test_bad_input),
         ON(kinesalite, test_unknown_stream),
@@ -794,6 +961,9 @@ int main(void)
         ON(kinesalite, test_background_mode),
         ON(kinesalite, test_fd_and_poll),
         ON(kinesalite, test_put_after_destroy_began),
+        ON(kinesalite, test_bad_conf),
+        ON(kinesalite, test_stats_callback),
+        ON(kinesalite, test_put_from_callback_when_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
