@@ -5,6 +5,7 @@
  * result queue in results.c.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,6 +454,8 @@ static int64_t older_pending(const kn_producer_t *p, uint32_t first_new)
 {
     uint32_t span = p->gen - first_new + 1; /* generations started since the flush began */
     int64_t n = 0;
+    if (span >= KN__PGEN_SLOTS)
+        span = 0; /* slots reused: wait for everything (longer, never shorter) */
     for (uint32_t i = 0; i < KN__PGEN_SLOTS; i++) {
         uint32_t g = (first_new + i) % KN__PGEN_SLOTS;
         if (i < span)

@@ -23,6 +23,12 @@ typedef struct preq_s {
     kn_producer_t *p;
     kn__pstream_t *s;
     int64_t start_ms;
+    uv_work_t work;           /* the body is built on libuv's thread pool */
+    kn__put_entry_t *entries; /* NULL: no memory */
+    kn__kinesis_limits_t lim;
+    kn_buf_t body;
+    kn_err_t rc;
+    kn_error_t err;
     size_t n;
     kn__krec_t *krecs[];
 } preq_t;
@@ -298,6 +304,86 @@ static void on_put_done(kn__aws_result_t *res, void *opaque)
 
 /* ------------------------------------------------------------ sending */
 
+/* Thread pool: base64 and JSON of the body (the records and Kinesis records are the request's alone). */
+static void build_work(uv_work_t *w)
+{
+    preq_t *q = w->data;
+    kn__error_clear(&q->err);
+    if (!q->entries) {
+        q->rc = kn__error_set(&q->err, KN_ERR_NOMEM, "out of memory building a request");
+        return;
+    }
+    for (size_t i = 0; i < q->n; i++) {
+        kn__krec_t *x = q->krecs[i];
+        kn__put_entry_t *en = &q->entries[i];
+        if (x->aggregated) {
+            en->data = x->out.data.data;
+            en->data_len = x->out.data.len;
+            en->partition_key = x->out.partition_key.data;
+            en->partition_key_len = x->out.partition_key.len;
+            en->explicit_hash_key = x->out.explicit_hash_key.len ? x->out.explicit_hash_key.data : NULL;
+            en->explicit_hash_key_len = x->out.explicit_hash_key.len;
+        } else {
+            kn__prec_t *r = x->recs.head;
+            en->data = x->wrapped ? (const void *)x->out.data.data : r->data;
+            en->data_len = x->wrapped ? x->out.data.len : r->data_len;
+            en->partition_key = r->key;
+            en->partition_key_len = r->key_len;
+            en->explicit_hash_key = r->ehk;
+            en->explicit_hash_key_len = r->ehk_len;
+        }
+    }
+    q->rc = kn__put_records_build(&q->body, &q->s->ref, q->entries, q->n, &q->lim, &q->err);
+}
+
+/* Loop thread: send the built body, or fail its records. status 1: called inline from a pump. */
+static void build_after(uv_work_t *w, int status)
+{
+    preq_t *q = w->data;
+    kn_producer_t *p = q->p;
+    kn__pstream_t *s = q->s;
+    kn__plist_t done = {0};
+    int64_t now = kn__pnow_ms();
+    free(q->entries);
+    q->entries = NULL;
+    for (size_t i = 0; i < q->n; i++)
+        kn__agg_out_free(&q->krecs[i]->out); /* the body holds the bytes now */
+    kn_error_t *e = &q->err;
+    if (q->rc == KN_ERR_OK && !p->cancelled) {
+        kn__aws_req_t req;
+        memset(&req, 0, sizeof(req));
+        req.service = KN__SVC_KINESIS;
+        req.operation = "PutRecords";
+        req.max_attempts = 1;
+        req.cb = on_put_done;
+        req.opaque = q;
+        req.body = q->body;
+        memset(&q->body, 0, sizeof(q->body));
+        if (kn__aws_call(p->client, &req, e) == KN_ERR_OK)
+            return;
+        q->rc = e->code;
+    } else if (q->rc == KN_ERR_OK) {
+        q->rc = kn__error_set(e, KN_ERR_DESTROYED, "the producer was destroyed before the request was sent");
+    }
+    kn__buf_free(&q->body);
+    p->inflight--;
+    bool retry = q->rc == KN_ERR_NOMEM;
+    for (size_t i = 0; i < q->n; i++) {
+        q->krecs[i]->shard->inflight--;
+        q->krecs[i]->shard->in_ready = false;
+        krec_failed(p, s, q->krecs[i], q->rc, "", e->message, retry, q->start_ms, now, &done);
+        kn__krec_release(p, q->krecs[i]);
+    }
+    free(q);
+    kn__results_push(p, &done);
+    if (status == 1)
+        return; /* the pump that sent it goes on */
+    kn__pipeline_pump(p);
+    kn__pipeline_maybe_close(p);
+}
+
+
+
 void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
 {
     size_t n = 0, bytes = 0;
@@ -339,77 +425,26 @@ void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
         kn__results_push(p, &done);
         return;
     }
+    memset(q, 0, sizeof(*q));
     q->p = p;
     q->s = s;
     q->n = n;
     q->start_ms = now;
+    q->work.data = q;
 
-    kn_error_t e;
-    kn__error_clear(&e);
-    kn_err_t rc = KN_ERR_NOMEM;
-    kn__aws_req_t req;
-    memset(&req, 0, sizeof(req));
-    if (entries) {
-        for (size_t i = 0; i < n; i++) {
-            kn__krec_t *x = q->krecs[i];
-            kn__put_entry_t *en = &entries[i];
-            if (x->aggregated) {
-                en->data = x->out.data.data;
-                en->data_len = x->out.data.len;
-                en->partition_key = x->out.partition_key.data;
-                en->partition_key_len = x->out.partition_key.len;
-                en->explicit_hash_key = x->out.explicit_hash_key.len ? x->out.explicit_hash_key.data : NULL;
-                en->explicit_hash_key_len = x->out.explicit_hash_key.len;
-            } else {
-                kn__prec_t *r = x->recs.head;
-                en->data = x->wrapped ? (const void *)x->out.data.data : r->data;
-                en->data_len = x->wrapped ? x->out.data.len : r->data_len;
-                en->partition_key = r->key;
-                en->partition_key_len = r->key_len;
-                en->explicit_hash_key = r->ehk;
-                en->explicit_hash_key_len = r->ehk_len;
-            }
-        }
-        kn__kinesis_limits_t lim = p->limits;
-        pthread_mutex_lock(&p->lock); /* the stream's limit is raised by puts */
-        if (s->record_max_bytes > lim.record_max_bytes)
-            lim.record_max_bytes = s->record_max_bytes;
-        pthread_mutex_unlock(&p->lock);
-        rc = kn__put_records_build(&req.body, &s->ref, entries, n, &lim, &e);
-    } else {
-        kn__error_set(&e, KN_ERR_NOMEM, "out of memory building a request");
-    }
-    free(entries);
-    if (rc != KN_ERR_OK) {
-        kn__buf_free(&req.body);
-        for (size_t i = 0; i < n; i++) {
-            krec_failed(p, s, q->krecs[i], rc, "", e.message, rc == KN_ERR_NOMEM, now, now, &done);
-            kn__krec_release(p, q->krecs[i]);
-        }
-        free(q);
-        kn__results_push(p, &done);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        kn__krec_t *x = q->krecs[i];
-        kn__agg_out_free(&x->out); /* the body holds the bytes now */
-        x->shard->inflight++;
-    }
-    req.service = KN__SVC_KINESIS;
-    req.operation = "PutRecords";
-    req.max_attempts = 1;
-    req.cb = on_put_done;
-    req.opaque = q;
+    q->entries = entries;
+    q->lim = p->limits;
+    pthread_mutex_lock(&p->lock); /* the stream's limit is raised by puts */
+    if (s->record_max_bytes > q->lim.record_max_bytes)
+        q->lim.record_max_bytes = s->record_max_bytes;
+    pthread_mutex_unlock(&p->lock);
+    /* In flight from here: strict ordering and destroy's wait count it. */
     p->inflight++;
+    for (size_t i = 0; i < n; i++)
+        q->krecs[i]->shard->inflight++;
     atomic_fetch_add_explicit(&p->stats.requests, 1, memory_order_relaxed);
-    if (kn__aws_call(p->client, &req, &e) != KN_ERR_OK) {
-        p->inflight--;
-        for (size_t i = 0; i < n; i++) {
-            q->krecs[i]->shard->inflight--;
-            krec_failed(p, s, q->krecs[i], e.code, "", e.message, false, now, now, &done);
-            kn__krec_release(p, q->krecs[i]);
-        }
-        free(q);
+    if (uv_queue_work(&p->client->loop, &q->work, build_work, build_after) != 0) {
+        build_work(&q->work);
+        build_after(&q->work, 1);
     }
-    kn__results_push(p, &done);
 }

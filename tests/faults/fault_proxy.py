@@ -27,6 +27,8 @@ Random faults (seeded; they apply only to requests whose X-Amz-Target operation 
   --throttle-fraction F  answer 400 ProvisionedThroughputExceededException without forwarding
   --lost-answer-fraction F  forward, then close the connection without answering (the request took
                          effect; the client cannot know)
+  --corrupt-fraction F   forward, then answer 200 with the upstream's body cut in half (broken JSON; the
+                         request took effect)
   Independently of that draw, for requests that are forwarded:
   --slow-fraction F      answer late: wait --slow-ms after the upstream answered (default 2000)
   --partial-every K      PutRecords: fail every K-th entry the proxy sees (one counter over all requests)
@@ -48,14 +50,14 @@ Upstream:
 
 Control:
   GET /__proxy/stats returns {"requests": n, "forwarded": n, "injected": n, "dates": [X-Amz-Date...],
-      "kinds": {"reset": n, "error": n, "throttle": n, "lost_answer": n, "slow": n,
+      "kinds": {"reset": n, "error": n, "throttle": n, "lost_answer": n, "corrupt": n, "slow": n,
                 "partial_requests": n, "partial_entries": n, "upstream_down": n},
       "targets": {operation: n}, "put_entries": n (PutRecords entries seen while partial
       failures are on), "upstream": url}
       (dates are kept for the first 1000 requests only).
   POST /__proxy/config with a JSON object changes options at run time; keys are the option names
       with underscores (e.g. {"throttle_fraction": 0, "partial_every": 0}); answers the new settings.
-Stops on SIGTERM or SIGINT.
+Stops on SIGTERM or SIGINT, and when the process that started it exits.
 """
 import argparse
 import calendar
@@ -79,7 +81,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINESALITE_JS = os.path.join(HERE, "..", "servers", "kinesalite-loopback.js")
 RUNTIME_KEYS = ("delay_ms", "reset_fraction", "error_fraction", "throttle_fraction", "lost_answer_fraction",
-                "slow_fraction", "slow_ms", "partial_every", "partial_fraction", "partial_error", "fault_target",
+                "corrupt_fraction", "slow_fraction", "slow_ms", "partial_every", "partial_fraction", "partial_error", "fault_target",
                 "seed")
 
 
@@ -102,10 +104,11 @@ def answers(port):
         return False
 
 
-def _pdeathsig():
-    # The child dies with the thread that started it (the manager thread lives as long as the proxy).
+def _pdeathsig(sig=signal.SIGKILL):
+    # Dies with the thread that started it (for our kinesalite: the manager thread, which lives as
+    # long as the proxy; for the proxy itself: whoever started it).
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
@@ -177,6 +180,7 @@ class Kinesalite:
 
 
 def main():
+    _pdeathsig(signal.SIGTERM)  # never outlive the test that started us
     ap = argparse.ArgumentParser()
     ap.add_argument("upstream", nargs="?")
     ap.add_argument("--fail-first", type=int, default=0)
@@ -192,6 +196,7 @@ def main():
     ap.add_argument("--error-fraction", type=float, default=0.0)
     ap.add_argument("--throttle-fraction", type=float, default=0.0)
     ap.add_argument("--lost-answer-fraction", type=float, default=0.0)
+    ap.add_argument("--corrupt-fraction", type=float, default=0.0)
     ap.add_argument("--slow-fraction", type=float, default=0.0)
     ap.add_argument("--slow-ms", type=int, default=2000)
     ap.add_argument("--partial-every", type=int, default=0)
@@ -213,7 +218,7 @@ def main():
     up = urllib.parse.urlsplit(args.upstream)
     lock = threading.Lock()
     rng = random.Random(args.seed)
-    kinds = {k: 0 for k in ("reset", "error", "throttle", "lost_answer", "slow", "partial_requests",
+    kinds = {k: 0 for k in ("reset", "error", "throttle", "lost_answer", "corrupt", "slow", "partial_requests",
                             "partial_entries", "upstream_down")}
     stats = {"requests": 0, "forwarded": 0, "injected": 0, "dates": [], "kinds": kinds, "targets": {},
              "put_entries": 0, "upstream": args.upstream}
@@ -376,21 +381,22 @@ def main():
                     return
 
             amz_json = [("Content-Type", "application/x-amz-json-1.1")]
-            lost = slow = False
+            lost = slow = corrupt = False
             partial = None
             if targeted(op):
                 with lock:
                     draw = rng.random()
                     slow = args.slow_fraction > 0 and rng.random() < args.slow_fraction
                     edges = [("reset", args.reset_fraction), ("error", args.error_fraction),
-                             ("throttle", args.throttle_fraction), ("lost_answer", args.lost_answer_fraction)]
+                             ("throttle", args.throttle_fraction), ("lost_answer", args.lost_answer_fraction),
+                             ("corrupt", args.corrupt_fraction)]
                     kind, acc = None, 0.0
                     for name, frac in edges:
                         acc += frac
                         if draw < acc:
                             kind = name
                             break
-                    if kind and kind != "lost_answer":
+                    if kind and kind not in ("lost_answer", "corrupt"):
                         kinds[kind] += 1
                         stats["injected"] += 1
                 if kind == "reset":
@@ -404,6 +410,7 @@ def main():
                                '"Rate exceeded for shard (injected by fault_proxy)"}', amz_json)
                     return
                 lost = kind == "lost_answer"
+                corrupt = kind == "corrupt"
                 if op == "PutRecords":
                     partial = self._partial(body)
 
@@ -461,7 +468,7 @@ def main():
                 answer["FailedRecordCount"] = int(answer.get("FailedRecordCount") or 0) + len(failed)
                 with lock:
                     stats["forwarded"] += 1 if survivors else 0
-                self._pass(200, amz_json, json.dumps(answer).encode(), slow, lost)
+                self._pass(200, amz_json, json.dumps(answer).encode(), slow, lost, corrupt)
                 return
 
             res = self._upstream(body, hdrs)
@@ -470,15 +477,20 @@ def main():
             with lock:
                 stats["forwarded"] += 1
             status, rhdrs, data = res
-            self._pass(status, rhdrs, data, slow, lost)
+            self._pass(status, rhdrs, data, slow, lost, corrupt)
 
-        def _pass(self, status, rhdrs, data, slow, lost):
+        def _pass(self, status, rhdrs, data, slow, lost, corrupt=False):
             if lost:
                 with lock:
                     kinds["lost_answer"] += 1
                     stats["injected"] += 1
                 self._reset()
                 return
+            if corrupt and status == 200:
+                with lock:
+                    kinds["corrupt"] += 1
+                    stats["injected"] += 1
+                data = data[:len(data) // 2]
             if slow:
                 with lock:
                     kinds["slow"] += 1

@@ -2,9 +2,9 @@
  * The producer under injected faults: tests/faults/fault_proxy.py sits
  * between the producer and a real kinesalite and resets connections, answers
  * 500s, throttles whole requests, fails part of a PutRecords, answers late
- * (past the request timeout), loses answers of requests that took effect, or
- * has its upstream killed and restarted (kinesalite with --path keeps its
- * data). Each test then checks what the producer promises:
+ * (past the request timeout), loses or corrupts answers of requests that took
+ * effect, or has its upstream killed and restarted (kinesalite with --path
+ * keeps its data). Each test then checks what the producer promises:
  *   - every record put gets exactly one result (through kn_producer_flush);
  *   - every record reported successful is in the stream, read back with
  *     GetRecords directly from the upstream and de-aggregated, with its key and
@@ -487,6 +487,32 @@ static void test_slow_and_lost_answers(void **state)
     assert_true(o.retried > 0);
 }
 
+/* Answers cut in half (broken JSON) of requests that took effect: retried, at least once in the stream. */
+static void test_corrupt_answers(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "20", "--corrupt-fraction", "0.25", NULL};
+    fcase_t fc = {.tag = "corrupt", .proxy_args = proxy, .n = 2000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.corrupt"};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+}
+
+/* The same guarantees with results delivered from the producer's own thread (background mode). */
+static void test_background_results(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--seed", "21", "--partial-every", "6", "--reset-fraction", "0.2", "--error-fraction",
+                           "0.1", NULL};
+    const char *conf[] = {"producer.results.background", "true", NULL};
+    fcase_t fc = {.tag = "bg", .proxy_args = proxy, .conf = conf, .n = 3000, .nkeys = 64, .shards = 4,
+                  .kind = "kinds.partial_entries"};
+    outcome_t o;
+    run_case(&fc, &o);
+    assert_true(o.retried > 0);
+}
+
 /* Strict ordering: each key's records exactly once and in put order despite partial failures and throttles. */
 static void test_strict_order_partial(void **state)
 {
@@ -599,6 +625,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_partial_failures),
         cmocka_unit_test(test_partial_failures_aggregated),
         cmocka_unit_test(test_slow_and_lost_answers),
+        cmocka_unit_test(test_corrupt_answers),
+        cmocka_unit_test(test_background_results),
         cmocka_unit_test(test_strict_order_partial),
         cmocka_unit_test(test_strict_order_aggregated),
         cmocka_unit_test(test_strict_order_no_faults),
