@@ -376,7 +376,7 @@ static kn__agg_reason_t parse_aggregate(parse_t *ps, const unsigned char *pb, si
     }
     key_view_t *keys = o->keys;
     ps->pk = keys;
-    ps->ehk = keys + n_pk;
+    ps->ehk = keys ? keys + n_pk : NULL; /* no tables at all: keys stays NULL */
     ps->n_pk = n_pk;
     ps->n_ehk = n_ehk;
 

@@ -22,6 +22,7 @@ int kn__buf_reserve(kn_buf_t *b, size_t extra)
         return -1;
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* a fresh buffer is a valid empty string */
     return 0;
 }
 

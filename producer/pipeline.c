@@ -556,11 +556,9 @@ static int64_t pump_stream(kn_producer_t *p, kn__pstream_t *s, bool flush_all, i
                 wake = min64(wake, h->deadline_ms);
                 break;
             }
-            if (s->ready_count >= (size_t)p->limits.put_max_records * 4 && !flush_all &&
-                h->deadline_ms > now) {
-                wake = min64(wake, h->deadline_ms);
-                break; /* enough collected; let requests drain first */
-            }
+            if ((int64_t)s->ready_count >= 2 * p->limits.put_max_records ||
+                (int64_t)s->ready_bytes >= 2 * p->limits.put_max_bytes)
+                break; /* two requests' worth ready: a response pumps again (aggregates copy records) */
             if (!kn__bucket_ready(&sh->bucket, p->rate_percent, now)) {
                 wake = min64(wake, now + kn__bucket_wait_ms(&sh->bucket, p->rate_percent));
                 break;
@@ -580,10 +578,11 @@ static int64_t pump_stream(kn_producer_t *p, kn__pstream_t *s, bool flush_all, i
     }
 
     while (s->ready_head && p->inflight < p->max_inflight &&
+           p->inflight_bytes < p->inflight_bytes_max &&
            (flush_all || (int64_t)s->ready_count >= p->limits.put_max_records ||
             (int64_t)s->ready_bytes >= p->limits.put_max_bytes || s->ready_min_deadline <= now))
         kn__send_request(p, s, now);
-    if (s->ready_head && p->inflight < p->max_inflight)
+    if (s->ready_head && p->inflight < p->max_inflight && p->inflight_bytes < p->inflight_bytes_max)
         wake = min64(wake, s->ready_min_deadline);
     return wake;
 }

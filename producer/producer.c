@@ -148,6 +148,13 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     p->retry_base_ms = kn__conf_int(cf, KN_P_RETRY_BASE_MS);
     p->retry_cap_ms = kn__conf_int(cf, KN_P_RETRY_MAX_BACKOFF_MS);
     kn__kinesis_limits_from_conf(cf, &p->limits);
+    /*
+     * Bodies in flight copy their records (base64, 4/3): a quarter of the
+     * buffer bound keeps the whole producer within about twice that bound.
+     */
+    p->inflight_bytes_max = p->buf_max_bytes / 4;
+    if (p->inflight_bytes_max < p->limits.put_max_bytes)
+        p->inflight_bytes_max = p->limits.put_max_bytes;
     const char *outer = kn__conf_str(cf, KN_P_P_OUTER_KEY);
     long outer_chars = kn__utf8_count(outer, strlen(outer));
     if (outer_chars < 1 || outer_chars > PARTITION_KEY_MAX_CHARS) {
@@ -342,7 +349,7 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
     r->put_ms = r->last_end_ms = now;
     r->deadline_ms = now + p->buffered_ms;
     r->expire_ms = now + p->ttl_ms;
-    int64_t need = (int64_t)(klen + elen + rec->data_len);
+    int64_t need = kn__prec_mem(r);
 
     kn_err_t rc = KN_ERR_OK;
     pthread_mutex_lock(&p->lock);

@@ -198,6 +198,7 @@ struct kn_producer_s {
     bool timer_init;
     int64_t timer_at;
     int64_t inflight;
+    int64_t inflight_bytes, inflight_bytes_max; /* request bodies' payload in flight, bounded */
     bool cancelled;    /* destroy: no more sends, everything queued fails */
     bool closing_wait; /* cancelled: close once nothing is in flight */
     kn__pstream_t *loop_streams;
@@ -238,6 +239,15 @@ void kn__pipeline_cancel(kn_client_t *c, void *arg);
 /* Interned error names (loop thread). */
 const char *kn__pintern(kn_producer_t *p, const char *name);
 void kn__pintern_free(kn_producer_t *p);
+
+/*
+ * Bytes a record counts toward producer.buffer.max.bytes: its data and keys
+ * plus its bookkeeping, so that the bound holds for memory, not just payload.
+ */
+static inline int64_t kn__prec_mem(const kn__prec_t *r)
+{
+    return (int64_t)(sizeof(*r) + r->key_len + r->ehk_len + r->data_len);
+}
 
 /* List helpers (loop thread). wire bytes = data + partition key. */
 static inline size_t kn__prec_wire(const kn__prec_t *r) { return r->data_len + r->key_len; }

@@ -162,7 +162,7 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
             expired += r->err == KN_ERR_TIMEOUT;
         }
         n++;
-        bytes += (int64_t)(r->key_len + r->ehk_len + r->data_len);
+        bytes += kn__prec_mem(r);
         gen_dec[r->gen]++;
     }
     if (n) {

@@ -29,6 +29,7 @@ typedef struct preq_s {
     kn_buf_t body;
     kn_err_t rc;
     kn_error_t err;
+    int64_t bytes; /* counted in p->inflight_bytes */
     size_t n;
     kn__krec_t *krecs[];
 } preq_t;
@@ -115,10 +116,17 @@ static void krec_failed(kn_producer_t *p, kn__pstream_t *s, kn__krec_t *k, kn_er
                         kn__plist_t *done)
 {
     kn__prec_t *r;
+    /*
+     * One backoff for the whole Kinesis record: its records come back
+     * together and in order (strict ordering relies on it).
+     */
+    int64_t wait_ms = -1;
     while ((r = kn__pl_pop(&k->recs))) {
         add_attempt(p, r, start, now, code, name);
         if (retry) {
-            kn__retry_or_fail(p, s, r, k->shard, code, msg, backoff(p, r), done, now);
+            if (wait_ms < 0)
+                wait_ms = backoff(p, r);
+            kn__retry_or_fail(p, s, r, k->shard, code, msg, wait_ms, done, now);
         } else {
             kn__prec_fail(r, code, msg);
             kn__pl_push(done, r);
@@ -262,6 +270,7 @@ static void on_put_done(kn__aws_result_t *res, void *opaque)
     int64_t now = kn__pnow_ms();
     kn__plist_t done = {0};
     p->inflight--;
+    p->inflight_bytes -= q->bytes;
     atomic_fetch_add_explicit(&p->stats.request_ms_total, now - q->start_ms, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->stats.request_count, 1, memory_order_relaxed);
     for (size_t i = 0; i < q->n; i++) {
@@ -367,6 +376,7 @@ static void build_after(uv_work_t *w, int status)
     }
     kn__buf_free(&q->body);
     p->inflight--;
+    p->inflight_bytes -= q->bytes;
     bool retry = q->rc == KN_ERR_NOMEM;
     for (size_t i = 0; i < q->n; i++) {
         q->krecs[i]->shard->inflight--;
@@ -440,6 +450,8 @@ void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
     pthread_mutex_unlock(&p->lock);
     /* In flight from here: strict ordering and destroy's wait count it. */
     p->inflight++;
+    q->bytes = (int64_t)bytes;
+    p->inflight_bytes += q->bytes;
     for (size_t i = 0; i < n; i++)
         q->krecs[i]->shard->inflight++;
     atomic_fetch_add_explicit(&p->stats.requests, 1, memory_order_relaxed);

@@ -13,6 +13,7 @@
  *   - a failed record carries an error code and a message naming the cause;
  *   - the fault really happened (the proxy's counters) and shows in the
  *     results' attempt lists where the service named it;
+ *   - the producer's statistics count what the results say;
  *   - with producer.ordering.strict=true, the records of each partition key
  *     are in the stream exactly once and in put order despite partial failures
  *     and throttling.
@@ -258,9 +259,10 @@ static void put_range(kn_producer_t *p, const char *stream, run_t *run, int from
         kn_err_t rc = kn_producer_put(p, &r, err, sizeof(err));
         if (rc != KN_ERR_OK)
             fail_msg("put %d: %s: %s", i, kn_err2name(rc), err);
-        /* Pace the puts (10 ms every 100 records) so that faults land on many requests. */
-        if (i % 100 == 99) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
+        /* Pace the puts (5 ms every 25 records) so that the records go out in many requests
+         * (producer.record.max.buffered.ms is 5) and the faults land on many of them. */
+        if (i % 25 == 24) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
             kn_producer_poll(p, 0);
         }
@@ -285,7 +287,7 @@ static void run_case(const fcase_t *fc, outcome_t *out)
 
     kn_conf_t *conf = base_conf(px.url);
     char err[512];
-    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "20", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "5", err, sizeof(err)), KN_ERR_OK);
     for (int i = 0; fc->conf && fc->conf[i]; i += 2)
         if (kn_conf_set(conf, fc->conf[i], fc->conf[i + 1], err, sizeof(err)) != KN_ERR_OK)
             fail_msg("conf %s: %s", fc->conf[i], err);
@@ -303,8 +305,11 @@ static void run_case(const fcase_t *fc, outcome_t *out)
         assert_int_equal(rc, KN_ERR_OK);
         assert_int_equal(kn_fproxy_upstream(&px, "stop"), 0);
         put_range(p, stream, &run, a, b);
-        for (int i = 0; i < 15; i++) /* about 1.5 s of failing requests */
-            kn_producer_poll(p, 100);
+        for (int i = 0; i < 15; i++) { /* 1.5 s of failing requests */
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            kn_producer_poll(p, 0);
+        }
         assert_int_equal(kn_fproxy_upstream(&px, "start"), 0);
         put_range(p, stream, &run, b, fc->n);
     } else {
@@ -316,12 +321,27 @@ static void run_case(const fcase_t *fc, outcome_t *out)
     assert_int_equal(kn_producer_pending(p), 0);
     char *stats = kn_producer_stats_json(p);
     assert_non_null(stats);
-    kn_free(stats);
     kn_producer_destroy(p);
 
     /* Exactly one result per record, nothing unknown. */
     assert_int_equal(run.bad_opaque, 0);
     assert_int_equal(run.results, fc->n);
+
+    /* The counters agree with the results. */
+    long n_ok = 0;
+    for (int i = 0; i < fc->n; i++)
+        n_ok += run.recs[i].err == KN_ERR_OK;
+    json_object *js = json_tokener_parse(stats), *v = NULL;
+    if (!js)
+        fail_msg("stats are not JSON: %s", stats);
+    assert_true(json_object_object_get_ex(js, "user_records_received", &v));
+    assert_int_equal(json_object_get_int64(v), fc->n);
+    assert_true(json_object_object_get_ex(js, "user_records_put", &v));
+    assert_int_equal(json_object_get_int64(v), n_ok);
+    assert_true(json_object_object_get_ex(js, "user_records_pending", &v));
+    assert_int_equal(json_object_get_int64(v), 0);
+    json_object_put(js);
+    kn_free(stats);
 
     if (fc->kind) {
         long hits = kn_fproxy_stat(&px, fc->kind);
@@ -579,7 +599,7 @@ static void test_server_down_ttl(void **state)
     kn_conf_t *conf = base_conf(px.url);
     char err[512];
     assert_int_equal(kn_conf_set(conf, "producer.record.ttl.ms", "1500", err, sizeof(err)), KN_ERR_OK);
-    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "20", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "5", err, sizeof(err)), KN_ERR_OK);
     kn_conf_set_result_cb(conf, on_result, &run);
     kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
