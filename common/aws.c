@@ -126,10 +126,10 @@ static void schedule_refresh(kn_client_t *c, int failed)
     if (st == KN__CREDS_NONE || exp == 0 || c->stop_started)
         return;
     int64_t in_s = (int64_t)(exp - KN__CREDS_REFRESH_BEFORE_S - time(NULL));
-    /* Short-lived credentials (inside the window already) are refreshed at most every 30 s. */
+    /* Credentials that arrive inside the window already are refreshed every 30 s at most. */
     if (failed)
         in_s = 60;
-    else if (in_s < 30)
+    else if (in_s < 1)
         in_s = 30;
     uv_timer_start(&c->creds_timer, on_creds_timer, (uint64_t)in_s * 1000, 0);
 }
@@ -341,7 +341,8 @@ static void attempt_send(call_t *call)
         }
         return;
     }
-    if (st == KN__CREDS_REFRESH_DUE)
+    /* Inside the refresh window: refresh in the background, spaced out (the timer does the rest). */
+    if (st == KN__CREDS_REFRESH_DUE && kn__creds_cache_refresh_wanted(c->creds))
         start_refresh(c);
 
     kn__hdr_t sh[3] = {

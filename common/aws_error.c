@@ -18,13 +18,17 @@
 
 void kn__aws_error_name(const char *raw, size_t raw_len, char *out, size_t size)
 {
+    /* "namespace#Name:suffix": cut the suffix first, then keep what follows the last '#'. */
     const char *p = raw, *end = raw + raw_len;
-    const char *hash = memchr(p, '#', raw_len);
-    if (hash)
-        p = hash + 1;
-    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *colon = memchr(p, ':', raw_len);
     if (colon)
         end = colon;
+    for (const char *q = end; q > p; q--) {
+        if (q[-1] == '#') {
+            p = q;
+            break;
+        }
+    }
     while (p < end && isspace((unsigned char)*p))
         p++;
     while (end > p && isspace((unsigned char)end[-1]))
@@ -269,15 +273,52 @@ void kn__aws_parse_error(long status, const char *error_type_header, const char 
         kn__error_set(err, code, "HTTP %ld with %s", status, blen ? "an unrecognised body" : "an empty body");
 }
 
+static int month_index(const char *m)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int i = 0; i < 12; i++) {
+        if (strncmp(m, months + 3 * i, 3) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/*
+ * The three forms RFC 7231 (section 7.1.1.1) requires a recipient to accept,
+ * parsed without the C library's locale-dependent strptime:
+ *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
+ *   RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT"
+ *   asctime      "Sun Nov  6 08:49:37 1994"
+ */
 time_t kn__http_date_parse(const char *s)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
     if (!s || !*s)
         return (time_t)-1;
-    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S", &tm);
-    if (!end)
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    char mon[4] = "", wday[16] = "", zone[4] = "";
+    int day = 0, year = 0, h = 0, mi = 0, se = 0, n = 0;
+    if (sscanf(s, "%15[A-Za-z], %2d %3s %4d %2d:%2d:%2d %3s%n", wday, &day, mon, &year, &h, &mi, &se, zone, &n) == 8 &&
+        strcmp(zone, "GMT") == 0) {
+        /* IMF-fixdate */
+    } else if (sscanf(s, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d %3s%n", wday, &day, mon, &year, &h, &mi, &se, zone,
+                      &n) == 8 &&
+               strcmp(zone, "GMT") == 0) {
+        year += year < 70 ? 2000 : 1900;
+    } else if (sscanf(s, "%3s %3s %2d %2d:%2d:%2d %4d%n", wday, mon, &day, &h, &mi, &se, &year, &n) == 7) {
+        /* asctime */
+    } else {
         return (time_t)-1;
+    }
+    int m = month_index(mon);
+    if (m < 0 || day < 1 || day > 31 || h > 23 || mi > 59 || se > 60 || year < 1970)
+        return (time_t)-1;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = m;
+    tm.tm_mday = day;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
     return timegm(&tm);
 }
 

@@ -269,18 +269,29 @@ fail:
 
 KN_API kn_client_t *kn_client_ref(kn_client_t *client)
 {
+    if (!client)
+        return NULL;
     atomic_fetch_add(&client->refcnt, 1);
     return client;
 }
 
 KN_API void kn_client_destroy(kn_client_t *c)
 {
-    if (!c || atomic_fetch_sub(&c->refcnt, 1) != 1)
+    if (!c)
+        return;
+    if (kn__client_on_loop(c)) {
+        /* From a library callback the I/O thread would join itself: refuse (documented). */
+        KN_LOG(c->log, KN_LOG_ERROR, KN_DBG_GENERIC, "kn_client_destroy called from a library callback: ignored");
+        return;
+    }
+    if (atomic_fetch_sub(&c->refcnt, 1) != 1)
         return;
     /* Tasks posted before this point still run; kn__client_post refuses new ones. */
     pthread_mutex_lock(&c->lock);
     c->stopping = 1;
     pthread_mutex_unlock(&c->lock);
+    /* A credential refresh on the thread pool keeps the loop alive: stop it now. */
+    kn__creds_cache_cancel(c->creds);
     uv_async_send(&c->wakeup);
     pthread_join(c->thread, NULL);
     uv_loop_close(&c->loop);

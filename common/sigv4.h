@@ -101,7 +101,8 @@ void kn__sigv4_cache_stats(kn__sigv4_cache_t *c, uint64_t *hits, uint64_t *misse
  * Signs a request. cache may be NULL (no caching); any thread may call this,
  * also concurrently with the same cache. canonical/string_to_sign may be
  * NULL; when given they are reset and receive the canonical request and the
- * string to sign (for tests and sigv4 trace logging; neither holds a secret).
+ * string to sign (for tests and sigv4 trace logging; the canonical request holds
+ * the session token when it is signed: log it only through the logger, which redacts it).
  * Returns KN_ERR_OK, or KN_ERR_INVALID_ARG (bad input), KN_ERR_TOO_LARGE
  * (Authorization would not fit), KN_ERR_NOMEM, KN_ERR_NOT_SUPPORTED (OpenSSL
  * has no SHA-256/HMAC) with a message in err that never holds a secret.

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <locale.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -126,6 +127,9 @@ static void error_name_helper_strips_prefix_and_suffix(void **state)
     const char *raw = "ns.v1#Name:http://x";
     kn__aws_error_name(raw, strlen(raw), out, sizeof(out));
     assert_string_equal(out, "Name");
+    raw = "a#b#Name:http://x#y";
+    kn__aws_error_name(raw, strlen(raw), out, sizeof(out));
+    assert_string_equal(out, "Name");
     kn__aws_error_name("Plain", 5, out, sizeof(out));
     assert_string_equal(out, "Plain");
     kn__aws_error_name("abcdefgh", 8, out, 4); /* truncated safely */
@@ -157,8 +161,15 @@ static void backoff_is_full_jitter_within_the_cap(void **state)
 static void http_dates_parse(void **state)
 {
     (void)state;
+    /* The parse must not depend on the application's locale. */
+    setlocale(LC_ALL, "");
     assert_int_equal(kn__http_date_parse("Wed, 25 Nov 2026 21:50:04 GMT"), 1795643404);
     assert_int_equal(kn__http_date_parse("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777);
+    assert_int_equal(kn__http_date_parse("Sunday, 06-Nov-94 08:49:37 GMT"), 784111777);
+    assert_int_equal(kn__http_date_parse("Sun Nov  6 08:49:37 1994"), 784111777);
+    assert_int_equal(kn__http_date_parse("Sun, 06 Nov 1994 08:49:37 PST"), -1);
+    assert_int_equal(kn__http_date_parse("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
+    assert_int_equal(kn__http_date_parse("Sun, 06 Nov 1994 25:49:37 GMT"), -1);
     assert_int_equal(kn__http_date_parse("yesterday"), -1);
     assert_int_equal(kn__http_date_parse(""), -1);
 }
