@@ -653,8 +653,6 @@ static void finish_close(kn_producer_t *p)
     }
 }
 
-/* Called by send.c after each response while closing. */
-void kn__pipeline_maybe_close(kn_producer_t *p);
 void kn__pipeline_maybe_close(kn_producer_t *p)
 {
     if (p->closing_wait && !p->closing && p->inflight == 0)

@@ -305,6 +305,8 @@ void kn__pipeline_pump(kn_producer_t *p);
 /* Routes a record to its shard's queue (or the stream's waiting list). */
 void kn__pipeline_route(kn_producer_t *p, kn__pstream_t *s, kn__prec_t *r);
 void kn__krec_release(kn_producer_t *p, kn__krec_t *k);
+/* After a request ends: completes destroy's close once nothing is in flight. */
+void kn__pipeline_maybe_close(kn_producer_t *p);
 
 /* send.c (loop thread). */
 /* Builds and sends one PutRecords request from the stream's ready list. */

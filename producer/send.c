@@ -17,8 +17,6 @@
 #include "aws.h"
 #include "producer_int.h"
 
-void kn__pipeline_maybe_close(kn_producer_t *p);
-
 typedef struct preq_s {
     kn_producer_t *p;
     kn__pstream_t *s;

@@ -414,6 +414,51 @@ static void destroy_fails_calls_waiting_in_backoff(void **state)
     kn_test_stop(p.pid);
 }
 
+/* A credential source that hangs cannot hold up destroy: the running refresh is cancelled. */
+static void destroy_does_not_wait_for_a_hanging_credential_source(void **state)
+{
+    (void)state;
+    char home[] = "/tmp/kn-aws-layer-XXXXXX";
+    assert_non_null(mkdtemp(home));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = sleep 50\\n' > '%s/.aws/config'",
+             home, home);
+    assert_int_equal(system(cmd), 0);
+    const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                          "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
+                                 sizeof(err)), KN_ERR_OK);
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(c);
+    async_t a = {PTHREAD_MUTEX_INITIALIZER, 0, KN_ERR_OK};
+    kn__aws_req_t req = {.service = KN__SVC_KINESIS, .operation = "ListStreams", .cb = async_cb, .opaque = &a};
+    kn__buf_puts(&req.body, "{}");
+    kn_error_t e;
+    assert_int_equal(kn__aws_call(c, &req, &e), KN_ERR_OK);
+    usleep(300000); /* the refresh is now running credential_process */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kn_client_destroy(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(s < 10.0);
+    assert_int_equal(a.calls, 1);
+    assert_int_not_equal(a.code, KN_ERR_OK);
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    free(old_home);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void no_secret_reaches_the_log_at_trace_level(void **state)
 {
     (void)state;
@@ -443,6 +488,7 @@ int main(void)
         cmocka_unit_test(connection_refused_names_the_endpoint),
         cmocka_unit_test(destroy_fails_calls_waiting_in_backoff),
         cmocka_unit_test(temporary_credentials_are_refreshed_in_the_background),
+        cmocka_unit_test(destroy_does_not_wait_for_a_hanging_credential_source),
         cmocka_unit_test(no_secret_reaches_the_log_at_trace_level),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -1006,18 +1006,54 @@ static void test_fd_and_poll(void **state)
     sink_free(sink);
 }
 
+typedef struct during_destroy_s {
+    const char *stream;
+    bool destroying;
+    int calls;
+    int put_ok, put_destroyed, put_other;
+} during_destroy_t;
+
+static void on_result_put_again(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    during_destroy_t *x = opaque;
+    (void)r;
+    x->calls++;
+    if (!x->destroying)
+        return;
+    char err[256];
+    kn_err_t rc = put_one(p, x->stream, "k", "v", 1, 0, err, sizeof(err));
+    if (rc == KN_ERR_OK)
+        x->put_ok++;
+    else if (rc == KN_ERR_DESTROYED && strstr(err, "destroyed"))
+        x->put_destroyed++;
+    else
+        x->put_other++;
+}
+
+/*
+ * A put after destroy began fails with KN_ERR_DESTROYED: destroy serves the
+ * pending results on its thread, and the callback tries to put again.
+ */
 static void test_put_after_destroy_began(void **state)
 {
-    /* Covered through the result of a put racing destroy: destroy of NULL is a no-op, and a
-       producer destroyed with nothing pending returns at once. */
     server_t *s = *state;
-    kn_producer_destroy(NULL);
-    sink_t *sink = sink_new(1);
-    const char *extra[] = {"producer.shutdown.timeout.ms", "0", NULL};
-    kn_producer_t *p = producer_with(s, sink, extra);
+    kn_producer_destroy(NULL); /* a no-op */
+    create_stream(s, "late", 1);
+    during_destroy_t x = {s->stream, false, 0, 0, 0, 0};
+    kn_conf_t *conf = base_conf(s);
+    kn_conf_set_result_cb(conf, on_result_put_again, &x);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(put_one(p, s->stream, "k", "v", 1, i, err, sizeof(err)), KN_ERR_OK);
+    x.destroying = true; /* nothing was polled: every result is served inside destroy */
     kn_producer_destroy(p);
-    assert_int_equal(sink->total, 0);
-    sink_free(sink);
+    assert_int_equal(x.calls, 20);
+    assert_int_equal(x.put_destroyed, 20);
+    assert_int_equal(x.put_ok, 0);
+    assert_int_equal(x.put_other, 0);
 }
 
 #define ON(server, fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &server)
