@@ -254,13 +254,11 @@ static void schedule(kn_producer_t *p, int64_t wake, int64_t now)
 {
     if (wake == INT64_MAX) {
         uv_timer_stop(&p->timer);
-        p->timer_at = INT64_MAX;
         return;
     }
     int64_t delay = wake - now;
     if (delay < 1)
         delay = 1;
-    p->timer_at = now + delay;
     uv_timer_start(&p->timer, on_timer, (uint64_t)delay, 0);
 }
 

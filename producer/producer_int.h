@@ -196,7 +196,6 @@ struct kn_producer_s {
     /* Loop only. */
     uv_timer_t timer;
     bool timer_init;
-    int64_t timer_at;
     int64_t inflight;
     int64_t inflight_bytes, inflight_bytes_max; /* request bodies' payload in flight, bounded */
     bool cancelled;    /* destroy: no more sends, everything queued fails */
