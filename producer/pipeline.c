@@ -376,6 +376,14 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
     k->min_deadline = INT64_MAX;
     /* Record-scope compression tags records, and tags only exist inside an aggregate. */
     bool force = p->codec != KN__CODEC_NONE && p->zscope == KN__RC_SCOPE_RECORD;
+    /*
+     * A lone record whose data starts with the KPL magic goes out as a
+     * one-record aggregate: deaggregators that look only at the magic
+     * (aws-kinesis-agg) would reject it raw, where the KCL passes it through.
+     */
+    const kn__prec_t *head = sh->queue.head;
+    if (head && head->data_len >= KN__AGG_MAGIC_LEN && memcmp(head->data, KN__AGG_MAGIC, KN__AGG_MAGIC_LEN) == 0)
+        force = true;
     if (p->agg_enabled && (sh->queue.count > 1 || force)) {
         if (!p->agg && !(p->agg = kn__agg_builder_new())) {
             kn__krec_release(p, k);

@@ -479,6 +479,46 @@ static void test_max_size_records(void **state)
     sink_free(sink);
 }
 
+/*
+ * A lone record whose data starts with the KPL magic is sent as a one-record
+ * aggregate, so deaggregators that trust the magic alone read it right; a
+ * lone ordinary record is sent raw.
+ */
+static void test_lone_magic_record_is_wrapped(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "magic", 1);
+    sink_t *sink = sink_new(2);
+    kn_producer_t *p = producer_with(s, sink, NULL);
+    char err[512];
+    const char magic_data[] = "\xF3\x89\x9A\xC2 not an aggregate";
+    assert_int_equal(put_one(p, s->stream, "m", magic_data, sizeof(magic_data) - 1, 0, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, "plain", "hello", 5, 1, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    assert_int_equal(sink->total, 2);
+    assert_int_equal(sink->r[0].err, KN_ERR_OK);
+    assert_true(sink->r[0].aggregated);
+    assert_int_equal(sink->r[1].err, KN_ERR_OK);
+    assert_false(sink->r[1].aggregated);
+    gotlist_t got = {0};
+    read_all(s, 2, &got);
+    assert_int_equal(got.n, 2);
+    int seen = 0;
+    for (size_t g = 0; g < got.n; g++) {
+        if (got.v[g].data_len == sizeof(magic_data) - 1) {
+            assert_memory_equal(got.v[g].data, magic_data, sizeof(magic_data) - 1);
+            assert_true(got.v[g].aggregated);
+            assert_string_equal(got.v[g].key, "m");
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 1);
+    gotlist_free(&got);
+    sink_free(sink);
+}
+
 static void test_bad_input(void **state)
 {
     server_t *s = *state;
@@ -1072,6 +1112,7 @@ int main(void)
         ON(kinesalite, test_roundtrip_zstd_record_scope),
         ON(kinesalite, test_roundtrip_gzip_record_scope_1_shard),
         ON(kinesalite, test_max_size_records),
+        ON(kinesalite, test_lone_magic_record_is_wrapped),
         ON(kinesalite, test_bad_input),
         ON(kinesalite, test_unknown_stream),
         ON(moto, test_unknown_stream),
