@@ -370,6 +370,9 @@ static kn_err_t zstd_decompress(kn__zctx_t *z, const unsigned char *in, size_t l
 
     if (len == 0)
         return kn__error_set(err, KN_ERR_BAD_RESPONSE, "zstd: empty input is not a zstd frame");
+    /* Only the standard frame format: libzstd would also take legacy (v0.x) frames. */
+    if (!kn__codec_sniff(KN__CODEC_ZSTD, in, len))
+        return kn__error_set(err, KN_ERR_BAD_RESPONSE, "zstd: not a zstd frame (bad magic number)");
     unsigned long long fcs = ZSTD_getFrameContentSize(in, len);
     if (fcs == ZSTD_CONTENTSIZE_ERROR)
         return kn__error_set(err, KN_ERR_BAD_RESPONSE,
