@@ -98,6 +98,22 @@ static long proxy_stat(proxy_t *p, const char *name)
     return v;
 }
 
+/*
+ * Starts a fault proxy with extra options in front of kinesalite, runs one
+ * ListStreams through a client with the given attempts (10 ms base backoff),
+ * and returns its result; the proxy keeps running for its stats.
+ */
+static kn_err_t list_streams_via_proxy(proxy_t *p, const char *const *extra, const char *max_attempts,
+                                       kn_error_t *err)
+{
+    proxy_start(p, extra);
+    kn_client_t *c = client_for(p->url, max_attempts, "10");
+    kn__error_clear(err);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, err);
+    kn_client_destroy(c);
+    return rc;
+}
+
 static void list_streams_succeeds_against_kinesalite(void **state)
 {
     (void)state;
@@ -137,18 +153,12 @@ static void server_errors_are_retried_until_success(void **state)
     (void)state;
     proxy_t p;
     const char *extra[] = {"--fail-first", "2", NULL};
-    proxy_start(&p, extra);
-    kn_client_t *c = client_for(p.url, "5", "10");
     kn_error_t err;
-    kn__error_clear(&err);
-    json_object *out = NULL;
-    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, &out, &err);
+    kn_err_t rc = list_streams_via_proxy(&p, extra, "5", &err);
     if (rc != KN_ERR_OK)
         fail_msg("ListStreams: %s", err.message);
-    json_object_put(out);
     assert_int_equal(proxy_stat(&p, "requests"), 3);
     assert_int_equal(proxy_stat(&p, "forwarded"), 1);
-    kn_client_destroy(c);
     kn_test_stop(p.pid);
 }
 
@@ -158,18 +168,13 @@ static void retries_end_after_max_attempts_with_the_last_error(void **state)
     proxy_t p;
     const char *extra[] = {"--fail-first", "100", "--fail-status", "503", "--fail-body",
                            "<html><head><title>503 Service Unavailable</title></head></html>", NULL};
-    proxy_start(&p, extra);
-    kn_client_t *c = client_for(p.url, "3", "10");
     kn_error_t err;
-    kn__error_clear(&err);
-    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
-    assert_int_equal(rc, KN_ERR_SERVICE);
+    assert_int_equal(list_streams_via_proxy(&p, extra, "3", &err), KN_ERR_SERVICE);
     assert_int_equal(err.http_status, 503);
     assert_true(err.retriable);
     assert_non_null(strstr(err.message, "after 3 attempts"));
     assert_non_null(strstr(err.message, "503 Service Unavailable"));
     assert_int_equal(proxy_stat(&p, "requests"), 3);
-    kn_client_destroy(c);
     kn_test_stop(p.pid);
 }
 
@@ -179,15 +184,11 @@ static void validation_errors_are_not_retried(void **state)
     proxy_t p;
     const char *extra[] = {"--fail-first", "100", "--fail-status", "400", "--fail-body",
                            "{\"__type\":\"ValidationException\",\"message\":\"1 validation error detected\"}", NULL};
-    proxy_start(&p, extra);
-    kn_client_t *c = client_for(p.url, "5", "10");
     kn_error_t err;
-    kn__error_clear(&err);
-    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err), KN_ERR_VALIDATION);
+    assert_int_equal(list_streams_via_proxy(&p, extra, "5", &err), KN_ERR_VALIDATION);
     assert_false(err.retriable);
     assert_non_null(strstr(err.message, "1 validation error detected"));
     assert_int_equal(proxy_stat(&p, "requests"), 1);
-    kn_client_destroy(c);
     kn_test_stop(p.pid);
 }
 
@@ -196,15 +197,11 @@ static void connection_resets_are_retried(void **state)
     (void)state;
     proxy_t p;
     const char *extra[] = {"--reset-first", "2", NULL};
-    proxy_start(&p, extra);
-    kn_client_t *c = client_for(p.url, "4", "10");
     kn_error_t err;
-    kn__error_clear(&err);
-    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    kn_err_t rc = list_streams_via_proxy(&p, extra, "4", &err);
     if (rc != KN_ERR_OK)
         fail_msg("ListStreams after resets: %s", err.message);
     assert_int_equal(proxy_stat(&p, "forwarded"), 1);
-    kn_client_destroy(c);
     kn_test_stop(p.pid);
 }
 
@@ -239,14 +236,10 @@ static void signature_errors_without_skew_fail_fast(void **state)
                            "{\"__type\":\"InvalidSignatureException\",\"message\":\"The request signature we "
                            "calculated does not match the signature you provided.\"}",
                            NULL};
-    proxy_start(&p, extra);
-    kn_client_t *c = client_for(p.url, "5", "10");
     kn_error_t err;
-    kn__error_clear(&err);
-    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err), KN_ERR_AUTH);
+    assert_int_equal(list_streams_via_proxy(&p, extra, "5", &err), KN_ERR_AUTH);
     assert_string_equal(err.aws_type, "InvalidSignatureException");
     assert_int_equal(proxy_stat(&p, "requests"), 1);
-    kn_client_destroy(c);
     kn_test_stop(p.pid);
 }
 
@@ -258,15 +251,11 @@ static void expired_token_refreshes_credentials_and_retries_once(void **state)
                            "{\"__type\":\"ExpiredTokenException\",\"message\":\"The security token included in "
                            "the request is expired\"}",
                            NULL};
-    proxy_start(&p, extra);
-    kn_client_t *c = client_for(p.url, "5", "10");
     kn_error_t err;
-    kn__error_clear(&err);
-    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &err);
+    kn_err_t rc = list_streams_via_proxy(&p, extra, "5", &err);
     if (rc != KN_ERR_OK)
         fail_msg("ListStreams after ExpiredToken: %s", err.message);
     assert_int_equal(proxy_stat(&p, "requests"), 2);
-    kn_client_destroy(c);
     kn_test_stop(p.pid);
 }
 
