@@ -55,16 +55,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static kn_err_t resolve(const char *profile, kn__creds_t *c, kn_error_t *e)
-{
-    kn__creds_opts_t o;
-    memset(&o, 0, sizeof(o));
-    o.tls_verify = true;
-    o.timeout_ms = 10000;
-    o.profile = profile;
-    kn__error_clear(e);
-    return kn__creds_resolve(&o, c, e);
-}
 
 static void use_imds(void)
 {
@@ -98,7 +88,7 @@ static void imds_v2_session_token_flow(void **state)
     use_imds();
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_string_equal(c.access_key_id, "ASIAIMDSEXAMPLE00001");
     assert_string_equal(c.secret_access_key, IMDS_SECRET);
     assert_string_equal(c.session_token, "imdsSessionTokenExample0001");
@@ -116,7 +106,7 @@ static void imds_without_a_role_is_listed_as_such(void **state)
     use_imds();
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     char expect[200];
     snprintf(expect, sizeof(expect), "IMDS: no IAM role attached to the instance (%s)", srv.url);
     assert_non_null(strstr(e.message, expect));
@@ -132,7 +122,7 @@ static void container_full_uri_with_authorization_token(void **state)
     use_imds(); /* container comes first */
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_string_equal(c.access_key_id, "ASIACONTAINEREXAMPLE");
     assert_string_equal(c.session_token, "containerSessionTokenExample0001");
     assert_string_equal(c.source, "container");
@@ -144,13 +134,13 @@ static void container_full_uri_with_authorization_token(void **state)
     const char *tf = kn_t_write("container-token", CONTAINER_TOKEN "\n", 0600);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", tf, 1);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong-token", 1);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_string_equal(c.access_key_id, "ASIACONTAINEREXAMPLE");
     kn__creds_free(&c);
 
     /* a rejected token stops the chain: IMDS is not asked */
     unsetenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_AUTH);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_AUTH);
     assert_non_null(strstr(e.message, "container: GET"));
     assert_non_null(strstr(e.message, "returned HTTP 401"));
     assert_null(strstr(e.message, "wrong-token"));
@@ -163,10 +153,10 @@ static void container_full_uri_must_be_local_or_https(void **state)
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://198.51.100.7/creds", 1);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     assert_non_null(strstr(e.message, "must be https or a loopback"));
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1.example.com/creds", 1);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     assert_non_null(strstr(e.message, "must be https or a loopback"));
 }
 
@@ -181,17 +171,17 @@ static void container_uri_user_info_is_hidden_and_not_taken_for_the_host(void **
     kn__creds_t c;
     kn_error_t e;
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9@198.51.100.7/creds", 1);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     assert_non_null(strstr(e.message, "must be https or a loopback"));
     assert_non_null(strstr(e.message, "http://198.51.100.7/creds"));
 
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://kn:s3cretPw@127.0.0.1:1/creds", 1);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_TRANSPORT);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_TRANSPORT);
     assert_non_null(strstr(e.message, "http://127.0.0.1:1/creds"));
     assert_null(strstr(e.message, "s3cretPw"));
 
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "https://kn:s3cretPw@127.0.0.1:1/creds", 1);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_TRANSPORT);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_TRANSPORT);
     assert_non_null(strstr(e.message, "https://127.0.0.1:1/creds"));
     assert_null(strstr(e.message, "s3cretPw"));
 }
@@ -208,7 +198,7 @@ static void profile_beats_container_and_imds(void **state)
                "[default]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = s\n", 0600);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_string_equal(c.access_key_id, "AKIDPROFILE");
     kn__creds_free(&c);
     assert_int_equal(stat_of("container"), 0);
@@ -244,7 +234,7 @@ static void sso_session_profile_exchanges_the_cached_token(void **state)
     setenv("AWS_PROFILE", "dev", 1);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_string_equal(c.access_key_id, "ASIASSOEXAMPLE000001");
     assert_string_equal(c.secret_access_key, "ssoSecretKeyExample0000000000000000000001");
     assert_string_equal(c.session_token, "ssoSessionTokenExample0001");
@@ -267,22 +257,22 @@ static void sso_legacy_profile_and_token_problems(void **state)
     kn_error_t e;
 
     /* no cached token yet */
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_CREDENTIALS);
     assert_non_null(
         strstr(e.message, "no cached SSO token for start URL https://corp.awsapps.com/start"));
     assert_non_null(strstr(e.message, "aws sso login"));
 
     write_sso_token(SHA1_START_URL, SSO_TOKEN, 3600);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_string_equal(c.access_key_id, "ASIASSOEXAMPLE000001");
     kn__creds_free(&c);
 
     write_sso_token(SHA1_START_URL, SSO_TOKEN, -60);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_EXPIRED_TOKEN);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_EXPIRED_TOKEN);
     assert_non_null(strstr(e.message, "cached SSO token expired"));
 
     write_sso_token(SHA1_START_URL, "not-the-right-token", 3600);
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_AUTH);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_AUTH);
     assert_non_null(strstr(e.message, "HTTP 401"));
     assert_null(strstr(e.message, "not-the-right-token"));
     assert_int_equal(stat_of("sso"), 1);
@@ -301,7 +291,7 @@ static void role_with_imds_credential_source(void **state)
                0600);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve("ec2role", &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve("ec2role", &c, &e), KN_ERR_OK);
     assert_memory_equal(c.access_key_id, "ASIA", 4);
     assert_string_not_equal(c.access_key_id, "ASIAIMDSEXAMPLE00001");
     assert_string_equal(c.source, "assume-role:ec2role");

@@ -44,16 +44,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static kn_err_t resolve(const char *profile, kn__creds_t *c, kn_error_t *e)
-{
-    kn__creds_opts_t o;
-    memset(&o, 0, sizeof(o));
-    o.tls_verify = true;
-    o.timeout_ms = 10000;
-    o.profile = profile;
-    kn__error_clear(e);
-    return kn__creds_resolve(&o, c, e);
-}
 
 /* moto hands out "ASIA" + 16 upper-case letters/digits and a 40-character secret. */
 static void assert_moto_keys(const kn__creds_t *c)
@@ -113,7 +103,7 @@ static void web_identity_from_environment_directly_against_moto(void **state)
     setenv("AWS_ENDPOINT_URL_STS", getenv("KN_TEST_MOTO_URL"), 1);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     assert_string_equal(c.source, "web-identity");
     kn__creds_free(&c);
@@ -128,7 +118,7 @@ static void web_identity_request_is_unsigned_and_carries_the_role(void **state)
     set_sts_endpoint("/sts");
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     kn__creds_free(&c);
     json_object *log = sts_log();
@@ -152,7 +142,7 @@ static void web_identity_from_a_profile(void **state)
     set_sts_endpoint("/sts");
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve("wi", &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve("wi", &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     kn__creds_free(&c);
     json_object *log = sts_log();
@@ -166,7 +156,7 @@ static void web_identity_from_a_profile(void **state)
                "[profile wi]\nrole_arn = arn:aws:iam::123456789012:role/kn-wi\n"
                "web_identity_token_file = ~/missing-token\n",
                0600);
-    assert_int_equal(resolve("wi", &c, &e), KN_ERR_IO);
+    assert_int_equal(kn_t_resolve("wi", &c, &e), KN_ERR_IO);
     assert_non_null(strstr(e.message, "profile wi: cannot read web identity token file"));
 }
 
@@ -186,7 +176,7 @@ static void profile_endpoint_url_is_the_sts_endpoint(void **state)
     kn_t_write(".aws/config", cfg, 0600);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve("wi", &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve("wi", &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     kn__creds_free(&c);
     json_object *log = sts_log();
@@ -214,7 +204,7 @@ static void assume_role_through_source_profile_is_signed_with_its_keys(void **st
     setenv("AWS_PROFILE", "role", 1);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     assert_string_equal(c.source, "assume-role:role");
     kn__creds_free(&c);
@@ -251,7 +241,7 @@ static void role_chain_signs_the_second_call_with_the_first_roles_keys(void **st
     set_sts_endpoint("/sts");
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve("second", &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve("second", &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     kn__creds_free(&c);
     json_object *log = sts_log();
@@ -281,7 +271,7 @@ static void credential_source_environment_signs_with_the_environment_keys(void *
     kn__creds_t c;
     kn_error_t e;
     /* the profile is set in the configuration, so the environment keys do not win by themselves */
-    assert_int_equal(resolve("envrole", &c, &e), KN_ERR_OK);
+    assert_int_equal(kn_t_resolve("envrole", &c, &e), KN_ERR_OK);
     assert_moto_keys(&c);
     kn__creds_free(&c);
     json_object *log = sts_log();
@@ -306,7 +296,7 @@ static void sts_failure_stops_the_chain_with_the_status(void **state)
     set_sts_endpoint("/not-sts"); /* the relay answers 404 here */
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve("role", &c, &e), KN_ERR_BAD_RESPONSE);
+    assert_int_equal(kn_t_resolve("role", &c, &e), KN_ERR_BAD_RESPONSE);
     assert_non_null(strstr(
         e.message,
         "profile role: STS AssumeRole for arn:aws:iam::123456789012:role/kn-role: HTTP 404"));
@@ -319,7 +309,7 @@ static kn_err_t canned(const char *name, kn__creds_t *c, kn_error_t *e)
     char suffix[64];
     snprintf(suffix, sizeof(suffix), "/canned/%s", name);
     set_sts_endpoint(suffix);
-    return resolve(NULL, c, e);
+    return kn_t_resolve(NULL, c, e);
 }
 
 static void sts_xml_is_decoded_and_malformed_answers_are_rejected(void **state)
@@ -372,7 +362,7 @@ static void malformed_sts_url_is_invalid_and_not_retriable(void **state)
     setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:99999/", 1);
     kn__creds_t c;
     kn_error_t e;
-    assert_int_equal(resolve(NULL, &c, &e), KN_ERR_INVALID_ARG);
+    assert_int_equal(kn_t_resolve(NULL, &c, &e), KN_ERR_INVALID_ARG);
     assert_false(e.retriable);
     assert_non_null(strstr(e.message, "127.0.0.1:99999"));
 }

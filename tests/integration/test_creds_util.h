@@ -203,4 +203,18 @@ static inline long kn_t_http_get(const char *url, char *buf /* 65536 bytes */)
     return status;
 }
 
+#include "creds.h"
+
+/* Runs the credential chain once for a profile (NULL: the default), TLS verified, 10 s per call. */
+static inline kn_err_t kn_t_resolve(const char *profile, kn__creds_t *c, kn_error_t *e)
+{
+    kn__creds_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.tls_verify = true;
+    o.timeout_ms = 10000;
+    o.profile = profile;
+    kn__error_clear(e);
+    return kn__creds_resolve(&o, c, e);
+}
+
 #endif
