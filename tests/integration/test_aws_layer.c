@@ -278,6 +278,56 @@ static void connection_refused_names_the_endpoint(void **state)
     kn_client_destroy(c);
 }
 
+/*
+ * A temporary HOME whose default profile gets its credentials from
+ * `credential_process = command`, with every other source switched off.
+ * Returns the previous HOME (malloc'd, may be NULL) for restore_home().
+ */
+static char *use_credential_process(const char *home, const char *command)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = %s\\n' > '%s/.aws/config'",
+             home, command, home);
+    assert_int_equal(system(cmd), 0);
+    const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                          "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    return old_home;
+}
+
+static void restore_home(const char *home, char *old_home)
+{
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    free(old_home);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A client on kinesalite that takes its credentials from the chain (no static keys). */
+static kn_client_t *client_with_chain(bool trace)
+{
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
+                                 sizeof(err)), KN_ERR_OK);
+    if (trace) {
+        kn_conf_set_log_cb(conf, collect_log, NULL);
+        assert_int_equal(kn_conf_set(conf, "log.level", "trace", err, sizeof(err)), KN_ERR_OK);
+        assert_int_equal(kn_conf_set(conf, "debug", "all", err, sizeof(err)), KN_ERR_OK);
+    }
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!c)
+        fail_msg("kn_client_new: %s", err);
+    return c;
+}
+
 static int count_lines(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -302,7 +352,7 @@ static void temporary_credentials_are_refreshed_in_the_background(void **state)
     (void)state;
     char home[] = "/tmp/kn-aws-layer-XXXXXX";
     assert_non_null(mkdtemp(home));
-    char path[512], cmd[1024], count[600];
+    char path[512], count[600];
     snprintf(path, sizeof(path), "%s/creds.sh", home);
     snprintf(count, sizeof(count), "%s/count", home);
     FILE *f = fopen(path, "w");
@@ -314,27 +364,8 @@ static void temporary_credentials_are_refreshed_in_the_background(void **state)
             count, SECRET, TOKEN);
     fclose(f);
     chmod(path, 0700);
-    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = %s\\n' > '%s/.aws/config'",
-             home, path, home);
-    assert_int_equal(system(cmd), 0);
-    const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                          "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"};
-    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-        unsetenv(vars[i]);
-    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
-    setenv("HOME", home, 1);
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-
-    kn_conf_t *conf = kn_conf_new();
-    char err[512];
-    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
-                                 sizeof(err)), KN_ERR_OK);
-    kn_conf_set_log_cb(conf, collect_log, NULL);
-    assert_int_equal(kn_conf_set(conf, "log.level", "trace", err, sizeof(err)), KN_ERR_OK);
-    assert_int_equal(kn_conf_set(conf, "debug", "all", err, sizeof(err)), KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
-    kn_conf_destroy(conf);
-    assert_non_null(c);
+    char *old_home = use_credential_process(home, path);
+    kn_client_t *c = client_with_chain(true);
     kn_error_t e;
     kn__error_clear(&e);
     /*
@@ -356,11 +387,7 @@ static void temporary_credentials_are_refreshed_in_the_background(void **state)
     }
     assert_int_equal(runs, 2);
     kn_client_destroy(c);
-    if (old_home)
-        setenv("HOME", old_home, 1);
-    free(old_home);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
-    assert_int_equal(system(cmd), 0);
+    restore_home(home, old_home);
 }
 
 typedef struct async_s {
@@ -409,24 +436,8 @@ static void destroy_does_not_wait_for_a_hanging_credential_source(void **state)
     (void)state;
     char home[] = "/tmp/kn-aws-layer-XXXXXX";
     assert_non_null(mkdtemp(home));
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = sleep 50\\n' > '%s/.aws/config'",
-             home, home);
-    assert_int_equal(system(cmd), 0);
-    const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                          "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"};
-    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-        unsetenv(vars[i]);
-    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
-    setenv("HOME", home, 1);
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    kn_conf_t *conf = kn_conf_new();
-    char err[512];
-    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
-                                 sizeof(err)), KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
-    kn_conf_destroy(conf);
-    assert_non_null(c);
+    char *old_home = use_credential_process(home, "sleep 50");
+    kn_client_t *c = client_with_chain(false);
     async_t a = {PTHREAD_MUTEX_INITIALIZER, 0, KN_ERR_OK};
     kn__aws_req_t req = {.service = KN__SVC_KINESIS, .operation = "ListStreams", .cb = async_cb, .opaque = &a};
     kn__buf_puts(&req.body, "{}");
@@ -441,11 +452,7 @@ static void destroy_does_not_wait_for_a_hanging_credential_source(void **state)
     assert_true(s < 10.0);
     assert_int_equal(a.calls, 1);
     assert_int_not_equal(a.code, KN_ERR_OK);
-    if (old_home)
-        setenv("HOME", old_home, 1);
-    free(old_home);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
-    assert_int_equal(system(cmd), 0);
+    restore_home(home, old_home);
 }
 
 static void no_secret_reaches_the_log_at_trace_level(void **state)
