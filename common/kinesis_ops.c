@@ -1008,6 +1008,28 @@ out:
     return rc;
 }
 
+/* The error a parser of a successful response fills: it carries the response's status and request id. */
+static void parse_err_init(kn_error_t *e, const kn__aws_result_t *res)
+{
+    kn__error_clear(e);
+    e->http_status = (int)res->http_status;
+    snprintf(e->request_id, sizeof(e->request_id), "%s", res->request_id);
+}
+
+/* Sends a built body asynchronously; done(res, a) follows on the loop. On an immediate error a is freed. */
+static kn_err_t send_async(kn_client_t *c, const char *op, kn__aws_req_t *req, kn__aws_cb_t *done, void *a,
+                           kn_error_t *err)
+{
+    req->service = KN__SVC_KINESIS;
+    req->operation = op;
+    req->cb = done;
+    req->opaque = a;
+    kn_err_t rc = kn__aws_call(c, req, err);
+    if (rc)
+        free(a); /* no callback comes; the layer freed the body */
+    return rc;
+}
+
 typedef struct put_async_s {
     kn__put_records_cb_t *cb;
     void *opaque;
@@ -1023,9 +1045,7 @@ static void put_records_done(kn__aws_result_t *res, void *opaque)
     if (res->err.code != KN_ERR_OK) {
         a->cb(&r, &res->err, a->opaque);
     } else {
-        kn__error_clear(&e);
-        e.http_status = (int)res->http_status;
-        snprintf(e.request_id, sizeof(e.request_id), "%s", res->request_id);
+        parse_err_init(&e, res);
         kn__put_records_parse(res->json, a->n, &r, &e);
         a->cb(&r, &e, a->opaque);
     }
@@ -1052,14 +1072,7 @@ kn_err_t kn__kinesis_put_records_async(kn_client_t *c, const kn__stream_ref_t *r
     a->cb = cb;
     a->opaque = opaque;
     a->n = n;
-    req.service = KN__SVC_KINESIS;
-    req.operation = "PutRecords";
-    req.cb = put_records_done;
-    req.opaque = a;
-    rc = kn__aws_call(c, &req, err);
-    if (rc)
-        free(a); /* no callback comes; the layer freed the body */
-    return rc;
+    return send_async(c, "PutRecords", &req, put_records_done, a, err);
 }
 
 /* ========================================================= GetShardIterator */
@@ -1358,9 +1371,7 @@ static void get_records_done(kn__aws_result_t *res, void *opaque)
     if (res->err.code != KN_ERR_OK) {
         a->cb(&r, &res->err, a->opaque);
     } else {
-        kn__error_clear(&e);
-        e.http_status = (int)res->http_status;
-        snprintf(e.request_id, sizeof(e.request_id), "%s", res->request_id);
+        parse_err_init(&e, res);
         kn__get_records_parse(res->json, &r, &e);
         a->cb(&r, &e, a->opaque);
     }
@@ -1384,12 +1395,5 @@ kn_err_t kn__kinesis_get_records_async(kn_client_t *c, const kn__stream_ref_t *r
     }
     a->cb = cb;
     a->opaque = opaque;
-    req.service = KN__SVC_KINESIS;
-    req.operation = "GetRecords";
-    req.cb = get_records_done;
-    req.opaque = a;
-    rc = kn__aws_call(c, &req, err);
-    if (rc)
-        free(a);
-    return rc;
+    return send_async(c, "GetRecords", &req, get_records_done, a, err);
 }
