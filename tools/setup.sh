@@ -27,7 +27,7 @@ as_root() {
 # ------------------------------------------------------------------ Debian packages
 pkgs=(build-essential gcc meson ninja-build pkg-config libcurl4-openssl-dev libssl-dev
       libjson-c-dev libuv1-dev zlib1g-dev libzstd-dev libcmocka-dev clang libclang-rt-14-dev
-      openssl ca-certificates python3-protobuf)
+      openssl ca-certificates python3-protobuf zstd gzip)
 missing=()
 for p in "${pkgs[@]}"; do
     if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
