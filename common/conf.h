@@ -112,7 +112,20 @@ typedef enum kn__ctype_e {
     X(P_COMPRESSION_LEVEL, "producer.compression.level", KN__CT_INT, "0", -7, 22,             \
       "Codec level; 0: the codec's default")                                                    \
     X(P_STATS_MS, "producer.stats.interval.ms", KN__CT_INT, "0", 0, 86400000,                  \
-      "Interval of the stats callback (0: off)")
+      "Interval of the stats callback (0: off)")                                                \
+    X(C_MAX_RECORDS, "consumer.max.records", KN__CT_INT, "10000", 1, 10000,                    \
+      "Most records one GetRecords call asks for (the service allows 10,000)")                  \
+    X(C_GETRECORDS_INTERVAL_MS, "consumer.getrecords.interval.ms", KN__CT_INT, "200", 0,       \
+      600000, "Least time between the starts of two GetRecords calls on one shard (the service " \
+      "allows 5 calls per second per shard)")                                                   \
+    X(C_IDLE_MS, "consumer.idle.time.ms", KN__CT_INT, "1000", 0, 600000,                       \
+      "Wait before the next GetRecords after an empty read of a caught-up shard")               \
+    X(C_PREFETCH_SHARD_BYTES, "consumer.prefetch.shard.max.bytes", KN__CT_INT, "16777216", 1,  \
+      68719476736, "Response bytes of one shard read but not yet served above which its next "  \
+      "GetRecords waits")                                                                       \
+    X(C_PREFETCH_BYTES, "consumer.prefetch.max.bytes", KN__CT_INT, "134217728", 1,             \
+      68719476736, "Response bytes of all shards read but not yet served above which no new "  \
+      "GetRecords starts")
 
 #define KN__PROP_ENUM(id, name, type, def, min, max, doc) KN_P_##id,
 typedef enum kn__prop_e { KN_CONF_PROPS(KN__PROP_ENUM) KN_P__COUNT } kn__prop_t;
@@ -165,7 +178,9 @@ typedef enum kn__conv_e {
     X("AggregationMaxCount", KPL, P_AGG_MAX_COUNT, SAME)                                         \
     X("AggregationMaxSize", KPL, P_AGG_MAX_BYTES, SAME)                                          \
     X("RateLimit", KPL, P_RATE_LIMIT, SAME)                                                      \
-    X("FailIfThrottled", KPL, P_FAIL_IF_THROTTLED, SAME)
+    X("FailIfThrottled", KPL, P_FAIL_IF_THROTTLED, SAME)                                         \
+    X("maxRecords", KCL, C_MAX_RECORDS, SAME)                                                    \
+    X("idleTimeBetweenReadsInMillis", KCL, C_IDLE_MS, SAME)
 
 /*
  * KPL and KCL names that no component of ours reads yet. Setting one (for
@@ -227,8 +242,6 @@ typedef enum kn__conv_e {
     X("enablePriorityLeaseAssignment", KCL, 0)                                                   \
     X("listShardsBackoffTimeInMillis", KCL, 0)                                                   \
     X("maxListShardsRetryAttempts", KCL, 0)                                                      \
-    X("maxRecords", KCL, 0)                                                                      \
-    X("idleTimeBetweenReadsInMillis", KCL, 0)                                                    \
     X("retryGetRecordsInSeconds", KCL, 0)                                                        \
     X("maxGetRecordsThreadPool", KCL, 0)                                                         \
     X("callProcessRecordsEvenForEmptyRecordList", KCL, 0)                                        \

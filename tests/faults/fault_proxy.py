@@ -29,6 +29,7 @@ Random faults (seeded; they apply only to requests whose X-Amz-Target operation 
                          effect; the client cannot know)
   --corrupt-fraction F   forward, then answer 200 with the upstream's body cut in half (broken JSON; the
                          request took effect)
+  --expire-fraction F    answer 400 ExpiredIteratorException without forwarding (meant for GetRecords)
   Independently of that draw, for requests that are forwarded:
   --slow-fraction F      answer late: wait --slow-ms after the upstream answered (default 2000)
   --partial-every K      PutRecords: fail every K-th entry the proxy sees (one counter over all requests)
@@ -36,6 +37,12 @@ Random faults (seeded; they apply only to requests whose X-Amz-Target operation 
   --partial-error CODE   error code of failed entries (repeatable; one is picked at random per entry;
                          default ProvisionedThroughputExceededException). InternalFailure is the other
                          code the service uses.
+  --add-child-shards     GetRecords: when the upstream's answer ends a closed shard (no NextShardIterator)
+                         and has no ChildShards, add them as the service does, from a ListShards of the
+                         upstream (children: shards naming the shard as parent or adjacent parent). The
+                         proxy learns which stream and shard an iterator belongs to from the GetShardIterator
+                         and GetRecords answers it forwards (kinds.child_shards counts the answers changed).
+                         Independent of --fault-target.
   Partial failures: only the surviving entries are forwarded (the body is re-serialised, so the
   signature no longer matches: fine for kinesalite, which does not check it); the upstream's answer
   is merged with the failed entries in request order and FailedRecordCount is set. When every entry
@@ -81,7 +88,7 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 KINESALITE_JS = os.path.join(HERE, "..", "servers", "kinesalite-loopback.js")
 RUNTIME_KEYS = ("delay_ms", "reset_fraction", "error_fraction", "throttle_fraction", "lost_answer_fraction",
-                "corrupt_fraction", "slow_fraction", "slow_ms", "partial_every", "partial_fraction", "partial_error", "fault_target",
+                "corrupt_fraction", "expire_fraction", "add_child_shards", "slow_fraction", "slow_ms", "partial_every", "partial_fraction", "partial_error", "fault_target",
                 "seed")
 
 
@@ -197,6 +204,8 @@ def main():
     ap.add_argument("--throttle-fraction", type=float, default=0.0)
     ap.add_argument("--lost-answer-fraction", type=float, default=0.0)
     ap.add_argument("--corrupt-fraction", type=float, default=0.0)
+    ap.add_argument("--expire-fraction", type=float, default=0.0)
+    ap.add_argument("--add-child-shards", action="store_true")
     ap.add_argument("--slow-fraction", type=float, default=0.0)
     ap.add_argument("--slow-ms", type=int, default=2000)
     ap.add_argument("--partial-every", type=int, default=0)
@@ -219,10 +228,11 @@ def main():
     lock = threading.Lock()
     rng = random.Random(args.seed)
     kinds = {k: 0 for k in ("reset", "error", "throttle", "lost_answer", "corrupt", "slow", "partial_requests",
-                            "partial_entries", "upstream_down")}
+                            "partial_entries", "upstream_down", "expire", "child_shards")}
     stats = {"requests": 0, "forwarded": 0, "injected": 0, "dates": [], "kinds": kinds, "targets": {},
              "put_entries": 0, "upstream": args.upstream}
     entry_counter = [0]
+    iterators = {}  # shard iterator -> (stream name or ARN key, value, shard id), for --add-child-shards
 
     def targeted(op):
         t = args.fault_target
@@ -389,7 +399,7 @@ def main():
                     slow = args.slow_fraction > 0 and rng.random() < args.slow_fraction
                     edges = [("reset", args.reset_fraction), ("error", args.error_fraction),
                              ("throttle", args.throttle_fraction), ("lost_answer", args.lost_answer_fraction),
-                             ("corrupt", args.corrupt_fraction)]
+                             ("corrupt", args.corrupt_fraction), ("expire", args.expire_fraction)]
                     kind, acc = None, 0.0
                     for name, frac in edges:
                         acc += frac
@@ -404,6 +414,10 @@ def main():
                     return
                 if kind == "error":
                     self._send(500, '{"__type":"InternalFailure","message":"injected by fault_proxy"}', amz_json)
+                    return
+                if kind == "expire":
+                    self._send(400, '{"__type":"ExpiredIteratorException","message":'
+                               '"Iterator expired (injected by fault_proxy)"}', amz_json)
                     return
                 if kind == "throttle":
                     self._send(400, '{"__type":"ProvisionedThroughputExceededException","message":'
@@ -477,7 +491,64 @@ def main():
             with lock:
                 stats["forwarded"] += 1
             status, rhdrs, data = res
+            if status == 200 and op in ("GetShardIterator", "GetRecords"):
+                data = self._track_iterators(op, body, hdrs, data)
             self._pass(status, rhdrs, data, slow, lost, corrupt)
+
+        def _track_iterators(self, op, body, hdrs, data):
+            """Remembers whose iterators pass by; with --add-child-shards, adds ChildShards to the last
+            answer of a closed shard. Returns the (possibly changed) answer body."""
+            try:
+                req = json.loads(body)
+                answer = json.loads(data)
+            except ValueError:
+                return data
+            if op == "GetShardIterator":
+                ref = ("StreamARN", req["StreamARN"]) if req.get("StreamARN") else ("StreamName", req.get("StreamName"))
+                if answer.get("ShardIterator"):
+                    with lock:
+                        iterators[answer["ShardIterator"]] = (ref, req.get("ShardId"))
+                return data
+            with lock:
+                owner = iterators.pop(req.get("ShardIterator"), None)
+                if owner and answer.get("NextShardIterator"):
+                    iterators[answer["NextShardIterator"]] = owner
+            if not (args.add_child_shards and owner and not answer.get("NextShardIterator")
+                    and not answer.get("ChildShards")):
+                return data
+            (key, value), shard = owner
+            lh = {k: v for k, v in hdrs.items() if k.lower() != "x-amz-target"}
+            lh["X-Amz-Target"] = "Kinesis_20131202.ListShards"
+            shards, token = [], None
+            while True:
+                q = {"NextToken": token} if token else {key: value}
+                conn = http.client.HTTPConnection(up.hostname, up.port or 80, timeout=30)
+                try:
+                    conn.request("POST", "/", body=json.dumps(q).encode(), headers=lh)
+                    r = conn.getresponse()
+                    page = json.loads(r.read())
+                    if r.status != 200:
+                        return data
+                except (OSError, http.client.HTTPException, ValueError):
+                    return data
+                finally:
+                    conn.close()
+                shards += page.get("Shards", [])
+                token = page.get("NextToken")
+                if not token:
+                    break
+            children = []
+            for c in shards:
+                parents = [x for x in (c.get("ParentShardId"), c.get("AdjacentParentShardId")) if x]
+                if shard in parents:
+                    children.append({"ShardId": c["ShardId"], "ParentShards": parents,
+                                     "HashKeyRange": c["HashKeyRange"]})
+            if not children:
+                return data
+            answer["ChildShards"] = children
+            with lock:
+                kinds["child_shards"] += 1
+            return json.dumps(answer).encode()
 
         def _pass(self, status, rhdrs, data, slow, lost, corrupt=False):
             if lost:

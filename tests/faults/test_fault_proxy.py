@@ -4,7 +4,9 @@
     set, the answer keeps request order, only the survivors reach the stream (in order);
   - whole-request throttling, 500s, resets, corrupt and slow answers, only for the targeted operations;
   - run-time config and per-kind stats;
-  - its own kinesalite (--kinesalite-path) killed and restarted keeps the stream and its records.
+  - its own kinesalite (--kinesalite-path) killed and restarted keeps the stream and its records;
+  - ExpiredIteratorException on GetRecords (--expire-fraction), and ChildShards added to the last
+    GetRecords answer of a closed shard (--add-child-shards) after a split and a merge.
 Needs KN_TEST_KINESALITE_URL (tests/servers/with-servers.sh).
 """
 import json
@@ -135,6 +137,59 @@ def test_partial_and_whole_request_faults(upstream):
         p.wait()
 
 
+def test_expired_iterators_and_child_shards(upstream):
+    p, port = start(upstream, "--fault-target", "GetRecords", "--add-child-shards")
+    try:
+        k = client("http://127.0.0.1:%d" % port)
+        direct = client(upstream)
+        name = "knproxy-child-%d-%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
+        direct.create_stream(StreamName=name, ShardCount=1)
+        wait_active(direct, name)
+        direct.put_record(StreamName=name, Data=b"p", PartitionKey="a")
+        direct.split_shard(StreamName=name, ShardToSplit="shardId-000000000000",
+                           NewStartingHashKey=str(2 ** 127))
+        wait_active(direct, name)
+        direct.merge_shards(StreamName=name, ShardToMerge="shardId-000000000001",
+                            AdjacentShardToMerge="shardId-000000000002")
+        wait_active(direct, name)
+
+        def last_answer(shard):
+            it = k.get_shard_iterator(StreamName=name, ShardId=shard,
+                                      ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            for _ in range(100):
+                r = k.get_records(ShardIterator=it)
+                if not r.get("NextShardIterator"):
+                    return r
+                it = r["NextShardIterator"]
+            raise AssertionError("shard %s did not end" % shard)
+
+        r = last_answer("shardId-000000000000")
+        got = sorted((c["ShardId"], tuple(c["ParentShards"])) for c in r["ChildShards"])
+        assert got == [("shardId-000000000001", ("shardId-000000000000",)),
+                       ("shardId-000000000002", ("shardId-000000000000",))], r["ChildShards"]
+        assert all("StartingHashKey" in c["HashKeyRange"] for c in r["ChildShards"])
+        r = last_answer("shardId-000000000002")
+        assert [(c["ShardId"], sorted(c["ParentShards"])) for c in r["ChildShards"]] == \
+            [("shardId-000000000003", ["shardId-000000000001", "shardId-000000000002"])], r["ChildShards"]
+        # An open shard's answers are left alone.
+        it = k.get_shard_iterator(StreamName=name, ShardId="shardId-000000000003",
+                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        r = k.get_records(ShardIterator=it)
+        assert r.get("NextShardIterator") and "ChildShards" not in r, r
+        assert ctl(port, "/__proxy/stats")["kinds"]["child_shards"] == 2
+
+        ctl(port, "/__proxy/config", {"expire_fraction": 1.0})
+        expect_error(lambda: k.get_records(ShardIterator=it), "ExpiredIteratorException")
+        k.list_shards(StreamName=name)  # not targeted: forwarded
+        ctl(port, "/__proxy/config", {"expire_fraction": 0})
+        k.get_records(ShardIterator=it)
+        assert ctl(port, "/__proxy/stats")["kinds"]["expire"] == 1
+        direct.delete_stream(StreamName=name)
+    finally:
+        p.terminate()
+        p.wait()
+
+
 def test_own_kinesalite_restart():
     d = tempfile.mkdtemp(prefix="kn-proxy-")
     p, port = start("--kinesalite-path", d)
@@ -161,7 +216,8 @@ def main():
     if not upstream:
         print("KN_TEST_KINESALITE_URL is not set: run through tests/servers/with-servers.sh", file=sys.stderr)
         return 1
-    for t in (lambda: test_partial_and_whole_request_faults(upstream), test_own_kinesalite_restart):
+    for t in (lambda: test_partial_and_whole_request_faults(upstream),
+              lambda: test_expired_iterators_and_child_shards(upstream), test_own_kinesalite_restart):
         t()
     print("fault proxy: all checks passed")
     return 0

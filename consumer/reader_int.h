@@ -1,0 +1,248 @@
+/*
+ * Internal: the stream reader's shared structures.
+ *
+ * Three parties touch a reader:
+ *   - the client's loop thread runs every shard's read state machine
+ *     (shard_walker.c) and the shard lineage (lineage.c): fields marked
+ *     "loop only";
+ *   - the polling thread (kn_reader_poll, reader.c) parses answers, decodes
+ *     records and serves messages: fields marked "poller only";
+ *   - both meet in the "synced" fields under r->lock: the inbox (loop to
+ *     poller: raw answers and events, in order), each shard's hand-back
+ *     (poller to loop: what a parsed answer said), and the prefetch byte
+ *     counts.
+ * The loop-side state lives as long as anything may still call back into it:
+ * r->refs counts the application's reference, each request in flight, each
+ * open timer and each posted task; whoever drops the last frees the reader.
+ */
+#ifndef KN_READER_INT_H
+#define KN_READER_INT_H
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "aws.h"
+#include "buf.h"
+#include "client.h"
+#include "err.h"
+#include "hashkey.h"
+#include "kinesis/reader.h"
+#include "kinesis_ops.h"
+#include "record_codec.h"
+
+/* Lineage state of a known shard (loop only). */
+typedef enum kn__rl_state_e {
+    KN__RL_IGNORED = 0, /* not read by this reader (not selected, before LATEST, below a stop) */
+    KN__RL_PENDING,     /* will be read once its parents are done */
+    KN__RL_ACTIVE,      /* being read */
+    KN__RL_DONE,        /* read to its end: children may start */
+    KN__RL_FINISHED,    /* stopped or failed: its children are not read */
+} kn__rl_state_t;
+
+/* Read state machine of an active shard (loop only). */
+typedef enum kn__rs_phase_e {
+    KN__RS_NEED_ITERATOR = 0,
+    KN__RS_ITERATOR_CALL, /* GetShardIterator in flight */
+    KN__RS_READY,         /* has an iterator; the next read is due or waits for room */
+    KN__RS_TIMER,         /* pacing, idle or backoff wait */
+    KN__RS_READ_CALL,     /* GetRecords in flight */
+    KN__RS_PARSING,       /* answer handed to the poller; waiting for its hand-back */
+    KN__RS_OVER,          /* no more reads */
+} kn__rs_phase_t;
+
+typedef struct kn__rshard_s kn__rshard_t;
+
+/* What the poller learnt from one answer (synced: written by the poller, taken by the loop). */
+typedef struct kn__handback_s {
+    bool ready;
+    bool retry;         /* the answer could not be parsed: read again with the same iterator */
+    bool stop;          /* stop_at reached */
+    bool caught_up;     /* empty and MillisBehindLatest 0 */
+    bool empty;
+    char *next_iterator; /* NULL: closed and read to its end */
+    char *last_seq;      /* last sequence number in the answer, or NULL */
+    kn__child_shard_t *children; /* ChildShards as sent (NULL when none) */
+    size_t child_count;
+    kn_error_t err;      /* retry: why */
+} kn__handback_t;
+
+struct kn__rshard_s {
+    kn__rshard_t *next; /* every known shard, in discovery order (appended on the loop) */
+    kn_reader_t *r;
+    char *id;
+    char *parent, *adjacent; /* NULL when absent */
+    kn__hashkey_t start_hash, end_hash;
+    bool listed_closed; /* the last listing showed it closed */
+
+    /* Loop only. */
+    kn__rl_state_t lstate;
+    kn__rs_phase_t phase;
+    bool ever_caught_up;
+    bool started_once;
+    bool resolving;     /* looking for children (ListShards) */
+    bool paused;        /* waiting for room under a prefetch bound */
+    bool start_now;     /* chosen at creation: starts when the loop begins */
+    bool in_listing;    /* seen in the latest ListShards */
+    kn__iterator_type_t pos_type; /* where a new iterator starts when nothing was read */
+    char *pos_seq;
+    int64_t pos_ts_ms;
+    char *iterator;
+    char *last_seq;     /* last sequence number read (for iterator renewal) */
+    int64_t last_call_ms; /* start of the last GetRecords */
+    int64_t not_before_ms; /* idle or backoff */
+    int fails;          /* consecutive failed calls (backoff exponent) */
+    bool timer_init;
+    uv_timer_t timer;
+
+    /* Synced, under r->lock. */
+    int64_t queued_bytes; /* answers read and not yet served */
+    kn__handback_t hb;
+
+    /* Poller only. */
+    bool p_caught_up;
+    bool p_stopped;
+};
+
+/* An item from the loop to the poller (the inbox), in order. */
+typedef enum kn__ritem_kind_e { KN__RI_ANSWER, KN__RI_EVENT } kn__ritem_kind_t;
+
+typedef struct kn__ritem_s {
+    struct kn__ritem_s *next;
+    kn__ritem_kind_t kind;
+    kn__rshard_t *shard;   /* NULL for AT_END */
+    /* ANSWER */
+    json_object *json;     /* parsed by the request layer (stolen) */
+    kn_buf_t body;         /* or the raw body when json is NULL */
+    int64_t bytes;         /* counted in queued_bytes */
+    /* EVENT */
+    kn_reader_msg_type_t ev;
+    kn_err_t err;
+    char *errstr;
+    char **children;
+    size_t child_count;
+} kn__ritem_t;
+
+/* One parsed answer being served (poller only). */
+typedef struct kn__rbatch_s {
+    kn__rshard_t *shard;
+    kn__get_records_result_t res;
+    size_t count;       /* records to serve (a stop may cut res.count) */
+    size_t next;        /* next Kinesis record to decode */
+    int64_t bytes;      /* to release when served */
+} kn__rbatch_t;
+
+/* An entry of the poller's serve queue: a batch or an event item. */
+typedef struct kn__rout_s {
+    struct kn__rout_s *next;
+    kn__rbatch_t *batch;
+    kn__ritem_t *event;
+} kn__rout_t;
+
+struct kn_reader_msg_s {
+    kn_reader_msg_type_t type;
+    const char *stream;
+    const char *shard_id;
+    const unsigned char *data;
+    size_t data_len;
+    kn_buf_t key;  /* NUL-terminated copy of the partition key */
+    kn_buf_t ehk;  /* NUL-terminated copy of the explicit hash key (len 0: none) */
+    const char *seq;
+    uint64_t sub_seq;
+    bool aggregated, out_of_range;
+    int64_t arrival_ms, millis_behind;
+    kn_err_t err;
+    const char *errstr;
+    char **children;
+    size_t child_count;
+};
+
+struct kn_reader_s {
+    atomic_int refs;
+    kn_client_t *client;
+    kn_conf_t *conf;
+    char *stream; /* as given */
+    kn__stream_ref_t ref;
+    kn_reader_opts_t opts; /* shard_ids copied below; start.sequence_number copied */
+    char **sel;
+    size_t sel_count;
+    char *start_seq;
+
+    /* Settings. */
+    int max_records;
+    int64_t interval_ms, idle_ms, shard_max_bytes, total_max_bytes;
+    int64_t retry_base_ms, retry_cap_ms;
+
+    /* Known shards: appended on the loop (or before the loop sees the reader); freed at the end. */
+    kn__rshard_t *shards, *shards_tail;
+
+    /* Loop only. */
+    bool stopping;
+    bool at_end_sent;
+    int listing;         /* ListShards in flight (0/1) */
+    bool listing_again;  /* another listing wanted after this one */
+    kn__shard_list_t page_acc;
+
+    /* Synced, under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* inbox got an item; stop task done */
+    kn__ritem_t *in_head, *in_tail;
+    int64_t queued_bytes;
+    bool kick_posted;
+    bool stop_done;
+    int efd;
+
+    /* Poller only. */
+    kn__rout_t *out_head, *out_tail;
+    kn__rc_decoder_t *dec;
+    const kn__rc_decoded_t *decoded; /* of the head batch's current record */
+    size_t decoded_next;
+    kn_reader_msg_t msg;
+    kn__ritem_t *msg_event; /* the event item behind msg (freed at the next poll) */
+    atomic_bool at_end;
+
+    _Atomic int64_t stats[KN_READER_STAT__COUNT];
+};
+
+/* reader.c */
+int64_t kn__rnow_ms(void);
+void kn__reader_unref(kn_reader_t *r);
+/* Loop thread: appends an item to the inbox and wakes the poller. */
+void kn__reader_push(kn_reader_t *r, kn__ritem_t *it);
+/* Loop thread: pushes an event for shard s (NULL for AT_END); errstr copied (may be NULL). */
+void kn__reader_push_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t ev, kn_err_t err,
+                           const char *errstr, char **children, size_t child_count);
+/* Any thread: asks the loop to look at hand-backs and paused shards (coalesced). */
+void kn__reader_kick(kn_reader_t *r);
+void kn__handback_clear(kn__handback_t *hb);
+static inline void kn__rstat_add(kn_reader_t *r, kn_reader_stat_t s, int64_t v)
+{
+    atomic_fetch_add(&r->stats[s], v);
+}
+
+/* shard_walker.c (loop thread) */
+/* Starts reading s (lstate becomes ACTIVE) with its start position set. */
+void kn__walker_start(kn_reader_t *r, kn__rshard_t *s);
+/* Advances s as far as it can go now (iterator, pacing, room, hand-back). */
+void kn__walker_step(kn_reader_t *r, kn__rshard_t *s);
+/* Closes the shard's timer (at stop). */
+void kn__walker_close(kn_reader_t *r, kn__rshard_t *s);
+
+/* lineage.c */
+/* Application thread, in kn_reader_new: the known shards from a listing, and which start. */
+kn_err_t kn__lineage_init(kn_reader_t *r, const kn__shard_list_t *list, kn_error_t *err);
+/* Loop thread: starts the shards that were chosen at creation. */
+void kn__lineage_begin(kn_reader_t *r);
+/* Loop thread: s was read to its end; children from ChildShards (may be 0) or a listing. */
+void kn__lineage_shard_done(kn_reader_t *r, kn__rshard_t *s, const kn__child_shard_t *children,
+                            size_t child_count);
+/* Loop thread: s stopped or failed (its children are not read). */
+void kn__lineage_shard_finished(kn_reader_t *r, kn__rshard_t *s);
+/* Loop thread: delivers AT_END once when everything is at its end. */
+void kn__lineage_check_end(kn_reader_t *r);
+kn__rshard_t *kn__lineage_find(kn_reader_t *r, const char *id);
+
+#endif

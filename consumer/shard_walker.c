@@ -1,0 +1,368 @@
+/*
+ * One shard's read state machine, on the client's loop thread: get an
+ * iterator, wait for the pacing interval (or the idle time after a caught-up
+ * empty read, or a backoff) and for room under the prefetch bounds, call
+ * GetRecords, hand the answer to the poller (as the JSON tree the request
+ * layer built, never walked here, or as the raw body when the layer leaves
+ * it unparsed), and continue from the hand-back that the poller sends after
+ * parsing it.
+ *
+ * Requests go out with one attempt each: this file does the retrying itself,
+ * so that throttles are counted, an expired iterator is renewed from the
+ * right place, and a retry is never faster than the shard's pacing.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "reader_int.h"
+
+static void step(kn_reader_t *r, kn__rshard_t *s);
+
+static void on_timer(uv_timer_t *t)
+{
+    kn__rshard_t *s = t->data;
+    kn_reader_t *r = s->r;
+    if (r->stopping || s->phase != KN__RS_TIMER)
+        return;
+    s->phase = s->iterator ? KN__RS_READY : KN__RS_NEED_ITERATOR;
+    step(r, s);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    kn__rshard_t *s = h->data;
+    kn__reader_unref(s->r);
+}
+
+void kn__walker_close(kn_reader_t *r, kn__rshard_t *s)
+{
+    if (s->timer_init) {
+        s->timer_init = false;
+        uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+    }
+    (void)r;
+}
+
+static void wait_until(kn_reader_t *r, kn__rshard_t *s, int64_t due)
+{
+    int64_t now = kn__rnow_ms();
+    s->phase = KN__RS_TIMER;
+    uv_timer_start(&s->timer, on_timer, (uint64_t)(due > now ? due - now : 0), 0);
+    (void)r;
+}
+
+/* Ends the shard after an error a retry cannot fix. */
+static void shard_fail(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, const char *what)
+{
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "shard %s of stream \"%s\": %s: %s", s->id, r->stream, what,
+             e->message);
+    KN_LOG(r->client->log, KN_LOG_WARN, KN_DBG_CONSUMER, "%s", msg);
+    s->phase = KN__RS_OVER;
+    kn__reader_push_event(r, s, KN_READER_SHARD_ERROR, e->code, msg, NULL, 0);
+    kn__lineage_shard_finished(r, s);
+}
+
+/* A failure that a retry may fix: back off (full jitter) and try again. */
+static void shard_backoff(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, const char *what)
+{
+    kn__rstat_add(r, KN_READER_STAT_RETRIES, 1);
+    if (e->code == KN_ERR_THROTTLED)
+        kn__rstat_add(r, KN_READER_STAT_THROTTLES, 1);
+    long delay = kn__aws_backoff_ms(s->fails, (long)r->retry_base_ms, (long)r->retry_cap_ms);
+    s->fails++;
+    KN_LOG(r->client->log, KN_LOG_DEBUG, KN_DBG_CONSUMER,
+           "shard %s: %s failed (%s); retry in %ld ms", s->id, what, e->message, delay);
+    int64_t due = kn__rnow_ms() + delay;
+    if (due < s->not_before_ms)
+        due = s->not_before_ms;
+    s->not_before_ms = due;
+    wait_until(r, s, due);
+}
+
+/*
+ * Reads are idempotent, so besides what the request layer calls retriable a
+ * broken 2xx answer (cut short, not JSON) is tried again too.
+ */
+static bool retriable(const kn_error_t *e)
+{
+    return e->retriable || e->cls == KN__EC_RETRY || e->code == KN_ERR_THROTTLED ||
+           e->code == KN_ERR_TRANSPORT || e->code == KN_ERR_TIMEOUT ||
+           (e->http_status >= 500 && e->http_status <= 599) ||
+           (e->code == KN_ERR_BAD_RESPONSE && e->http_status / 100 == 2);
+}
+
+/* ------------------------------------------------------------ GetShardIterator */
+
+static void on_iterator(kn__aws_result_t *res, void *opaque)
+{
+    kn__rshard_t *s = opaque;
+    kn_reader_t *r = s->r;
+    if (r->stopping || s->lstate != KN__RL_ACTIVE) {
+        kn__reader_unref(r);
+        return;
+    }
+    kn_error_t e;
+    kn__error_clear(&e);
+    if (res->err.code != KN_ERR_OK) {
+        kn__error_copy(&e, &res->err);
+        s->phase = KN__RS_NEED_ITERATOR;
+        if (retriable(&e))
+            shard_backoff(r, s, &e, "GetShardIterator");
+        else
+            shard_fail(r, s, &e, "GetShardIterator");
+    } else {
+        char *it = NULL;
+        if (kn__get_shard_iterator_parse(res->json, &it, &e) != KN_ERR_OK) {
+            s->phase = KN__RS_NEED_ITERATOR;
+            shard_backoff(r, s, &e, "GetShardIterator");
+        } else {
+            s->fails = 0;
+            free(s->iterator);
+            s->iterator = it;
+            s->phase = KN__RS_READY;
+            step(r, s);
+        }
+    }
+    kn__reader_unref(r);
+}
+
+static void call_iterator(kn_reader_t *r, kn__rshard_t *s)
+{
+    kn__iterator_pos_t pos = {
+        .type = s->pos_type, .sequence_number = s->pos_seq, .timestamp_ms = s->pos_ts_ms};
+    if (s->last_seq) {
+        /* Renewal: continue right after what was read. */
+        pos.type = KN__IT_AFTER_SEQUENCE_NUMBER;
+        pos.sequence_number = s->last_seq;
+    }
+    kn_error_t e;
+    kn__error_clear(&e);
+    kn__aws_req_t req = {0};
+    req.service = KN__SVC_KINESIS;
+    req.operation = "GetShardIterator";
+    req.max_attempts = 1;
+    req.cb = on_iterator;
+    req.opaque = s;
+    if (kn__get_shard_iterator_build(&req.body, &r->ref, s->id, &pos, &e) != KN_ERR_OK) {
+        kn__buf_free(&req.body);
+        shard_fail(r, s, &e, "GetShardIterator");
+        return;
+    }
+    s->phase = KN__RS_ITERATOR_CALL;
+    atomic_fetch_add(&r->refs, 1);
+    if (kn__aws_call(r->client, &req, &e) != KN_ERR_OK) {
+        kn__reader_unref(r);
+        s->phase = KN__RS_NEED_ITERATOR;
+        if (e.code != KN_ERR_DESTROYED)
+            shard_backoff(r, s, &e, "GetShardIterator");
+    }
+}
+
+/* ------------------------------------------------------------ GetRecords */
+
+static void on_records(kn__aws_result_t *res, void *opaque)
+{
+    kn__rshard_t *s = opaque;
+    kn_reader_t *r = s->r;
+    if (r->stopping || s->lstate != KN__RL_ACTIVE) {
+        kn__reader_unref(r);
+        return;
+    }
+    if (res->err.code == KN_ERR_OK) {
+        kn__ritem_t *it = calloc(1, sizeof(*it));
+        if (!it) {
+            kn_error_t e;
+            kn__error_clear(&e);
+            kn__error_set(&e, KN_ERR_NOMEM, "out of memory");
+            s->phase = KN__RS_READY;
+            shard_backoff(r, s, &e, "GetRecords");
+            kn__reader_unref(r);
+            return;
+        }
+        it->kind = KN__RI_ANSWER;
+        it->shard = s;
+        it->json = res->json;
+        res->json = NULL;
+        it->bytes = (int64_t)res->body.len;
+        if (!it->json) {
+            /* A request layer that leaves success bodies unparsed: the poller parses the raw body. */
+            it->body = res->body;
+            memset(&res->body, 0, sizeof(res->body));
+        }
+        if (it->bytes <= 0)
+            it->bytes = 1;
+        pthread_mutex_lock(&r->lock);
+        s->queued_bytes += it->bytes;
+        r->queued_bytes += it->bytes;
+        int64_t q = r->queued_bytes;
+        pthread_mutex_unlock(&r->lock);
+        atomic_store(&r->stats[KN_READER_STAT_PREFETCH_BYTES], q);
+        if (q > atomic_load(&r->stats[KN_READER_STAT_PREFETCH_MAX_BYTES]))
+            atomic_store(&r->stats[KN_READER_STAT_PREFETCH_MAX_BYTES], q);
+        s->phase = KN__RS_PARSING;
+        kn__reader_push(r, it);
+    } else {
+        kn_error_t e;
+        kn__error_copy(&e, &res->err);
+        if (e.code == KN_ERR_EXPIRED_ITERATOR) {
+            kn__rstat_add(r, KN_READER_STAT_ITERATOR_RENEWALS, 1);
+            KN_LOG(r->client->log, KN_LOG_DEBUG, KN_DBG_CONSUMER,
+                   "shard %s: iterator expired; a new one %s", s->id,
+                   s->last_seq ? "after the last sequence number read" : "at the start position");
+            free(s->iterator);
+            s->iterator = NULL;
+            s->phase = KN__RS_NEED_ITERATOR;
+            step(r, s);
+        } else if (retriable(&e)) {
+            s->phase = KN__RS_READY;
+            shard_backoff(r, s, &e, "GetRecords");
+        } else {
+            shard_fail(r, s, &e, "GetRecords");
+        }
+    }
+    kn__reader_unref(r);
+}
+
+static bool over_bounds(kn_reader_t *r, kn__rshard_t *s)
+{
+    pthread_mutex_lock(&r->lock);
+    bool over = s->queued_bytes >= r->shard_max_bytes || r->queued_bytes >= r->total_max_bytes;
+    pthread_mutex_unlock(&r->lock);
+    return over;
+}
+
+static void call_records(kn_reader_t *r, kn__rshard_t *s)
+{
+    kn_error_t e;
+    kn__error_clear(&e);
+    kn__aws_req_t req = {0};
+    req.service = KN__SVC_KINESIS;
+    req.operation = "GetRecords";
+    req.max_attempts = 1;
+    req.cb = on_records;
+    req.opaque = s;
+    if (kn__get_records_build(&req.body, &r->ref, s->iterator, r->max_records, &e) != KN_ERR_OK) {
+        kn__buf_free(&req.body);
+        shard_fail(r, s, &e, "GetRecords");
+        return;
+    }
+    s->phase = KN__RS_READ_CALL;
+    s->last_call_ms = kn__rnow_ms();
+    atomic_fetch_add(&r->refs, 1);
+    if (kn__aws_call(r->client, &req, &e) != KN_ERR_OK) {
+        kn__reader_unref(r);
+        s->phase = KN__RS_READY;
+        if (e.code != KN_ERR_DESTROYED)
+            shard_backoff(r, s, &e, "GetRecords");
+    }
+}
+
+/* ------------------------------------------------------------ the hand-back */
+
+static void take_handback(kn_reader_t *r, kn__rshard_t *s)
+{
+    kn__handback_t hb;
+    pthread_mutex_lock(&r->lock);
+    hb = s->hb;
+    bool ready = hb.ready;
+    if (ready)
+        memset(&s->hb, 0, sizeof(s->hb));
+    pthread_mutex_unlock(&r->lock);
+    if (!ready)
+        return;
+    if (hb.retry) {
+        /* A corrupt answer: read again with the same iterator. */
+        s->phase = KN__RS_READY;
+        shard_backoff(r, s, &hb.err, "GetRecords (parsing the answer)");
+        kn__handback_clear(&hb);
+        return;
+    }
+    s->fails = 0;
+    if (hb.last_seq) {
+        free(s->last_seq);
+        s->last_seq = hb.last_seq;
+        hb.last_seq = NULL;
+    }
+    if (hb.caught_up)
+        s->ever_caught_up = true;
+    if (hb.stop) {
+        s->phase = KN__RS_OVER;
+        kn__lineage_shard_finished(r, s);
+    } else if (!hb.next_iterator) {
+        s->phase = KN__RS_OVER;
+        kn__lineage_shard_done(r, s, hb.children, hb.child_count);
+    } else {
+        free(s->iterator);
+        s->iterator = hb.next_iterator;
+        hb.next_iterator = NULL;
+        if (hb.caught_up)
+            s->not_before_ms = kn__rnow_ms() + r->idle_ms;
+        s->phase = KN__RS_READY;
+    }
+    bool caught_up = hb.caught_up;
+    kn__handback_clear(&hb);
+    if (caught_up)
+        kn__lineage_check_end(r);
+}
+
+/* ------------------------------------------------------------ stepping */
+
+static void step(kn_reader_t *r, kn__rshard_t *s)
+{
+    if (r->stopping || s->lstate != KN__RL_ACTIVE)
+        return;
+    if (s->phase == KN__RS_PARSING)
+        take_handback(r, s);
+    if (s->lstate != KN__RL_ACTIVE)
+        return;
+    switch (s->phase) {
+    case KN__RS_NEED_ITERATOR: {
+        int64_t now = kn__rnow_ms();
+        if (s->not_before_ms > now)
+            wait_until(r, s, s->not_before_ms);
+        else
+            call_iterator(r, s);
+        break;
+    }
+    case KN__RS_READY: {
+        int64_t due = s->last_call_ms + r->interval_ms;
+        if (s->not_before_ms > due)
+            due = s->not_before_ms;
+        if (due > kn__rnow_ms()) {
+            wait_until(r, s, due);
+            break;
+        }
+        if (over_bounds(r, s)) {
+            if (!s->paused)
+                kn__rstat_add(r, KN_READER_STAT_PAUSES, 1);
+            s->paused = true;
+            break; /* a kick after the poller frees room steps again */
+        }
+        s->paused = false;
+        call_records(r, s);
+        break;
+    }
+    default: break;
+    }
+}
+
+void kn__walker_step(kn_reader_t *r, kn__rshard_t *s) { step(r, s); }
+
+void kn__walker_start(kn_reader_t *r, kn__rshard_t *s)
+{
+    s->lstate = KN__RL_ACTIVE;
+    s->phase = KN__RS_NEED_ITERATOR;
+    s->started_once = true;
+    if (!s->timer_init) {
+        uv_timer_init(&r->client->loop, &s->timer);
+        s->timer.data = s;
+        s->timer_init = true;
+        atomic_fetch_add(&r->refs, 1); /* dropped when the timer is closed */
+    }
+    kn__rstat_add(r, KN_READER_STAT_SHARDS_ACTIVE, 1);
+    kn__reader_push_event(r, s, KN_READER_SHARD_STARTED, KN_ERR_OK, NULL, NULL, 0);
+    step(r, s);
+}

@@ -1,0 +1,616 @@
+/*
+ * The stream reader against real servers (kinesalite, and moto for a second
+ * implementation): records put with our producer (plain, aggregated,
+ * compressed) read back exactly (key, bytes, shard, sequence and
+ * sub-sequence numbers); every start position; raw mode; many shards; an
+ * explicit shard selection; split and merge before and while reading (every
+ * record once, per-key order, parents before children, SHARD_END with its
+ * children); caught-up, at-end and stop-at; the prefetch bound while the
+ * application polls slowly; bad input.
+ *
+ * The program takes a cmocka name filter (argv[1]) so that meson runs each
+ * group as its own test.
+ */
+#include <sys/select.h>
+
+#include "agg.h"
+#include "hashkey.h"
+#include "reader_util.h"
+
+static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL", NULL, "", NULL};
+static server_t moto = {"moto", "KN_TEST_MOTO_URL", NULL, "", NULL};
+
+/* ------------------------------------------------------------ round trips */
+
+static void roundtrip(server_t *s, int shards, int n, const char *const *pextra, bool expect_agg)
+{
+    create_stream(s, "rt", shards);
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, n, 50, pextra);
+    kn_reader_t *r = reader_with(s, NULL, NULL);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 60000);
+    assert_true(kn_reader_at_end(r));
+    assert_int_equal(run.started, shards);
+    assert_int_equal(run.caught_up, shards);
+    assert_int_equal(run.errors, 0);
+    assert_int_equal(run.at_end, 1);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 50);
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_RECORDS), n);
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_OUT_OF_RANGE), 0);
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_SHARDS_ACTIVE), shards);
+    if (expect_agg)
+        assert_true(kn_reader_stat(r, KN_READER_STAT_AGGREGATES) > 0);
+    else
+        assert_int_equal(kn_reader_stat(r, KN_READER_STAT_AGGREGATES), 0);
+    /* Nothing more arrives: poll times out with NULL. */
+    assert_null(kn_reader_poll(r, 300));
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+static void test_plain_records_read_back_exactly(void **state)
+{
+    const char *extra[] = {"producer.aggregation.enabled", "false", NULL};
+    roundtrip(*state, 4, 300, extra, false);
+}
+
+static void test_aggregated_records_read_back_exactly(void **state)
+{
+    roundtrip(*state, 3, 2000, NULL, true);
+}
+
+static void test_zstd_aggregate_scope_read_back_exactly(void **state)
+{
+    const char *extra[] = {"producer.compression.codec", "zstd", NULL};
+    roundtrip(*state, 2, 1500, extra, true);
+}
+
+static void test_gzip_record_scope_read_back_exactly(void **state)
+{
+    const char *extra[] = {"producer.compression.codec", "gzip", "producer.compression.scope",
+                           "record", NULL};
+    roundtrip(*state, 2, 800, extra, true);
+}
+
+static void test_many_shards(void **state)
+{
+    roundtrip(*state, 12, 1200, NULL, true);
+}
+
+/* Raw mode: the Kinesis records as stored (aggregates not unpacked). */
+static void test_raw_mode(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "raw", 1);
+    int n = 500;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, n, 10, NULL);
+    size_t kinesis_records = 0;
+    for (int i = 0; i < n; i++)
+        kinesis_records += recs[i].sub == 0;
+    kn_reader_opts_t o = {.raw = true};
+    kn_reader_t *r = reader_with(s, &o, NULL);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 60000);
+    assert_int_equal(run.n, kinesis_records);
+    static const unsigned char magic[4] = {0xF3, 0x89, 0x9A, 0xC2};
+    for (size_t g = 0; g < run.n; g++) {
+        assert_false(run.v[g].aggregated);
+        assert_int_equal(run.v[g].sub, 0);
+        assert_memory_equal(run.v[g].head, magic, 4);
+    }
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_AGGREGATES), 0);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/*
+ * An aggregate from a producer that is not shard-aware (one outer key for
+ * user records of every shard): every sub-record is delivered, and those
+ * whose hash key lies outside the shard are flagged and counted.
+ */
+static void test_out_of_range_sub_records_delivered(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "oor", 2);
+    kn__agg_builder_t *b = kn__agg_builder_new();
+    assert_non_null(b);
+    kn_error_t e = {0};
+    char keys[40][8], datas[40][32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+        snprintf(datas[i], sizeof(datas[i]), "d-%d-oor", i);
+        kn__agg_in_t in = {.partition_key = keys[i], .partition_key_len = strlen(keys[i]),
+                           .data = datas[i], .data_len = strlen(datas[i])};
+        assert_int_equal(kn__agg_builder_add(b, &in, &e), KN_ERR_OK);
+    }
+    kn__agg_out_t out = KN__AGG_OUT_INIT;
+    assert_int_equal(kn__agg_builder_finish(b, "outer", true, &out, &e), KN_ERR_OK);
+    kn__put_entry_t ent = {.data = out.data.data, .data_len = out.data.len,
+                           .partition_key = "outer", .partition_key_len = 5};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    kn__put_result_t pr;
+    memset(&pr, 0, sizeof(pr));
+    if (kn__kinesis_put_records(s->client, &ref, &ent, 1, &pr, &e) != KN_ERR_OK)
+        fail_msg("PutRecords: %s", e.message);
+    assert_int_equal(pr.failed_count, 0);
+    char shard[64];
+    snprintf(shard, sizeof(shard), "%s", pr.entries[0].shard_id);
+    kn__put_result_free(&pr);
+    kn__agg_out_free(&out);
+    kn__agg_builder_destroy(b);
+
+    kn__shard_list_t list = {0};
+    assert_int_equal(kn__kinesis_list_shards(s->client, &ref, NULL, &list, &e), KN_ERR_OK);
+    const kn__shard_t *sh = NULL;
+    for (size_t i = 0; i < list.count; i++)
+        if (!strcmp(list.shards[i].shard_id, shard))
+            sh = &list.shards[i];
+    assert_non_null(sh);
+    int expect_oor = 0;
+    bool oor[40];
+    for (int i = 0; i < 40; i++) {
+        kn__hashkey_t h = kn__hashkey_from_partition_key(keys[i], strlen(keys[i]));
+        oor[i] = kn__hashkey_cmp(h, sh->start_hash) < 0 || kn__hashkey_cmp(h, sh->end_hash) > 0;
+        expect_oor += oor[i];
+    }
+    kn__shard_list_free(&list);
+    assert_true(expect_oor > 0 && expect_oor < 40);
+
+    kn_reader_t *r = reader_with(s, NULL, NULL);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 40);
+    for (size_t g = 0; g < run.n; g++) {
+        assert_int_equal(run.v[g].idx, (int)g);
+        assert_int_equal(run.v[g].sub, g);
+        assert_true(run.v[g].aggregated);
+        assert_string_equal(run.v[g].shard, shard);
+        assert_int_equal(run.v[g].out_of_range, oor[g]);
+    }
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_OUT_OF_RANGE), expect_oor);
+    print_message("out of range: %d of 40 sub-records delivered and counted\n", expect_oor);
+    kn_reader_destroy(r);
+    run_free(&run);
+}
+
+/* ------------------------------------------------------------ positions */
+
+static void test_start_positions(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "pos", 1);
+    put_t recs[40];
+    memset(recs, 0, sizeof(recs));
+    const char *plain[] = {"producer.aggregation.enabled", "false", NULL};
+    produce(s, recs, 0, 10, 1, plain);
+    usleep(1500000);
+    int64_t ts = wall_ms();
+    usleep(1500000);
+    produce(s, recs, 10, 20, 1, plain);
+    const char *shard = "shardId-000000000000";
+    const char *ids[] = {shard};
+
+    /* TRIM_HORIZON */
+    kn_reader_t *r = reader_with(s, NULL, NULL);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 20);
+    assert_int_equal(run.v[0].idx, 0);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    /* AT_TIMESTAMP: only the second half */
+    kn_reader_opts_t o = {.start = {.type = KN_POS_AT_TIMESTAMP, .timestamp_ms = ts}};
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 10);
+    for (size_t i = 0; i < run.n; i++)
+        assert_int_equal(run.v[i].idx, 10 + (int)i);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    /* AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER of record 5 */
+    memset(&o, 0, sizeof(o));
+    o.shard_ids = ids;
+    o.shard_count = 1;
+    o.start.type = KN_POS_AT_SEQUENCE_NUMBER;
+    o.start.sequence_number = recs[5].seq;
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 15);
+    assert_int_equal(run.v[0].idx, 5);
+    kn_reader_destroy(r);
+    run_free(&run);
+    o.start.type = KN_POS_AFTER_SEQUENCE_NUMBER;
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 14);
+    assert_int_equal(run.v[0].idx, 6);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    /* LATEST: nothing old; records put afterwards arrive */
+    memset(&o, 0, sizeof(o));
+    o.start.type = KN_POS_LATEST;
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000); /* caught up: the iterator is taken */
+    assert_int_equal(run.n, 0);
+    produce(s, recs, 20, 30, 1, plain);
+    poll_until(r, &run, false, 10, 30000);
+    int64_t quiet = now_ms() + 500; /* nothing else arrives (a CAUGHT_UP event may) */
+    while (now_ms() < quiet) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run, m);
+    }
+    assert_int_equal(run.n, 10);
+    for (size_t i = 0; i < run.n; i++)
+        assert_int_equal(run.v[i].idx, 20 + (int)i);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    /* stop at ts: the first half only, then SHARD_STOPPED and at-end */
+    memset(&o, 0, sizeof(o));
+    o.stop_at_ms = ts;
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 10);
+    assert_int_equal(run.stopped, 1);
+    assert_int_equal(run.v[9].idx, 9);
+    for (size_t i = 0; i < run.n; i++)
+        assert_true(run.v[i].arrival_ms < ts);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    /* stop in the future on a caught-up shard: stops once the clock passes it */
+    memset(&o, 0, sizeof(o));
+    o.stop_at_ms = wall_ms() + 1500;
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.n, 30);
+    assert_int_equal(run.stopped, 1);
+    assert_true(wall_ms() >= o.stop_at_ms);
+    kn_reader_destroy(r);
+    run_free(&run);
+}
+
+/* An explicit selection reads only the chosen shards. */
+static void test_explicit_shard_selection(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "sel", 3);
+    int n = 300;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, n, 30, NULL);
+    const char *ids[] = {"shardId-000000000001"};
+    kn_reader_opts_t o = {.shard_ids = ids, .shard_count = 1};
+    kn_reader_t *r = reader_with(s, &o, NULL);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 30000);
+    size_t expect = 0;
+    for (int i = 0; i < n; i++)
+        expect += strcmp(recs[i].shard, ids[0]) == 0;
+    assert_true(expect > 0);
+    assert_int_equal(run.n, expect);
+    for (size_t g = 0; g < run.n; g++)
+        assert_string_equal(run.v[g].shard, ids[0]);
+    assert_int_equal(run.started, 1);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/* ------------------------------------------------------------ resharding */
+
+static void test_split_and_merge_then_read(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "lin", 1);
+    int per = 300, nkeys = 40;
+    put_t *recs = calloc((size_t)(3 * per), sizeof(put_t));
+    split_and_merge(s, recs, per, nkeys);
+    kn_reader_t *r = reader_with(s, NULL, NULL);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 90000);
+    check_lineage(&run, recs, 3 * per, nkeys);
+    /* Shards 0, 1 and 2 closed and read to their end, each naming its children. */
+    assert_int_equal(run.ended, 3);
+    assert_int_equal(run.started, 4);
+    assert_int_equal(run.errors, 0);
+    for (int i = 0; i < run.ended; i++) {
+        if (!strcmp(run.ended_ids[i], "shardId-000000000000"))
+            assert_int_equal(run.ended_children[i], 2);
+        else
+            assert_int_equal(run.ended_children[i], 1);
+    }
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_SHARDS_DONE), 3);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    /* At LATEST only the open shard is read. */
+    kn_reader_opts_t o = {.start = {.type = KN_POS_LATEST}};
+    r = reader_with(s, &o, NULL);
+    memset(&run, 0, sizeof(run));
+    poll_until(r, &run, true, 0, 30000);
+    assert_int_equal(run.started, 1);
+    assert_int_equal(run.n, 0);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+static void test_split_and_merge_while_reading(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "linlive", 1);
+    int per = 300, nkeys = 40;
+    put_t *recs = calloc((size_t)(3 * per), sizeof(put_t));
+    kn_reader_t *r = reader_with(s, NULL, NULL);
+    run_t run = {0};
+    /* The reader runs (and is polled) in between the phases. */
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    produce(s, recs, 0, per, nkeys, NULL);
+    poll_until(r, &run, false, (size_t)per, 30000);
+    kn__hashkey_t mid = {0x8000000000000000ULL, 0};
+    if (kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e) != KN_ERR_OK)
+        fail_msg("SplitShard: %s", e.message);
+    if (kn__kinesis_wait_active(s->client, &ref, 60000, 100, &e) != KN_ERR_OK)
+        fail_msg("wait active: %s", e.message);
+    produce(s, recs, per, 2 * per, nkeys, NULL);
+    poll_until(r, &run, false, (size_t)(2 * per), 30000);
+    if (kn__kinesis_merge_shards(s->client, &ref, "shardId-000000000001", "shardId-000000000002", &e) !=
+        KN_ERR_OK)
+        fail_msg("MergeShards: %s", e.message);
+    if (kn__kinesis_wait_active(s->client, &ref, 60000, 100, &e) != KN_ERR_OK)
+        fail_msg("wait active: %s", e.message);
+    produce(s, recs, 2 * per, 3 * per, nkeys, NULL);
+    poll_until(r, &run, false, (size_t)(3 * per), 60000);
+    check_lineage(&run, recs, 3 * per, nkeys);
+    /* Drain the events: every closed shard ends, the merged child starts. */
+    int64_t deadline = now_ms() + 30000;
+    while ((run.ended < 3 || run.started < 4) && now_ms() < deadline) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 200);
+        if (m)
+            take(&run, m);
+    }
+    assert_int_equal(run.ended, 3);
+    assert_int_equal(run.started, 4);
+    assert_int_equal(run.n, (size_t)(3 * per));
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/* ------------------------------------------------------------ prefetch bound */
+
+/*
+ * A slow application: the reader stops reading when the answers it holds
+ * reach the bound, and resumes as the application catches up; everything
+ * arrives in order.
+ */
+static void test_prefetch_bound_with_slow_polling(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "bound", 2);
+    int n = 3000;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    const char *plain[] = {"producer.aggregation.enabled", "false", NULL};
+    produce(s, recs, 0, n, 20, plain);
+    const char *extra[] = {"consumer.max.records", "50", "consumer.getrecords.interval.ms", "0",
+                           "consumer.prefetch.shard.max.bytes", "20000",
+                           "consumer.prefetch.max.bytes", "30000", NULL};
+    kn_reader_t *r = reader_with(s, NULL, extra);
+    run_t run = {0};
+    /* One record every 2 ms for 2 s. */
+    int64_t end = now_ms() + 2000;
+    while (now_ms() < end) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 0);
+        if (m)
+            take(&run, m);
+        usleep(2000);
+    }
+    int64_t maxb = kn_reader_stat(r, KN_READER_STAT_PREFETCH_MAX_BYTES);
+    int64_t pauses = kn_reader_stat(r, KN_READER_STAT_PAUSES);
+    print_message("bound: %zu records served slowly, prefetch max %lld bytes, %lld pauses\n", run.n,
+                  (long long)maxb, (long long)pauses);
+    assert_true(pauses > 0);
+    /*
+     * At most the bound plus one answer per shard: 50 records of at most about 300 bytes of JSON
+     * each (base64 data up to 96 bytes, a 56-digit sequence number, key, timestamp, names).
+     */
+    assert_true(maxb <= 30000 + 2 * 50 * 300);
+    assert_true(run.n < (size_t)n);
+    poll_until(r, &run, true, 0, 90000);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 20);
+    assert_true(kn_reader_stat(r, KN_READER_STAT_PREFETCH_MAX_BYTES) <= 30000 + 2 * 50 * 300);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/* The reader's fd is readable when messages wait. */
+static void test_fd_and_destroy_while_reading(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "fd", 2);
+    put_t recs[100];
+    memset(recs, 0, sizeof(recs));
+    produce(s, recs, 0, 100, 10, NULL);
+    kn_reader_t *r = reader_with(s, NULL, NULL);
+    int fd = kn_reader_fd(r);
+    assert_true(fd >= 0);
+    fd_set rf;
+    FD_ZERO(&rf);
+    FD_SET(fd, &rf);
+    struct timeval tv = {10, 0};
+    assert_int_equal(select(fd + 1, &rf, NULL, NULL, &tv), 1);
+    assert_non_null(kn_reader_poll(r, 0));
+    /* Destroy with reads in flight and messages unserved: no hang, no leak. */
+    int64_t t0 = now_ms();
+    kn_reader_destroy(r);
+    assert_true(now_ms() - t0 < 5000);
+}
+
+/*
+ * Two readers on one shared client: destroying one while its reads are in
+ * flight leaves the other (and the client) working; the client outlives both.
+ */
+static void test_shared_client(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "shared", 2);
+    put_t recs[200];
+    memset(recs, 0, sizeof(recs));
+    produce(s, recs, 0, 200, 10, NULL);
+    kn_conf_t *conf = base_conf(s);
+    char err[512];
+    kn_reader_t *a = kn_reader_new_on(s->client, conf, s->stream, NULL, NULL, err, sizeof(err));
+    kn_reader_t *b = kn_reader_new_on(s->client, conf, s->stream, NULL, NULL, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(kn_reader_poll(a, 5000));
+    kn_reader_destroy(a);
+    run_t run = {0};
+    poll_until(b, &run, true, 0, 30000);
+    check_exact(&run, recs, 200);
+    kn_reader_destroy(b);
+    run_free(&run);
+    /* The client still works. */
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    kn__shard_list_t list = {0};
+    assert_int_equal(kn__kinesis_list_shards(s->client, &ref, NULL, &list, &e), KN_ERR_OK);
+    kn__shard_list_free(&list);
+}
+
+/* ------------------------------------------------------------ bad input */
+
+static void test_bad_input(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "bad", 2);
+    kn_conf_t *conf = base_conf(s);
+    char err[1024];
+    kn_error_t *e = kn_error_new();
+
+    /* Unknown stream: NOT_FOUND naming the stream. */
+    assert_null(kn_reader_new(conf, "no-such-stream-knread", NULL, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, "no-such-stream-knread"));
+    print_message("unknown stream: %s\n", err);
+
+    /* Unknown shard. */
+    const char *ids[] = {"shardId-000000000099"};
+    kn_reader_opts_t o = {.shard_ids = ids, .shard_count = 1};
+    assert_null(kn_reader_new(conf, s->stream, &o, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_NOT_FOUND);
+    assert_non_null(strstr(err, "shardId-000000000099"));
+
+    /* NULL and empty arguments. */
+    assert_null(kn_reader_new(conf, NULL, NULL, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+    assert_null(kn_reader_new(conf, "", NULL, NULL, err, sizeof(err)));
+    assert_null(kn_reader_new_on(NULL, conf, s->stream, NULL, e, NULL, 0));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+    const char *nullid[] = {NULL};
+    kn_reader_opts_t o2 = {.shard_ids = nullid, .shard_count = 1};
+    assert_null(kn_reader_new(conf, s->stream, &o2, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+
+    /* Bad positions. */
+    kn_reader_opts_t o3 = {.start = {.type = (kn_position_type_t)99}};
+    assert_null(kn_reader_new(conf, s->stream, &o3, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+    kn_reader_opts_t o4 = {.start = {.type = KN_POS_AT_SEQUENCE_NUMBER, .sequence_number = "123"}};
+    assert_null(kn_reader_new(conf, s->stream, &o4, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "exactly one shard"));
+    const char *one[] = {"shardId-000000000000"};
+    kn_reader_opts_t o5 = {.shard_ids = one, .shard_count = 1,
+                           .start = {.type = KN_POS_AFTER_SEQUENCE_NUMBER, .sequence_number = "12x"}};
+    assert_null(kn_reader_new(conf, s->stream, &o5, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+    kn_reader_opts_t o6 = {.start = {.type = KN_POS_AT_TIMESTAMP, .timestamp_ms = -5}};
+    assert_null(kn_reader_new(conf, s->stream, &o6, e, err, sizeof(err)));
+    kn_reader_opts_t o7 = {.stop_at_ms = -1};
+    assert_null(kn_reader_new(conf, s->stream, &o7, e, err, sizeof(err)));
+
+    /*
+     * A sequence number the service rejects (kinesalite: it encodes another shard; moto takes any
+     * number): a SHARD_ERROR naming the shard, then at-end.
+     */
+    if (s == &kinesalite) {
+        kn_reader_opts_t o8 = {.shard_ids = one, .shard_count = 1,
+                               .start = {.type = KN_POS_AT_SEQUENCE_NUMBER, .sequence_number = "1"}};
+        kn_reader_t *r = kn_reader_new(conf, s->stream, &o8, e, err, sizeof(err));
+        assert_non_null(r);
+        run_t run = {0};
+        poll_until(r, &run, true, 0, 30000);
+        assert_int_equal(run.errors, 1);
+        assert_non_null(strstr(run.last_error, "shardId-000000000000"));
+        print_message("bad sequence number: %s\n", run.last_error);
+        kn_reader_destroy(r);
+        run_free(&run);
+    }
+
+    /* Bad properties fail at kn_conf_set, naming themselves. */
+    assert_int_equal(kn_conf_set(conf, "consumer.max.records", "0", err, sizeof(err)), KN_ERR_CONF_INVALID);
+    assert_non_null(strstr(err, "consumer.max.records"));
+    assert_int_equal(kn_conf_set(conf, "maxRecords", "20000", err, sizeof(err)), KN_ERR_CONF_INVALID);
+    assert_int_equal(kn_conf_set(conf, "idleTimeBetweenReadsInMillis", "250", err, sizeof(err)), KN_ERR_OK);
+
+    /* NULL handles. */
+    kn_reader_destroy(NULL);
+    assert_null(kn_reader_poll(NULL, 0));
+    assert_false(kn_reader_at_end(NULL));
+    assert_int_equal(kn_reader_fd(NULL), -1);
+    assert_int_equal(kn_reader_stat(NULL, KN_READER_STAT_RECORDS), -1);
+    assert_null(kn_reader_stat_name(KN_READER_STAT__COUNT));
+    assert_string_equal(kn_reader_stat_name(KN_READER_STAT_THROTTLES), "throttles");
+    assert_null(kn_reader_msg_partition_key(NULL, NULL));
+    kn_error_destroy(e);
+    kn_conf_destroy(conf);
+}
+
+#define ON(server, fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &server)
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        ON(kinesalite, test_plain_records_read_back_exactly),
+        ON(kinesalite, test_aggregated_records_read_back_exactly),
+        ON(kinesalite, test_zstd_aggregate_scope_read_back_exactly),
+        ON(kinesalite, test_gzip_record_scope_read_back_exactly),
+        ON(kinesalite, test_many_shards),
+        ON(moto, test_plain_records_read_back_exactly),
+        ON(moto, test_aggregated_records_read_back_exactly),
+        ON(kinesalite, test_raw_mode),
+        ON(kinesalite, test_out_of_range_sub_records_delivered),
+        ON(kinesalite, test_start_positions),
+        ON(kinesalite, test_explicit_shard_selection),
+        ON(kinesalite, test_split_and_merge_then_read),
+        ON(kinesalite, test_split_and_merge_while_reading),
+        ON(kinesalite, test_prefetch_bound_with_slow_polling),
+        ON(kinesalite, test_fd_and_destroy_while_reading),
+        ON(kinesalite, test_shared_client),
+        ON(kinesalite, test_bad_input),
+        ON(moto, test_bad_input),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("reader", tests, NULL, NULL);
+}
