@@ -1,0 +1,655 @@
+#!/usr/bin/env python3
+"""kncat end to end, run as a user would run it, against kinesalite (and moto).
+
+Usage: test_kncat.py KNCAT GROUP
+GROUP is one of the names in GROUPS below; meson runs each as its own test.
+The servers come from KN_TEST_KINESALITE_URL / KN_TEST_MOTO_URL
+(tests/servers/with-servers.sh). Every check compares kncat's output with what
+was put, or with an independent computation (MD5 hash keys in Python), never
+with kncat itself alone.
+"""
+import base64
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+KNCAT = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else ""
+GROUP = sys.argv[2] if len(sys.argv) > 2 else ""
+MAX_HASH = 2**128 - 1
+
+failures = []
+
+
+def fail(msg):
+    print("FAIL: " + msg, flush=True)
+    failures.append(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    return cond
+
+
+def server(var):
+    url = os.environ.get(var)
+    if not url:
+        print(f"{var} is not set: run through tests/servers/with-servers.sh (tools/test.sh does)")
+        sys.exit(1)
+    return url
+
+
+KINESALITE = None
+_home = tempfile.mkdtemp(prefix="kncat-test-home-")
+
+
+def base_env(endpoint=None):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": _home,
+        "AWS_ACCESS_KEY_ID": "AKIDKNCAT",
+        "AWS_SECRET_ACCESS_KEY": "Sk3tKnCatSecretValue",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "LD_LIBRARY_PATH"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    if endpoint:
+        env["AWS_ENDPOINT_URL_KINESIS"] = endpoint
+    return env
+
+
+def run(args, stdin=b"", env=None, timeout=120, endpoint=None):
+    """Runs kncat; returns (exit code, stdout bytes, stderr text)."""
+    if env is None:
+        env = base_env(endpoint or KINESALITE)
+    try:
+        p = subprocess.run([KNCAT] + args, input=stdin, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail(f"kncat {' '.join(args)} did not finish within {timeout}s")
+        return -1, b"", ""
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def ok(args, stdin=b"", **kw):
+    rc, out, err = run(args, stdin, **kw)
+    if rc != 0:
+        fail(f"kncat {' '.join(args)} exited {rc}; stderr:\n{err}")
+    return out
+
+
+_n = [0]
+_created = []  # (name, endpoint) to delete at the end, so a shared server does not fill up
+
+
+def new_stream(shards=1, endpoint=None, what=None):
+    _n[0] += 1
+    name = f"kc-{what or GROUP}-{os.getpid()}-{_n[0]}"
+    ok(["-A", "create", "-t", name, "--shards", str(shards), "-q"], endpoint=endpoint)
+    _created.append((name, endpoint))
+    return name
+
+
+def dump_json(stream, extra=(), endpoint=None):
+    out = ok(["-C", "-t", stream, "-e", "-J"] + list(extra), endpoint=endpoint)
+    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+
+
+def shards_json(stream, endpoint=None):
+    return json.loads(ok(["-L", "-t", stream, "-J"], endpoint=endpoint))
+
+
+def md5_hash(key):
+    return int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
+
+
+def payload_bytes(env):
+    if env["payload_encoding"] == "base64":
+        return base64.b64decode(env["payload"])
+    return env["payload"].encode("utf-8")
+
+
+# ----------------------------------------------------------------- groups
+
+def g_roundtrip():
+    s = new_stream(2)
+    keys = [f"user-{i % 7}" for i in range(60)]
+    lines = [f"{k}:line {i} with spaces, unicode é€ and a colon: here" for i, k in enumerate(keys)]
+    inp = ("\n".join(lines) + "\n").encode()
+    ok(["-P", "-t", s, "-K:"], inp)
+    out = ok(["-C", "-t", s, "-e", "-f", "%k:%s\\n"]).decode()
+    got = out.splitlines()
+    check(sorted(got) == sorted(lines), "-C -f '%k:%s\\n' does not give back exactly the input "
+          f"({len(got)} lines for {len(lines)})")
+    # Per key, records come back in the order they were put.
+    for k in set(keys):
+        want = [ln for ln in lines if ln.startswith(k + ":")]
+        have = [ln for ln in got if ln.startswith(k + ":")]
+        check(want == have, f"records of key {k} out of order")
+
+    # kcat's habit: without -f, -K and -D shape the output too.
+    out = ok(["-C", "-t", s, "-e", "-K:"]).decode().splitlines()
+    check(sorted(out) == sorted(lines), "-C -K: does not print key:data lines")
+    out = ok(["-C", "-t", s, "-e", "-D", "\\x00"]).split(b"\x00")
+    check(out[-1] == b"" and sorted(x.decode() for x in out[:-1]) == sorted(ln.split(":", 1)[1] for ln in lines),
+          "-C -D '\\x00' does not end each record with a NUL byte")
+
+    # -c stops after n records.
+    out = ok(["-C", "-t", s, "-c", "5", "-f", "%s\\n"])
+    check(len(out.decode().splitlines()) == 5, "-c 5 did not print exactly 5 records")
+
+    # A custom delimiter, a fixed key; no key gives a random key per record.
+    s2 = new_stream(2)
+    ok(["-P", "-t", s2, "-D", "|", "-k", "fixed"], b"a|b|c")
+    ok(["-P", "-t", s2, "-D", "\\x00"], b"r1\x00r2\x00r3\x00r4\x00")
+    recs = dump_json(s2)
+    fixed = [r for r in recs if r["key"] == "fixed"]
+    check(sorted(r["payload"] for r in fixed) == ["a", "b", "c"], "-D '|' -k fixed")
+    check(len({r["shard"] for r in fixed}) == 1, "a fixed key landed in several shards")
+    rnd = [r for r in recs if r["key"] != "fixed"]
+    check(sorted(r["payload"] for r in rnd) == ["r1", "r2", "r3", "r4"], "-D '\\x00'")
+    check(len({r["key"] for r in rnd}) == 4, "records without a key did not get distinct random keys")
+
+    # Each file argument is one record, newlines included.
+    d = tempfile.mkdtemp()
+    try:
+        files = []
+        for i, body in enumerate([b"file one\nsecond line\n", bytes(range(256)) * 4]):
+            path = os.path.join(d, f"f{i}")
+            with open(path, "wb") as f:
+                f.write(body)
+            files.append((path, body))
+        s3 = new_stream(1)
+        ok(["-P", "-t", s3, "-k", "files"] + [p for p, _ in files])
+        recs = dump_json(s3)
+        check(sorted(payload_bytes(r) for r in recs) == sorted(b for _, b in files),
+              "file arguments were not put one record per file, byte for byte")
+    finally:
+        shutil.rmtree(d)
+
+    # Mode guess: stdin not a terminal means produce.
+    s4 = new_stream(1)
+    ok(["-t", s4, "-k", "guess"], b"guessed\n")
+    check([r["payload"] for r in dump_json(s4)] == ["guessed"], "no mode with piped stdin did not produce")
+
+    # -u and the default print the same records.
+    out_u = ok(["-C", "-t", s, "-e", "-u", "-f", "%k:%s\\n"]).decode().splitlines()
+    check(sorted(out_u) == sorted(lines), "-u changed the output")
+
+
+def g_replay():
+    a = new_stream(2)
+    b = new_stream(3)
+    rnd = random.Random(1234)
+    text = [f"k{i}:text {i} é ✓" for i in range(30)]
+    ok(["-P", "-t", a, "-K:"], ("\n".join(text) + "\n").encode())
+    # Binary payloads (not UTF-8) and special characters arrive through -J envelopes.
+    binaries = []
+    envs = []
+    for i in range(20):
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300))) + b"\xff\xfe"
+        binaries.append((f"bin-{i}", data))
+        envs.append(json.dumps({"key": f"bin-{i}", "payload": base64.b64encode(data).decode(),
+                                "payload_encoding": "base64"}))
+    envs.append(json.dumps({"key": "quote\"tab\t", "payload": "line\nbreak \u0001 \"q\"",
+                            "payload_encoding": "utf8"}))
+    ok(["-P", "-t", a, "-J"], ("\n".join(envs) + "\n").encode())
+
+    dump_a = dump_json(a)
+    check(len(dump_a) == len(text) + len(envs), f"dump of {a} has {len(dump_a)} records")
+    for r in dump_a:
+        check(set(r) == {"stream", "shard", "seq", "subseq", "ts", "key", "payload", "payload_encoding"},
+              f"envelope fields: {sorted(r)}")
+        check(isinstance(r["seq"], str) and r["seq"].isdigit(), "seq is not a decimal string")
+        check(r["stream"] == a, "envelope stream")
+    by_key = {r["key"]: r for r in dump_a}
+    for k, data in binaries:
+        r = by_key.get(k)
+        if check(r is not None, f"binary record {k} missing"):
+            check(r["payload_encoding"] == "base64", f"{k}: binary data not marked base64")
+            check(payload_bytes(r) == data, f"{k}: binary payload changed")
+    check(by_key.get("k0", {}).get("payload_encoding") == "utf8", "text not marked utf8")
+
+    # Replay the dump into b and dump again: same keys and payloads.
+    lines = "\n".join(json.dumps(r) for r in dump_a) + "\n"
+    ok(["-P", "-t", b, "-J"], lines.encode())
+    dump_b = dump_json(b)
+
+    def content(d):
+        return sorted((r["key"], r["payload"], r["payload_encoding"]) for r in d)
+    check(content(dump_a) == content(dump_b), "replayed dump differs in keys or payloads")
+
+    # A bad envelope is a failed record: exit 1, named on stderr.
+    rc, _, err = run(["-P", "-t", b, "-J"], b'{"key":"x","payload":"ok"}\nnot json\n')
+    check(rc == 1, f"bad envelope: exit {rc}")
+    check("bad JSON envelope" in err and "record 2" in err, f"bad envelope message: {err}")
+    rc, _, err = run(["-P", "-t", b, "-J"], b'{"key":"x","payload":"!!","payload_encoding":"base64"}\n')
+    check(rc == 1 and "base64" in err, f"bad base64 payload: exit {rc}, {err}")
+
+
+def g_end():
+    # -e on an empty, idle stream ends promptly.
+    s = new_stream(2)
+    t0 = time.monotonic()
+    out = ok(["-C", "-t", s, "-e"], timeout=60)
+    check(out == b"", "records printed from an empty stream")
+    check(time.monotonic() - t0 < 45, "-e on an idle stream took too long")
+
+    # After a split and a merge: parents closed, every record exactly once.
+    lines1 = [f"a{i}:before split {i}" for i in range(40)]
+    ok(["-P", "-t", s, "-K:"], ("\n".join(lines1) + "\n").encode())
+    ok(["-A", "split", "-t", s, "shardId-000000000000", "-q"])
+    lines2 = [f"b{i}:after split {i}" for i in range(40)]
+    ok(["-P", "-t", s, "-K:"], ("\n".join(lines2) + "\n").encode())
+    info = shards_json(s)
+    open_ids = sorted(sh["id"] for sh in info["shards"] if sh["open"])
+    check(open_ids == ["shardId-000000000001", "shardId-000000000002", "shardId-000000000003"],
+          f"open shards after split: {open_ids}")
+    ok(["-A", "merge", "-t", s, "shardId-000000000002", "shardId-000000000003", "-q"])
+    lines3 = [f"c{i}:after merge {i}" for i in range(40)]
+    ok(["-P", "-t", s, "-K:"], ("\n".join(lines3) + "\n").encode())
+    out = ok(["-C", "-t", s, "-e", "-f", "%k:%s\\n"], timeout=120).decode().splitlines()
+    want = lines1 + lines2 + lines3
+    check(sorted(out) == sorted(want), f"after split and merge: {len(out)} lines for {len(want)}")
+    # -p of a closed parent: its records, then its children's and the merged shard's, once each.
+    out = ok(["-C", "-t", s, "-e", "-p", "shardId-000000000000", "-f", "%p %s\\n"]).decode().splitlines()
+    check(len(out) == len(set(out)) and out, "-p of a closed parent: duplicates or nothing")
+    check({ln.split()[0] for ln in out} <= {"shardId-000000000000", "shardId-000000000002",
+                                             "shardId-000000000003", "shardId-000000000004"},
+          "-p of a closed parent read shards outside its lineage")
+    # -c with -e: whichever comes first.
+    out = ok(["-C", "-t", s, "-e", "-c", "7"]).decode().splitlines()
+    check(len(out) == 7, f"-e -c 7 printed {len(out)}")
+    # -o end -e: nothing old, ends.
+    out = ok(["-C", "-t", s, "-o", "end", "-e"], timeout=60)
+    check(out == b"", "-o end printed old records")
+    # -o s@<past> prints everything; e@<past> nothing.
+    out = ok(["-C", "-t", s, "-o", "s@-1d", "-e", "-f", "%s\\n"]).decode().splitlines()
+    check(len(out) == len(want), f"-o s@-1d printed {len(out)} of {len(want)}")
+    hour_ago = int(time.time() * 1000) - 3600_000
+    for ts in (str(hour_ago), "2001-01-01T00:00:00.250+02:00", "2001-01-01 00:00:00"):
+        out = ok(["-C", "-t", s, "-o", f"s@{ts}", "-e", "-f", "%s\\n"]).decode().splitlines()
+        check(len(out) == len(want), f"-o s@{ts} printed {len(out)} of {len(want)}")
+    out = ok(["-C", "-t", s, "-o", "s@2001-01-01T00:00:00Z", "-o", "e@2001-01-02T00:00:00Z", "-e"],
+             timeout=60)
+    check(out == b"", "-o e@<past> printed records")
+    # -o <sequence number> -p shard: from that record on.
+    recs = dump_json(s, ["-p", "shardId-000000000001"])
+    if check(len({r["seq"] for r in recs}) >= 2, "shard 1 has fewer than 2 Kinesis records"):
+        last = max((r["seq"] for r in recs), key=int)
+        out = dump_json(s, ["-p", "shardId-000000000001", "-o", last])
+        check({r["seq"] for r in out} == {last} and
+              len(out) == len([r for r in recs if r["seq"] == last]),
+              "-o <seq> did not start at that sequence number")
+
+
+def g_compress():
+    for codec in ("gzip", "zstd"):
+        s = new_stream(2, what=f"z{codec}")
+        lines = [f"k{i % 5}:{codec} record {i} " + "x" * (i % 50) for i in range(200)]
+        ok(["-P", "-t", s, "-K:", "-z", codec], ("\n".join(lines) + "\n").encode())
+        out = ok(["-C", "-t", s, "-e", "-f", "%k:%s\\n"]).decode().splitlines()
+        check(sorted(out) == sorted(lines), f"-z {codec} round trip")
+        raw = dump_json(s, ["--raw"])
+        check(0 < len(raw) < len(lines), f"--raw with {codec}: {len(raw)} stored records")
+        check(all(r["payload_encoding"] == "base64" for r in raw),
+              f"--raw with {codec}: stored aggregates should be binary")
+    # Aggregation off: one stored record per line.
+    s = new_stream(1, what="noagg")
+    ok(["-P", "-t", s, "-X", "producer.aggregation.enabled=false"], b"1\n2\n3\n")
+    raw = dump_json(s, ["--raw"])
+    check(sorted(r["payload"] for r in raw) == ["1", "2", "3"], "aggregation off: stored records")
+
+
+def g_report():
+    s = new_stream(2)
+    keys = [f"rk{i}" for i in range(25)]
+    inp = "".join(f"{k}:v{i}\n" for i, k in enumerate(keys)).encode()
+    out = ok(["-P", "-t", s, "-K:", "--report"], inp).decode().splitlines()
+    check(len(out) == len(keys), f"--report printed {len(out)} lines for {len(keys)} records")
+    shards = shards_json(s)["shards"]
+
+    def owner(key):
+        h = md5_hash(key)
+        for sh in shards:
+            if sh["open"] and int(sh["hash_start"]) <= h <= int(sh["hash_end"]):
+                return sh["id"]
+    dump = {r["key"]: r for r in dump_json(s)}
+    for line in out:
+        parts = line.split("\t")
+        if not check(len(parts) == 3, f"report line {line!r}"):
+            continue
+        k, shard, seq = parts
+        check(shard == owner(k), f"report: {k} in {shard}, expected {owner(k)}")
+        check(dump.get(k, {}).get("seq") == seq, f"report: {k} sequence number differs from the stream")
+    # With -J the input is envelopes and the report is JSON.
+    envs = "".join(json.dumps({"key": k, "payload": f"v{i}"}) + "\n" for i, k in enumerate(keys))
+    out = ok(["-P", "-t", s, "--report", "-J"], envs.encode()).decode().splitlines()
+    objs = [json.loads(x) for x in out]
+    check(len(objs) == len(keys) and all(o["status"] == "ok" for o in objs), "--report -J statuses")
+    check(sorted(o["record"] for o in objs) == list(range(1, len(keys) + 1)), "--report -J record numbers")
+    check(all(o["shard"] == owner(o["key"]) for o in objs), "--report -J shards")
+
+    # A record over the size limit fails: exit 1, the error code on stderr and in the report.
+    big = b"big:" + b"x" * (1024 * 1024 + 10) + b"\nsmall:ok\n"
+    rc, out, err = run(["-P", "-t", s, "-K:", "--report"], big)
+    check(rc == 1, f"oversized record: exit {rc}")
+    check("KN_ERR_TOO_LARGE" in err and "record 1" in err, f"oversized record message: {err}")
+    lines = out.decode().splitlines()
+    check(any(ln.startswith("big\tERROR\tKN_ERR_TOO_LARGE") for ln in lines), f"report of the failure: {lines}")
+    check(any(ln.startswith("small\tshardId-") for ln in lines), "the good record was not reported")
+    # An invalid explicit hash key is a usage error before anything is sent.
+    rc, _, err = run(["-P", "-t", s, "--hash-key", "340282366920938463463374607431768211456"], b"x\n")
+    check(rc == 2 and "--hash-key" in err, f"bad --hash-key: exit {rc}, {err}")
+    # A valid explicit hash key routes every record to the shard owning it.
+    out = ok(["-P", "-t", s, "--hash-key", str(MAX_HASH), "--report"], b"h1\nh2\n").decode().splitlines()
+    check(all(ln.split("\t")[1] == "shardId-000000000001" for ln in out), f"--hash-key report: {out}")
+
+
+def g_list():
+    s = new_stream(3)
+    names = ok(["-L"]).decode().splitlines()
+    check(s in names, f"-L does not list {s}")
+    check(s in json.loads(ok(["-L", "-J"]))["streams"], "-L -J does not list the stream")
+    info = shards_json(s)
+    check(info["stream"] == s and info["status"] == "ACTIVE" and info["open_shards"] == 3
+          and info["on_demand"] is False and info["retention_hours"] == 24, f"-L -t -J summary: {info}")
+    sh = sorted(info["shards"], key=lambda x: int(x["hash_start"]))
+    check(len(sh) == 3, "three shards")
+    check(int(sh[0]["hash_start"]) == 0 and int(sh[-1]["hash_end"]) == MAX_HASH, "ranges cover the key space")
+    for a, b in zip(sh, sh[1:]):
+        check(int(a["hash_end"]) + 1 == int(b["hash_start"]), "ranges are contiguous")
+    for x in sh:
+        check(x["open"] and x["end_seq"] is None and x["parent"] is None and x["start_seq"].isdigit(),
+              f"shard fields: {x}")
+    text = ok(["-L", "-t", s]).decode()
+    check(f"stream {s}: ACTIVE, 3 open shards" in text, f"-L -t text: {text}")
+    for x in sh:
+        check(f"{x['id']}  open    hash {x['hash_start']}..{x['hash_end']}" in text, f"-L -t line for {x['id']}")
+    # -Q agrees with MD5 and the ranges, for many keys.
+    for i in range(12):
+        key = f"query-key-{i}"
+        shard, h = ok(["-Q", "-t", s, "-k", key]).decode().strip().split("\t")
+        check(int(h) == md5_hash(key), f"-Q hash key of {key}")
+        owner = [x["id"] for x in sh if int(x["hash_start"]) <= md5_hash(key) <= int(x["hash_end"])]
+        check([shard] == owner, f"-Q {key}: {shard}, ranges say {owner}")
+    q = json.loads(ok(["-Q", "-t", s, "-k", "abc", "-J"]))
+    check(q["key"] == "abc" and int(q["hash_key"]) == md5_hash("abc") and q["stream"] == s, f"-Q -J: {q}")
+    q = ok(["-Q", "-t", s, "--hash-key", "0"]).decode().split("\t")[0]
+    check(q == sh[0]["id"], "-Q --hash-key 0")
+
+
+def g_admin():
+    _n[0] += 1
+    s = f"kc-admin-{os.getpid()}-{_n[0]}"
+    rc, _, err = run(["-A", "create", "-t", s, "--shards", "2"])
+    check(rc == 0 and "created stream" in err and "ACTIVE" in err, f"-A create: {rc} {err}")
+    ok(["-A", "wait", "-t", s])
+    ok(["-A", "split", "-t", s, "shardId-000000000001", "200000000000000000000000000000000000000", "-q"])
+    info = shards_json(s)
+    by = {x["id"]: x for x in info["shards"]}
+    check(by["shardId-000000000001"]["open"] is False, "split parent still open")
+    check(by.get("shardId-000000000003", {}).get("hash_start") == "200000000000000000000000000000000000000",
+          f"split point: {by.get('shardId-000000000003')}")
+    check(by.get("shardId-000000000002", {}).get("parent") == "shardId-000000000001", "split child parent")
+    ok(["-A", "merge", "-t", s, "shardId-000000000000", "shardId-000000000002", "-q"])
+    info = shards_json(s)
+    by = {x["id"]: x for x in info["shards"]}
+    m = by.get("shardId-000000000004", {})
+    check(m.get("parent") == "shardId-000000000000" and m.get("adjacent_parent") == "shardId-000000000002",
+          f"merged shard: {m}")
+    check(info["open_shards"] == 2, f"open shards after merge: {info['open_shards']}")
+    # Errors from the service: merging shards that are not adjacent, splitting a closed shard.
+    rc, _, err = run(["-A", "merge", "-t", s, "shardId-000000000004", "shardId-000000000000"])
+    check(rc != 0 and "ERROR" in err, f"merge of a closed shard: {rc} {err}")
+    rc, _, err = run(["-A", "split", "-t", s, "shardId-000000000000"])
+    check(rc == 1 and "closed" in err, f"split of a closed shard: {rc} {err}")
+    rc, _, err = run(["-A", "split", "-t", s, "shardId-000000000099"])
+    check(rc == 3 and "shardId-000000000099" in err, f"split of an unknown shard: {rc} {err}")
+    ok(["-A", "delete", "-t", s, "-q"])
+    deadline = time.time() + 60
+    while time.time() < deadline and s in ok(["-L"]).decode().splitlines():
+        time.sleep(0.3)
+    check(s not in ok(["-L"]).decode().splitlines(), "-A delete: the stream is still listed")
+    rc, _, err = run(["-A", "wait", "-t", s])
+    check(rc == 3 and s in err, f"-A wait on a deleted stream: {rc} {err}")
+
+    # moto: on-demand and scale (kinesalite has neither).
+    moto = server("KN_TEST_MOTO_URL")
+    s = f"kc-admin-od-{os.getpid()}"
+    ok(["-A", "create", "-t", s, "--on-demand", "-q"], endpoint=moto)
+    check(shards_json(s, endpoint=moto)["on_demand"] is True, "--on-demand stream not on-demand")
+    ok(["-A", "delete", "-t", s, "-q"], endpoint=moto)
+    s = f"kc-admin-scale-{os.getpid()}"
+    ok(["-A", "create", "-t", s, "-q"], endpoint=moto)
+    ok(["-A", "scale", "-t", s, "2", "-q"], endpoint=moto)
+    info = shards_json(s, endpoint=moto)
+    check(info["open_shards"] == 2 and sum(x["open"] for x in info["shards"]) == 2, f"scale 2 on moto: {info}")
+    ok(["-A", "delete", "-t", s, "-q"], endpoint=moto)
+    # Produce and consume work against moto too (short sequence numbers, another implementation).
+    # (Not on the scaled stream: moto keeps routing puts to the closed parent after UpdateShardCount.)
+    s = f"kc-admin-rt-{os.getpid()}"
+    ok(["-A", "create", "-t", s, "--shards", "2", "-q"], endpoint=moto)
+    ok(["-P", "-t", s, "-K:"], b"m1:one\nm2:two\n", endpoint=moto)
+    out = ok(["-C", "-t", s, "-e", "-f", "%k:%s\\n"], endpoint=moto).decode().splitlines()
+    check(sorted(out) == ["m1:one", "m2:two"], f"moto round trip: {out}")
+    ok(["-A", "delete", "-t", s, "-q"], endpoint=moto)
+    # Usage errors.
+    for args, needle in ((["-A", "bogus", "-t", s], "unknown admin command"),
+                         (["-A", "scale", "-t", s], "usage: kncat -A scale"),
+                         (["-A", "scale", "-t", s, "x"], "not a shard count"),
+                         (["-A", "merge", "-t", s, "a"], "usage: kncat -A merge"),
+                         (["-A", "create"], "needs a stream"),
+                         (["-A", "create", "-t", s, "--shards", "2", "--on-demand"], "exclude")):
+        rc, _, err = run(args)
+        check(rc == 2 and needle in err, f"kncat {' '.join(args)}: exit {rc}, {err}")
+
+
+def g_errors():
+    s = new_stream(1)
+    missing = f"kc-missing-{os.getpid()}"
+    for args in (["-C", "-t", missing, "-e"], ["-P", "-t", missing], ["-L", "-t", missing],
+                 ["-Q", "-t", missing, "-k", "a"], ["-A", "delete", "-t", missing]):
+        rc, _, err = run(args, b"x\n")
+        check(rc == 3 and missing in err and err.startswith("% ERROR"),
+              f"unknown stream with {args[0]}: exit {rc}, {err}")
+    cases = [
+        (["-C", "-t", s, "-o", "yesterday"], 2, "bad -o"),
+        (["-C", "-t", s, "-o", "s@2024-13-45"], 2, "bad time in -o"),
+        (["-C", "-t", s, "-f", "%s %z\\n"], 2, "unknown format token \"%z\""),
+        (["-C", "-t", s, "-f", "\\q"], 2, "bad escape"),
+        (["-C", "-t", s, "-o", "123"], 2, "needs exactly one shard"),
+        (["-C", "-t", s, "-p", "shardId-000000000042", "-e"], 3, "shardId-000000000042"),
+        (["-X", "no.such.property=1", "-L"], 2, "no.such.property"),
+        (["-X", "no.such.property=1", "-L"], 2, "kncat -X list"),
+        (["-X", "http.max.connections=0", "-L"], 2, "http.max.connections"),
+        (["-X", "novalue", "-L"], 2, "property=value"),
+        (["-F", "/nonexistent/kncat.properties", "-L"], 2, "/nonexistent/kncat.properties"),
+        (["-G", "group1", "-t", s], 2, "consumer groups (-G) are not implemented yet"),
+        (["-L", "-G", "group1"], 2, "consumer groups (-G) are not implemented yet"),
+        (["--bogus"], 2, "unknown option --bogus"),
+        (["-Z"], 2, "unknown option -Z"),
+        (["-t"], 2, "needs an argument"),
+        (["-P", "-C", "-t", s], 2, "only one mode"),
+        (["-P"], 2, "needs a stream"),
+        (["-C", "-t", s, "-c", "0"], 2, "-c"),
+        (["-P", "-t", s, "-z", "lz4"], 2, "unknown codec \"lz4\""),
+        (["-Q", "-t", s], 2, "partition key"),
+        (["-L", "extra"], 2, "unexpected argument"),
+    ]
+    for args, code, needle in cases:
+        rc, _, err = run(args, b"")
+        check(rc == code and needle in err and "% ERROR" in err,
+              f"kncat {' '.join(args)}: exit {rc} (want {code}), stderr {err!r} (want {needle!r})")
+    # Missing credentials: the library's message lists the chain steps.
+    env = base_env(KINESALITE)
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(k)
+    rc, _, err = run(["-L"], env=env)
+    check(rc == 4 and "environment" in err and "IMDS" in err and "profile" in err,
+          f"no credentials: exit {rc}, {err}")
+    # Unreachable endpoint: quick, exit 5, names the endpoint.
+    t0 = time.monotonic()
+    rc, _, err = run(["-b", "http://127.0.0.1:1", "-L"])
+    check(rc == 5 and "127.0.0.1:1" in err, f"unreachable endpoint: exit {rc}, {err}")
+    check(time.monotonic() - t0 < 60, "unreachable endpoint took too long")
+    # A bad -b URL is a configuration error.
+    rc, _, err = run(["-b", "ftp://x", "-L"])
+    check(rc == 2 and "kinesis.endpoint" in err, f"bad -b: exit {rc}, {err}")
+    # -b wins over AWS_ENDPOINT_URL_KINESIS; AWS_ENDPOINT_URL alone works too.
+    env = base_env("http://127.0.0.1:1")
+    rc, _, _ = run(["-b", KINESALITE, "-L"], env=env)
+    check(rc == 0, f"-b did not override AWS_ENDPOINT_URL_KINESIS: exit {rc}")
+    env = base_env(None)
+    env["AWS_ENDPOINT_URL"] = KINESALITE
+    rc, out, _ = run(["-L"], env=env)
+    check(rc == 0 and s in out.decode().splitlines(), "AWS_ENDPOINT_URL alone")
+
+
+def g_misc():
+    rc, out, _ = run(["-X", "list"])
+    text = out.decode()
+    check(rc == 0 and "producer.aggregation.enabled" in text and "kinesis.endpoint" in text
+          and "AggregationMaxSize" in text, "-X list")
+    rc, out, _ = run(["-h"])
+    text = out.decode()
+    check(rc == 0 and "Exit status" in text and "-P" in text and "--report" in text and
+          "%k key" in text, "-h")
+    for code in range(6):
+        check(f"\n  {code}  " in text, f"-h does not document exit code {code}")
+    rc, out, _ = run(["-V"])
+    check(rc == 0 and out.decode().startswith("kncat "), "-V")
+    man = shutil.which("man")
+    page = os.path.join(os.environ.get("KN_SOURCE_ROOT", "."), "tools", "kncat", "kncat.1")
+    if man:
+        p = subprocess.run([man, "-l", page], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="100"), timeout=60)
+        out = p.stdout.decode("utf-8", "replace")
+        check(p.returncode == 0 and "EXIT STATUS" in out and "kcat" in out, f"man -l kncat.1: {p.returncode}")
+    else:
+        with open(page) as f:
+            check(".SH EXIT STATUS" in f.read(), "kncat.1 has no EXIT STATUS section")
+    # Format tokens, all of them.
+    s = new_stream(1)
+    ok(["-P", "-t", s, "-k", "kk"], b"hi\n")
+    out = ok(["-C", "-t", s, "-e", "-f", "%t|%p|%o|%u|%T|%F|%k|%K|%s|%S|%b|%x|%%\\t\\x41\\n"]).decode()
+    f = out.rstrip("\n").split("|")
+    check(len(f) == 13, f"-f all tokens: {out!r}")
+    if len(f) == 13:
+        check(f[0] == s and f[1] == "shardId-000000000000" and f[2].isdigit() and f[3] == "0", f"%t %p %o %u: {f}")
+        check(f[4].isdigit() and abs(int(f[4]) / 1000 - time.time()) < 600, "%T")
+        check(f[5].endswith("Z") and "T" in f[5], "%F")
+        check(f[6:13] == ["kk", "2", "hi", "2", "aGk=", "6869", "%\tA"], f"tokens: {f[6:]}")
+    # -q silences the create message; -v prints more.
+    rc, _, err = run(["-C", "-t", s, "-e", "-v"])
+    check(rc == 0 and "records printed" in err, f"-v: {err}")
+    rc, _, err = run(["-C", "-t", s, "-e", "-q"])
+    check(rc == 0 and err == "", f"-q printed {err!r}")
+    # -v with stderr on a terminal: a progress line (records, bytes, rate) during a long -P.
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([KNCAT, "-P", "-t", s, "-v", "-k", "prog"], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=slave, env=base_env(KINESALITE))
+    os.close(slave)
+    for _ in range(3):
+        p.stdin.write(b"progress\n" * 50)
+        p.stdin.flush()
+        time.sleep(1.3)
+    p.stdin.close()
+    p.wait(timeout=120)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    tty = b"".join(chunks).decode("utf-8", "replace")
+    check(p.returncode == 0 and "records/s" in tty and "MB" in tty and "150 of 150" in tty,
+          f"-v progress on a terminal: {tty!r}")
+    # Following: -C without -e prints records put while it runs, flushed to a pipe without -u
+    # (at least after each batch), and SIGINT ends it cleanly with status 0. It starts at "now"
+    # (s@) rather than "end" so a slow start on a loaded machine cannot miss the records.
+    import select
+    import signal
+    now_ms = int(time.time() * 1000)
+    tail = subprocess.Popen([KNCAT, "-C", "-t", s, "-o", f"s@{now_ms}", "-f", "%k:%s\\n"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env(KINESALITE))
+    time.sleep(1.0)  # usually reading (and idle) by now
+    ok(["-P", "-t", s, "-K:"], b"live1:one\nlive2:two\n")
+    got = b""
+    deadline = time.monotonic() + 60
+    while got.count(b"\n") < 2 and time.monotonic() < deadline and tail.poll() is None:
+        r, _, _ = select.select([tail.stdout], [], [], 1.0)
+        if r:
+            got += os.read(tail.stdout.fileno(), 65536)
+    check(sorted(got.decode().splitlines()) == ["live1:one", "live2:two"],
+          f"-C -o end did not print the records put later while running: {got!r}")
+    tail.send_signal(signal.SIGINT)
+    try:
+        rc = tail.wait(timeout=30)
+        check(rc == 0, f"-C after SIGINT exited {rc}: {tail.stderr.read().decode()}")
+    except subprocess.TimeoutExpired:
+        tail.kill()
+        fail("-C did not stop within 30 s of SIGINT")
+    tail.stdout.close()
+    tail.stderr.close()
+    # A properties file.
+    with tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False) as pf:
+        pf.write(f"kinesis.endpoint = {KINESALITE}\nAggregationEnabled = false\n")
+    try:
+        env = base_env("http://127.0.0.1:1")
+        rc, out, err = run(["-F", pf.name, "-L"], env=env)
+        check(rc == 0 and s in out.decode().splitlines(), f"-F file: exit {rc} {err}")
+    finally:
+        os.unlink(pf.name)
+    # Debug contexts go to stderr, prefixed, with no secrets.
+    rc, _, err = run(["-L", "-d", "all"])
+    check(rc == 0 and "% DEBUG [" in err and "Sk3tKnCatSecretValue" not in err, f"-d all: {err}")
+
+
+GROUPS = {
+    "roundtrip": g_roundtrip,
+    "replay": g_replay,
+    "end": g_end,
+    "compress": g_compress,
+    "report": g_report,
+    "list": g_list,
+    "admin": g_admin,
+    "errors": g_errors,
+    "misc": g_misc,
+}
+
+
+def main():
+    global KINESALITE
+    if not KNCAT or GROUP not in GROUPS:
+        print(f"usage: test_kncat.py KNCAT {{{','.join(GROUPS)}}}")
+        return 2
+    KINESALITE = server("KN_TEST_KINESALITE_URL")
+    try:
+        GROUPS[GROUP]()
+    finally:
+        for name, endpoint in _created:
+            run(["-A", "delete", "-t", name, "-q"], endpoint=endpoint)
+        shutil.rmtree(_home, ignore_errors=True)
+    if failures:
+        print(f"{len(failures)} check(s) failed in group {GROUP}")
+        return 1
+    print(f"group {GROUP}: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
