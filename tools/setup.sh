@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what libkinesis needs to build and test on Debian 12, and nothing that is already there:
 #   - Debian packages (compiler, meson, ninja, the libraries, cmocka, clang and its sanitizer and
-#     fuzzer runtime, python3, openssl; nodejs/npm only when `node`/`npm` are missing);
+#     fuzzer runtime, python3, openssl; nodejs/npm only when `node`/`npm` are missing; python3-boto3
+#     and awscli only when python3 cannot import boto3 / the `aws` command is missing);
 #   - the pinned npm test servers in tests/servers (npm ci, only when the lockfile changed);
 #   - the pinned npm benchmark peers in tests/bench/peers (the same way);
 #   - checks for moto_server (preinstalled on our machines; pip install 'moto[server]' elsewhere).
@@ -39,6 +40,9 @@ done
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The interop tests and benchmarks drive boto3 and the AWS CLI (v1 or v2) as peers.
+python3 -c 'import boto3' >/dev/null 2>&1 || missing+=(python3-boto3)
+command -v aws >/dev/null 2>&1 || missing+=(awscli)
 
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"

@@ -11,8 +11,10 @@
  *   5. delete what it created (unless --keep).
  * It exits non-zero with the library's error message when any step fails.
  *
- * This links the internal core directly; kncat replaces it as the user-facing
- * tool when the stream reader lands.
+ * This links the internal core directly. tools/quickstart.sh runs the stream
+ * steps with kncat (tools/quickstart/demo.sh) and then this program, for the
+ * core's own round trip and the DynamoDB lease item that kncat cannot show
+ * until consumer groups (-G) exist.
  */
 #include <getopt.h>
 #include <stdio.h>
