@@ -878,15 +878,14 @@ static void *feeder(void *arg)
 }
 
 /*
- * A shard split while records flow: every record succeeds and is in the
- * stream inside its own shard's range; a copy that landed in an aggregate on
- * a shard that does not own its key (found by the shard check) was put
- * again, so no KCL consumer can lose it.
+ * A reshard while records flow (a split of one shard, or a merge of two):
+ * every record succeeds and is in the stream inside its own shard's range; a
+ * copy that landed in an aggregate on a shard that does not own its key
+ * (found by the shard check) was put again, so no KCL consumer can lose it.
  */
-static void test_reshard_while_producing(void **state)
+static void reshard_while_producing(server_t *s, bool merge)
 {
-    server_t *s = *state;
-    create_stream(s, "split", 1);
+    create_stream(s, merge ? "merge" : "split", merge ? 2 : 1);
     int n = 3000;
     sink_t *sink = sink_new(n);
     const char *extra[] = {"producer.record.max.buffered.ms", "20", NULL};
@@ -898,8 +897,13 @@ static void test_reshard_while_producing(void **state)
     kn_error_t e = {0};
     kn__stream_ref_t ref = {s->stream, NULL};
     kn__hashkey_t mid = {0x8000000000000000ULL, 0};
-    if (kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e) != KN_ERR_OK)
+    if (merge) {
+        if (kn__kinesis_merge_shards(s->client, &ref, "shardId-000000000000", "shardId-000000000001",
+                                     &e) != KN_ERR_OK)
+            fail_msg("MergeShards: %s", e.message);
+    } else if (kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e) != KN_ERR_OK) {
         fail_msg("SplitShard: %s", e.message);
+    }
     pthread_join(th, NULL);
     assert_int_equal(f.failed, 0);
     assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
@@ -929,12 +933,15 @@ static void test_reshard_while_producing(void **state)
         oor += got.v[g].out_of_range;
     for (int i = 0; i < n; i++)
         reput += sink->r[i].attempts > 1;
-    print_message("reshard: %zu records read, %zu wrong-shard copies in aggregates, %zu records put again\n",
-                  got.n, oor, reput);
+    print_message("%s: %zu records read, %zu wrong-shard copies in aggregates, %zu records put again\n",
+                  merge ? "merge" : "split", got.n, oor, reput);
     free(in_range);
     gotlist_free(&got);
     sink_free(sink);
 }
+
+static void test_reshard_while_producing(void **state) { reshard_while_producing(*state, false); }
+static void test_merge_while_producing(void **state) { reshard_while_producing(*state, true); }
 
 typedef struct worker_s {
     kn_producer_t *p;
@@ -1122,6 +1129,7 @@ int main(void)
         ON(kinesalite, test_many_threads),
         ON(kinesalite, test_strict_ordering),
         ON(kinesalite, test_reshard_while_producing),
+        ON(kinesalite, test_merge_while_producing),
         ON(kinesalite, test_background_mode),
         ON(kinesalite, test_fd_and_poll),
         ON(kinesalite, test_put_after_destroy_began),
