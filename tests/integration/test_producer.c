@@ -855,6 +855,41 @@ static void test_put_from_callback_when_full(void **state)
     assert_int_equal(x.calls, 2);
 }
 
+typedef struct flushcb_s {
+    kn_err_t rc;
+    int calls;
+} flushcb_t;
+
+static void on_result_flush(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    flushcb_t *x = opaque;
+    (void)r;
+    if (x->calls++ == 0)
+        x->rc = kn_producer_flush(p, 20000);
+}
+
+/* A flush from inside the result callback cannot wait for itself: KN_ERR_STATE at once. */
+static void test_flush_from_callback(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "flushcb", 1);
+    flushcb_t x = {KN_ERR_OK, 0};
+    kn_conf_t *conf = base_conf(s);
+    kn_conf_set_result_cb(conf, on_result_flush, &x);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, "k", "w", 1, 1, err, sizeof(err)), KN_ERR_OK);
+    time_t t0 = time(NULL);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_true(time(NULL) - t0 < 15); /* not the callback's 20 s flush */
+    assert_int_equal(x.rc, KN_ERR_STATE);
+    assert_int_equal(x.calls, 2);
+    kn_producer_destroy(p);
+}
+
 typedef struct feeder_s {
     kn_producer_t *p;
     const char *stream;
@@ -1136,6 +1171,7 @@ int main(void)
         ON(kinesalite, test_bad_conf),
         ON(kinesalite, test_stats_callback),
         ON(kinesalite, test_put_from_callback_when_full),
+        ON(kinesalite, test_flush_from_callback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
