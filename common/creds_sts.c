@@ -554,7 +554,9 @@ kn_err_t kn__sts_assume_role(kn__creds_ctx_t *ctx, const kn__creds_t *source, co
         .body_len = body.len,
         .region = region,
         .service = "sts",
-        .now = time(NULL),
+        .now = time(NULL) + (ctx->opts && ctx->opts->clock_skew_s
+                                 ? (time_t)__atomic_load_n(ctx->opts->clock_skew_s, __ATOMIC_RELAXED)
+                                 : 0),
     };
     kn__sigv4_creds_t screds = {source->access_key_id, source->secret_access_key,
                                 source->session_token};
