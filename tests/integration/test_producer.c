@@ -978,6 +978,52 @@ static void reshard_while_producing(server_t *s, bool merge)
 static void test_reshard_while_producing(void **state) { reshard_while_producing(*state, false); }
 static void test_merge_while_producing(void **state) { reshard_while_producing(*state, true); }
 
+/*
+ * moto keeps writing to a parent shard after UpdateShardCount, so every
+ * aggregate lands outside the shard that owns its keys: the records are put
+ * again with backoff (not in a busy loop) until they land right or their TTL
+ * ends, each with exactly one result.
+ */
+static void test_wrong_shard_retries_back_off(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "wrongshard", 1);
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    if (kn__kinesis_update_shard_count(s->client, &ref, 2, &e) != KN_ERR_OK)
+        fail_msg("UpdateShardCount: %s", e.message);
+    if (kn__kinesis_wait_active(s->client, &ref, 30000, 200, &e) != KN_ERR_OK)
+        fail_msg("wait: %s", e.message);
+    int n = 40;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.record.ttl.ms", "4000", "producer.record.max.buffered.ms", "20", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char err[256], key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "ws-%d", i);
+        assert_int_equal(put_one(p, s->stream, key, "x", 1, i, err, sizeof(err)), KN_ERR_OK);
+    }
+    assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    int wrong = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(sink->r[i].served, 1);
+        if (sink->r[i].err != KN_ERR_OK) {
+            assert_int_equal(sink->r[i].err, KN_ERR_TIMEOUT);
+            assert_non_null(strstr(sink->r[i].errstr, "outside its hash range"));
+            wrong++;
+        }
+        /* 4 s of exponential backoff from 100 ms allows a few dozen attempts, not thousands. */
+        if (sink->r[i].attempts > 60)
+            fail_msg("record %d: %d attempts within a 4 s TTL", i, sink->r[i].attempts);
+    }
+    int most = 0;
+    for (int i = 0; i < n; i++)
+        most = sink->r[i].attempts > most ? sink->r[i].attempts : most;
+    print_message("wrong shard: %d of %d records never landed on their own shard; at most %d attempts\n", wrong, n, most);
+    sink_free(sink);
+}
+
 typedef struct worker_s {
     kn_producer_t *p;
     const char *stream;
@@ -1165,6 +1211,7 @@ int main(void)
         ON(kinesalite, test_strict_ordering),
         ON(kinesalite, test_reshard_while_producing),
         ON(kinesalite, test_merge_while_producing),
+        ON(moto, test_wrong_shard_retries_back_off),
         ON(kinesalite, test_background_mode),
         ON(kinesalite, test_fd_and_poll),
         ON(kinesalite, test_put_after_destroy_began),
