@@ -47,7 +47,6 @@ void kn__aws_result_free(kn__aws_result_t *res)
     if (!res)
         return;
     kn__buf_free(&res->body);
-    kn__buf_free(&res->req_body);
     json_object_put(res->json);
     res->json = NULL;
 }
@@ -74,8 +73,6 @@ static void finish(call_t *call)
     if (call->next)
         call->next->prev = call->prev;
     call->res.attempts = call->attempt;
-    call->res.req_body = call->body; /* a caller that sends many large bodies reuses the memory */
-    memset(&call->body, 0, sizeof(call->body));
     if (call->res.err.code != KN_ERR_OK)
         KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_AWS, "%s failed: %s", call->op, call->res.err.message);
     call->cb(&call->res, call->opaque);

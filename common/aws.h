@@ -18,7 +18,6 @@ typedef struct kn__aws_result_s {
     long http_status;
     kn_buf_t body;        /* raw response body (owned; may be stolen) */
     json_object *json;    /* parsed body on success (owned; may be stolen: set to NULL) */
-    kn_buf_t req_body;    /* the request's body, handed back for reuse (owned; may be stolen) */
     kn_error_t err;       /* KN_ERR_OK on success */
     int attempts;
     char request_id[128];

@@ -86,8 +86,6 @@ static void producer_free(kn_producer_t *p)
     kn__pintern_free(p);
     kn__zctx_destroy(p->zctx);
     kn__buf_free(&p->zscratch);
-    for (int i = 0; i < p->body_pool_n; i++)
-        kn__buf_free(&p->body_pool[i]);
     free(p->outer_key);
     kn__results_fini(p);
     pthread_cond_destroy(&p->rcond);

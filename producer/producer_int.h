@@ -145,7 +145,6 @@ typedef struct kn__pstats_s {
 } kn__pstats_t;
 
 #define KN__PGEN_SLOTS 64
-#define KN__PBODY_POOL 4
 
 struct kn_producer_s {
     kn_client_t *client;
@@ -207,8 +206,6 @@ struct kn_producer_s {
     bool closing;
     atomic_int flush_req; /* loop reads: a flush asked for "send now" */
     kn__krec_t *krec_free;
-    kn_buf_t body_pool[KN__PBODY_POOL]; /* request bodies handed back, reused (no page faults) */
-    int body_pool_n;
     struct kn__intern_s *interned;
     kn__zctx_t *zctx;      /* compression context (loop thread) */
     kn_buf_t zscratch;     /* record scope: one record's compressed data */

@@ -265,23 +265,11 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
     kn__krec_release(p, k);
 }
 
-/* Loop thread: keeps a request body's memory for the next request. */
-static void body_recycle(kn_producer_t *p, kn_buf_t *b)
-{
-    if (b->data && p->body_pool_n < KN__PBODY_POOL) {
-        kn__buf_reset(b);
-        p->body_pool[p->body_pool_n++] = *b;
-        memset(b, 0, sizeof(*b));
-    }
-    kn__buf_free(b);
-}
-
 static void on_put_done(kn__aws_result_t *res, void *opaque)
 {
     preq_t *q = opaque;
     kn_producer_t *p = q->p;
     int64_t now = kn__pnow_ms();
-    body_recycle(p, &res->req_body);
     kn__plist_t done = {0};
     p->inflight--;
     p->inflight_bytes -= q->bytes;
@@ -388,7 +376,7 @@ static void build_after(uv_work_t *w, int status)
     } else if (q->rc == KN_ERR_OK) {
         q->rc = kn__error_set(e, KN_ERR_DESTROYED, "the producer was destroyed before the request was sent");
     }
-    body_recycle(p, &q->body);
+    kn__buf_free(&q->body);
     p->inflight--;
     p->inflight_bytes -= q->bytes;
     bool retry = q->rc == KN_ERR_NOMEM;
@@ -457,8 +445,6 @@ void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
     q->work.data = q;
 
     q->entries = entries;
-    if (p->body_pool_n > 0)
-        q->body = p->body_pool[--p->body_pool_n];
     q->lim = p->limits;
     pthread_mutex_lock(&p->lock); /* the stream's limit is raised by puts */
     if (s->record_max_bytes > q->lim.record_max_bytes)
