@@ -206,6 +206,7 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
         .static_secret_access_key = kn__conf_str(c->conf, KN_P_SECRET_ACCESS_KEY),
         .static_session_token = kn__conf_str(c->conf, KN_P_SESSION_TOKEN),
         .log = c->log,
+        .clock_skew_s = &c->clock_skew_s,
     };
     kn__logger_add_secret(c->log, copts.static_secret_access_key);
     kn__logger_add_secret(c->log, copts.static_session_token);

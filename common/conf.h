@@ -95,7 +95,7 @@ typedef enum kn__ctype_e {
       "of one partition key land in put order")                                                 \
     X(P_BUF_RECORDS, "producer.buffer.max.records", KN__CT_INT, "200000", 1, 100000000,       \
       "Most records put and not yet served (buffered, in flight or with a result waiting)")    \
-    X(P_BUF_BYTES, "producer.buffer.max.bytes", KN__CT_INT, "33554432", 65536,                 \
+    X(P_BUF_BYTES, "producer.buffer.max.bytes", KN__CT_INT, "12582912", 65536,                 \
       68719476736, "Most bytes put and not yet served: data, keys and about 232 bytes of bookkeeping per record")                        \
     X(P_PUT_TIMEOUT_MS, "producer.put.timeout.ms", KN__CT_INT, "60000", 0, 86400000,          \
       "How long a put waits for room (serving the caller's results meanwhile) before "         \

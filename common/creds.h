@@ -46,6 +46,9 @@ typedef struct kn__creds_opts_s {
      * a running credential_process is killed, an HTTP call aborted, KN_ERR_DESTROYED
      * returned. The cache points it at its own flag (kn__creds_cache_cancel). */
     const atomic_int *cancel;
+    /* When non-NULL: seconds added to the local clock when signing STS calls
+     * (the client's measured skew, read atomically), as for every other call. */
+    const int64_t *clock_skew_s;
 } kn__creds_opts_t;
 
 /*

@@ -73,6 +73,28 @@ kn__cp_t kn__cp_process(kn__creds_ctx_t *ctx, const char *profile, const char *c
 kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out, kn_error_t *err);
 
 /* STS AssumeRoleWithWebIdentity (unsigned). token_file is read here. */
+/*
+ * Parses an STS answer (the XML of a 200, or an error body) into out or a
+ * precise error; what names the operation ("AssumeRole": its <whatResult>
+ * element), role_arn and source go into messages and the credentials. A
+ * view in: never reads past x + xn.
+ */
+kn_err_t kn__sts_parse_response(long status, const char *x, size_t xn, const char *what,
+                                const char *role_arn, const char *source, kn__creds_t *out,
+                                kn_error_t *err);
+
+/* Which JSON credentials shape kn__creds_parse_json expects. */
+typedef enum kn__creds_json_e {
+    KN__CJ_PROCESS,   /* credential_process output (AccessKeyId, ..., Expiration ISO 8601) */
+    KN__CJ_CONTAINER, /* ECS/EKS container endpoint (Token) */
+    KN__CJ_IMDS,      /* EC2 instance metadata (Token) */
+    KN__CJ_SSO,       /* SSO GetRoleCredentials roleCredentials (expiration in ms) */
+} kn__creds_json_t;
+
+/* Parses a credentials JSON text of the given shape (a view) into out. what names it in messages. */
+kn_err_t kn__creds_parse_json(kn__creds_json_t shape, const char *text, size_t len, const char *what,
+                              kn__creds_t *out, kn_error_t *err);
+
 kn_err_t kn__sts_assume_role_with_web_identity(kn__creds_ctx_t *ctx, const char *role_arn,
                                                const char *session_name, const char *token_file,
                                                kn__creds_t *out, kn_error_t *err);

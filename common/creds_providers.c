@@ -48,12 +48,16 @@ typedef struct json_creds_keys_s {
     bool expiration_ms; /* a number of milliseconds since the epoch (SSO) */
 } json_creds_keys_t;
 
+/* A string member without NUL characters (a \u0000 would cut a key short where it is used). */
 static const char *json_str(json_object *o, const char *key)
 {
     json_object *v;
     if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
-    return json_object_get_string(v);
+    const char *s = json_object_get_string(v);
+    if (strlen(s) != (size_t)json_object_get_string_len(v))
+        return NULL;
+    return s;
 }
 
 /* Credentials from a JSON object. what names the source in messages. */
@@ -112,6 +116,35 @@ static json_object *parse_json_object(const char *text, size_t len, const char *
     }
     json_tokener_free(tk);
     return o;
+}
+
+kn_err_t kn__creds_parse_json(kn__creds_json_t shape, const char *text, size_t len, const char *what,
+                              kn__creds_t *out, kn_error_t *err)
+{
+    static const json_creds_keys_t process = {"AccessKeyId", "SecretAccessKey", "SessionToken",
+                                              "Expiration", false, false};
+    static const json_creds_keys_t metadata = {"AccessKeyId", "SecretAccessKey", "Token",
+                                               "Expiration", false, false};
+    static const json_creds_keys_t sso = {"accessKeyId", "secretAccessKey", "sessionToken",
+                                          "expiration", true, true};
+    static const char *const sources[] = {"process", "container", "imds", "sso"};
+    const json_creds_keys_t *keys = shape == KN__CJ_PROCESS ? &process
+                                    : shape == KN__CJ_SSO   ? &sso
+                                                            : &metadata;
+    kn_err_t rc;
+    json_object *o = parse_json_object(text ? text : "", text ? len : 0, what, err);
+    if (!o)
+        return err ? err->code : KN_ERR_BAD_RESPONSE;
+    json_object *c = o;
+    if (shape == KN__CJ_SSO &&
+        (!json_object_object_get_ex(o, "roleCredentials", &c) || !json_object_is_type(c, json_type_object))) {
+        rc = kn__error_set(err, KN_ERR_BAD_RESPONSE, "%s: no roleCredentials object", what);
+        goto out;
+    }
+    rc = creds_from_json_obj(c, keys, what, sources[shape], out, err);
+out:
+    json_object_put(o);
+    return rc;
 }
 
 /* ---------------------------------------------------------- environment */

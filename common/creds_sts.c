@@ -299,40 +299,17 @@ static kn_err_t sts_error_code(const char *code, long status)
     return KN_ERR_SERVICE;
 }
 
-/*
- * Sends one STS request and turns the response into credentials. what is
- * the operation name ("AssumeRole"), used for the XML result element and
- * messages.
- */
-static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *role_arn,
-                         const char *url, const char *const *headers, const kn_buf_t *body,
-                         const char *source, kn__creds_t *out, kn_error_t *err)
+kn_err_t kn__sts_parse_response(long status, const char *x, size_t xn, const char *what,
+                                const char *role_arn, const char *source, kn__creds_t *out,
+                                kn_error_t *err)
 {
     kn_err_t rc = KN_ERR_OK;
-    kn__http_sync_resp_t resp = {0, KN_BUF_INIT};
     kn_buf_t ak = KN_BUF_INIT, sk = KN_BUF_INIT, tok = KN_BUF_INIT, exp = KN_BUF_INIT;
     kn_buf_t code = KN_BUF_INIT, msg = KN_BUF_INIT, rid = KN_BUF_INIT;
     char result_tag[64];
-
-    kn__http_sync_req_t req = {
-        .method = "POST",
-        .url = url,
-        .headers = headers,
-        .body = body->data,
-        .body_len = body->len,
-        .timeout_ms = kn__creds_timeout_ms(ctx),
-        .ca_bundle = kn__creds_ca_bundle(ctx),
-        .tls_verify = ctx->opts ? ctx->opts->tls_verify : true,
-        .max_body = KN__STS_MAX_RESPONSE,
-    };
-    rc = kn__http_sync_cancellable(&req, ctx->opts ? ctx->opts->cancel : NULL, &resp, err);
-    if (rc != KN_ERR_OK) {
-        kn__error_prefix(err, "STS %s for %s", what, role_arn);
-        goto out;
-    }
-    const char *x = resp.body.data;
-    size_t xn = resp.body.len;
-    if (resp.status != 200) {
+    if (!x)
+        x = "";
+    if (status != 200) {
         const char *const p_code[] = {"Error", "Code", NULL};
         const char *const p_msg[] = {"Error", "Message", NULL};
         const char *const p_rid[] = {"RequestId", NULL};
@@ -340,22 +317,22 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
             /* Not STS's XML (a proxy's page, say): show how the body starts, so the cause shows. */
             char start[121];
             body_start(x, xn, start, sizeof(start));
-            rc = kn__error_set(err, resp.status >= 500 ? KN_ERR_SERVICE : KN_ERR_BAD_RESPONSE,
+            rc = kn__error_set(err, status >= 500 ? KN_ERR_SERVICE : KN_ERR_BAD_RESPONSE,
                                "STS %s for %s: HTTP %ld with no STS error in the body (%zu bytes%s%s%s)",
-                               what, role_arn, resp.status, xn, start[0] ? ": \"" : "", start,
+                               what, role_arn, status, xn, start[0] ? ": \"" : "", start,
                                start[0] ? "\"" : "");
         } else {
             if (xml_path_text(x, xn, p_msg, &msg) != 0)
                 kn__buf_reset(&msg);
-            rc = kn__error_set(err, sts_error_code(code.data, resp.status),
+            rc = kn__error_set(err, sts_error_code(code.data, status),
                                "STS %s for %s: %s: %.300s (HTTP %ld)", what, role_arn, code.data,
-                               msg.data ? msg.data : "", resp.status);
+                               msg.data ? msg.data : "", status);
             if (err)
                 snprintf(err->aws_type, sizeof(err->aws_type), "%s", code.data);
         }
         if (err) {
-            err->http_status = (int)resp.status;
-            err->retriable = resp.status >= 500 || rc == KN_ERR_THROTTLED;
+            err->http_status = (int)status;
+            err->retriable = status >= 500 || rc == KN_ERR_THROTTLED;
             if (xml_path_text(x, xn, p_rid, &rid) == 0 && rid.len &&
                 rid.len < sizeof(err->request_id))
                 snprintf(err->request_id, sizeof(err->request_id), "%s", rid.data);
@@ -376,6 +353,13 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
                            role_arn, result_tag);
         goto out;
     }
+    /* A NUL (a character reference &#0; or a raw byte) would cut the key short where it is used. */
+    if (memchr(ak.data, 0, ak.len) || memchr(sk.data, 0, sk.len) || memchr(tok.data, 0, tok.len)) {
+        rc = kn__error_set(err, KN_ERR_BAD_RESPONSE,
+                           "STS %s for %s: a credential in the response contains a NUL character",
+                           what, role_arn);
+        goto out;
+    }
     if (xml_path_text(x, xn, p_exp, &exp) != 0 ||
         kn__creds_parse_time(exp.data, exp.len, &expiration) != 0) {
         rc = kn__error_set(err, KN_ERR_BAD_RESPONSE,
@@ -390,12 +374,9 @@ static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *rol
     }
 out:
     if (sk.data)
-        memset(sk.data, 0, sk.cap);
+        explicit_bzero(sk.data, sk.cap);
     if (tok.data)
-        memset(tok.data, 0, tok.cap);
-    if (resp.body.data)
-        memset(resp.body.data, 0, resp.body.cap);
-    kn__http_sync_resp_free(&resp);
+        explicit_bzero(tok.data, tok.cap);
     kn__buf_free(&ak);
     kn__buf_free(&sk);
     kn__buf_free(&tok);
@@ -403,6 +384,42 @@ out:
     kn__buf_free(&code);
     kn__buf_free(&msg);
     kn__buf_free(&rid);
+    return rc;
+}
+
+/*
+ * Sends one STS request and turns the response into credentials. what is
+ * the operation name ("AssumeRole"), used for the XML result element and
+ * messages.
+ */
+static kn_err_t sts_call(kn__creds_ctx_t *ctx, const char *what, const char *role_arn,
+                         const char *url, const char *const *headers, const kn_buf_t *body,
+                         const char *source, kn__creds_t *out, kn_error_t *err)
+{
+    kn_err_t rc = KN_ERR_OK;
+    kn__http_sync_resp_t resp = {0, KN_BUF_INIT};
+    kn__http_sync_req_t req = {
+        .method = "POST",
+        .url = url,
+        .headers = headers,
+        .body = body->data,
+        .body_len = body->len,
+        .timeout_ms = kn__creds_timeout_ms(ctx),
+        .ca_bundle = kn__creds_ca_bundle(ctx),
+        .tls_verify = ctx->opts ? ctx->opts->tls_verify : true,
+        .max_body = KN__STS_MAX_RESPONSE,
+    };
+    rc = kn__http_sync_cancellable(&req, ctx->opts ? ctx->opts->cancel : NULL, &resp, err);
+    if (rc != KN_ERR_OK) {
+        kn__error_prefix(err, "STS %s for %s", what, role_arn);
+        goto out;
+    }
+    rc = kn__sts_parse_response(resp.status, resp.body.data, resp.body.len, what, role_arn, source,
+                                out, err);
+out:
+    if (resp.body.data)
+        explicit_bzero(resp.body.data, resp.body.cap);
+    kn__http_sync_resp_free(&resp);
     return rc;
 }
 
@@ -554,7 +571,9 @@ kn_err_t kn__sts_assume_role(kn__creds_ctx_t *ctx, const kn__creds_t *source, co
         .body_len = body.len,
         .region = region,
         .service = "sts",
-        .now = time(NULL),
+        .now = time(NULL) + (ctx->opts && ctx->opts->clock_skew_s
+                                 ? (time_t)__atomic_load_n(ctx->opts->clock_skew_s, __ATOMIC_RELAXED)
+                                 : 0),
     };
     kn__sigv4_creds_t screds = {source->access_key_id, source->secret_access_key,
                                 source->session_token};

@@ -92,6 +92,21 @@ char *kn__endpoint_resolve(kn__service_t svc, const char *explicit_url, const ch
         }
     }
     if (url) {
+        const char *auth = strstr(url, "://");
+        size_t auth_len = auth ? strcspn(auth + 3, "/?#") : 0;
+        const char *at = auth ? memchr(auth + 3, '@', auth_len) : NULL;
+        if (at) {
+            /*
+             * user:password@ in an endpoint would end up in logs and in the
+             * Host header; SigV4 is the only authentication AWS endpoints
+             * take. Refused, and never repeated in the message.
+             */
+            kn__error_set(err, KN_ERR_CONF_INVALID,
+                          "endpoint \"%.*s***@%s\" from %s contains user information (user:password@); "
+                          "remove it: requests are authenticated by SigV4 only",
+                          (int)(auth + 3 - url), url, at + 1, from);
+            goto out;
+        }
         if (!valid_url(url)) {
             kn__error_set(err, KN_ERR_CONF_INVALID,
                           "endpoint \"%s\" from %s is not an http:// or https:// URL", url, from);

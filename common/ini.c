@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,7 @@ static int section_set(ini_section_t *s, const char *k, size_t kn, const char *v
         *c = (char)tolower((unsigned char)*c);
     ini_kv_t *kv = find_kv(s, key);
     if (kv) {
+        explicit_bzero(kv->value, strlen(kv->value)); /* values may be secrets */
         free(kv->value);
         kv->value = value;
         free(key);
@@ -298,6 +300,14 @@ kn__ini_t *kn__ini_load(const char *path)
     f = fopen(path, "rb");
     if (!f)
         goto out;
+    /*
+     * The text holds secrets (the credentials file): sized once from the
+     * file so that no grown-and-freed copy is left behind, and wiped below.
+     */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && st.st_size <= KN__INI_MAX_BYTES &&
+        kn__buf_reserve(&text, (size_t)st.st_size + 1) != 0)
+        goto out;
     char chunk[4096];
     size_t got;
     while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
@@ -309,6 +319,7 @@ kn__ini_t *kn__ini_load(const char *path)
             goto out;
         }
     }
+    explicit_bzero(chunk, sizeof(chunk));
     if (ferror(f))
         goto out;
     ini->exists = 1;
@@ -319,6 +330,8 @@ kn__ini_t *kn__ini_load(const char *path)
 out:
     if (f)
         fclose(f);
+    if (text.data)
+        explicit_bzero(text.data, text.cap);
     kn__buf_free(&text);
     return ini;
 }

@@ -510,6 +510,9 @@ KN_API kn_err_t kn_producer_flush(kn_producer_t *p, int timeout_ms)
 {
     if (!p)
         return KN_ERR_INVALID_ARG;
+    /* The callback's own thread serves results: waiting here would only wait for itself. */
+    if (in_callback(p))
+        return KN_ERR_STATE;
     return flush_wait(p, timeout_ms);
 }
 

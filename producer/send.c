@@ -170,7 +170,11 @@ void kn__resolve_mismatches(kn_producer_t *p, kn__pstream_t *s, const kn__shard_
                 char msg[300];
                 snprintf(msg, sizeof(msg), "landed in an aggregate on shard %s, outside its hash range",
                          m->landing->shard_id);
-                kn__retry_or_fail(p, s, r, NULL, KN_ERR_STATE, msg, 0, done, now);
+                /*
+                 * With backoff: a server that keeps routing to the same shard
+                 * (moto writes to closed parents) must not cause a busy loop.
+                 */
+                kn__retry_or_fail(p, s, r, NULL, KN_ERR_STATE, msg, backoff(p, r), done, now);
             }
             j++;
         }

@@ -129,7 +129,9 @@ KN_API int kn_producer_poll(kn_producer_t *p, int timeout_ms);
  * Sends everything buffered now, without waiting for buffered-time
  * deadlines, and waits up to timeout_ms (-1: no limit) until every record put
  * before the call has its result served. Returns KN_ERR_OK, or
- * KN_ERR_TIMEOUT with records still pending.
+ * KN_ERR_TIMEOUT with records still pending. Called from inside the result
+ * callback (which would have to return before anything more is served) it
+ * returns KN_ERR_STATE at once and changes nothing.
  */
 KN_API kn_err_t kn_producer_flush(kn_producer_t *p, int timeout_ms);
 

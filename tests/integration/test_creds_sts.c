@@ -224,6 +224,44 @@ static void assume_role_through_source_profile_is_signed_with_its_keys(void **st
     json_object_put(log);
 }
 
+/* The client's measured clock skew applies to AssumeRole's signature too (X-Amz-Date moves with it). */
+static void assume_role_is_signed_with_the_skew_corrected_clock(void **state)
+{
+    (void)state;
+    kn_t_write(".aws/credentials",
+               "[base]\naws_access_key_id = AKIDBASE000000000001\naws_secret_access_key = " BASE_SECRET "\n",
+               0600);
+    kn_t_write(".aws/config",
+               "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/kn-skew\nsource_profile = base\n"
+               "region = eu-central-1\n",
+               0600);
+    set_sts_endpoint("/sts/");
+    int64_t skew = 7200;
+    kn__creds_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.tls_verify = true;
+    o.timeout_ms = 10000;
+    o.profile = "role";
+    o.clock_skew_s = &skew;
+    kn__creds_t c;
+    kn_error_t e;
+    kn__error_clear(&e);
+    time_t before = time(NULL);
+    assert_int_equal(kn__creds_resolve(&o, &c, &e), KN_ERR_OK);
+    kn__creds_free(&c);
+    json_object *log = sts_log();
+    assert_int_equal(json_object_array_length(log), 1);
+    const char *d = field(json_object_array_get_idx(log, 0), "amz_date");
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    assert_non_null(strptime(d, "%Y%m%dT%H%M%SZ", &tm));
+    time_t sent = timegm(&tm);
+    if (sent < before + skew - 60 || sent > time(NULL) + skew + 60)
+        fail_msg("X-Amz-Date %s is not the local clock + %lld s", d, (long long)skew);
+    assert_true(flag(json_object_array_get_idx(log, 0), "signature_valid"));
+    json_object_put(log);
+}
+
 static void role_chain_signs_the_second_call_with_the_first_roles_keys(void **state)
 {
     (void)state;
@@ -377,6 +415,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(web_identity_from_a_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(profile_endpoint_url_is_the_sts_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(assume_role_is_signed_with_the_skew_corrected_clock, setup, teardown),
         cmocka_unit_test_setup_teardown(assume_role_through_source_profile_is_signed_with_its_keys,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(role_chain_signs_the_second_call_with_the_first_roles_keys,

@@ -855,6 +855,41 @@ static void test_put_from_callback_when_full(void **state)
     assert_int_equal(x.calls, 2);
 }
 
+typedef struct flushcb_s {
+    kn_err_t rc;
+    int calls;
+} flushcb_t;
+
+static void on_result_flush(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    flushcb_t *x = opaque;
+    (void)r;
+    if (x->calls++ == 0)
+        x->rc = kn_producer_flush(p, 20000);
+}
+
+/* A flush from inside the result callback cannot wait for itself: KN_ERR_STATE at once. */
+static void test_flush_from_callback(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "flushcb", 1);
+    flushcb_t x = {KN_ERR_OK, 0};
+    kn_conf_t *conf = base_conf(s);
+    kn_conf_set_result_cb(conf, on_result_flush, &x);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(put_one(p, s->stream, "k", "w", 1, 1, err, sizeof(err)), KN_ERR_OK);
+    time_t t0 = time(NULL);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_true(time(NULL) - t0 < 15); /* not the callback's 20 s flush */
+    assert_int_equal(x.rc, KN_ERR_STATE);
+    assert_int_equal(x.calls, 2);
+    kn_producer_destroy(p);
+}
+
 typedef struct feeder_s {
     kn_producer_t *p;
     const char *stream;
@@ -878,15 +913,14 @@ static void *feeder(void *arg)
 }
 
 /*
- * A shard split while records flow: every record succeeds and is in the
- * stream inside its own shard's range; a copy that landed in an aggregate on
- * a shard that does not own its key (found by the shard check) was put
- * again, so no KCL consumer can lose it.
+ * A reshard while records flow (a split of one shard, or a merge of two):
+ * every record succeeds and is in the stream inside its own shard's range; a
+ * copy that landed in an aggregate on a shard that does not own its key
+ * (found by the shard check) was put again, so no KCL consumer can lose it.
  */
-static void test_reshard_while_producing(void **state)
+static void reshard_while_producing(server_t *s, bool merge)
 {
-    server_t *s = *state;
-    create_stream(s, "split", 1);
+    create_stream(s, merge ? "merge" : "split", merge ? 2 : 1);
     int n = 3000;
     sink_t *sink = sink_new(n);
     const char *extra[] = {"producer.record.max.buffered.ms", "20", NULL};
@@ -898,8 +932,13 @@ static void test_reshard_while_producing(void **state)
     kn_error_t e = {0};
     kn__stream_ref_t ref = {s->stream, NULL};
     kn__hashkey_t mid = {0x8000000000000000ULL, 0};
-    if (kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e) != KN_ERR_OK)
+    if (merge) {
+        if (kn__kinesis_merge_shards(s->client, &ref, "shardId-000000000000", "shardId-000000000001",
+                                     &e) != KN_ERR_OK)
+            fail_msg("MergeShards: %s", e.message);
+    } else if (kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e) != KN_ERR_OK) {
         fail_msg("SplitShard: %s", e.message);
+    }
     pthread_join(th, NULL);
     assert_int_equal(f.failed, 0);
     assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
@@ -929,10 +968,59 @@ static void test_reshard_while_producing(void **state)
         oor += got.v[g].out_of_range;
     for (int i = 0; i < n; i++)
         reput += sink->r[i].attempts > 1;
-    print_message("reshard: %zu records read, %zu wrong-shard copies in aggregates, %zu records put again\n",
-                  got.n, oor, reput);
+    print_message("%s: %zu records read, %zu wrong-shard copies in aggregates, %zu records put again\n",
+                  merge ? "merge" : "split", got.n, oor, reput);
     free(in_range);
     gotlist_free(&got);
+    sink_free(sink);
+}
+
+static void test_reshard_while_producing(void **state) { reshard_while_producing(*state, false); }
+static void test_merge_while_producing(void **state) { reshard_while_producing(*state, true); }
+
+/*
+ * moto keeps writing to a parent shard after UpdateShardCount, so every
+ * aggregate lands outside the shard that owns its keys: the records are put
+ * again with backoff (not in a busy loop) until they land right or their TTL
+ * ends, each with exactly one result.
+ */
+static void test_wrong_shard_retries_back_off(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "wrongshard", 1);
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    if (kn__kinesis_update_shard_count(s->client, &ref, 2, &e) != KN_ERR_OK)
+        fail_msg("UpdateShardCount: %s", e.message);
+    if (kn__kinesis_wait_active(s->client, &ref, 30000, 200, &e) != KN_ERR_OK)
+        fail_msg("wait: %s", e.message);
+    int n = 40;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.record.ttl.ms", "4000", "producer.record.max.buffered.ms", "20", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char err[256], key[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "ws-%d", i);
+        assert_int_equal(put_one(p, s->stream, key, "x", 1, i, err, sizeof(err)), KN_ERR_OK);
+    }
+    assert_int_equal(kn_producer_flush(p, 60000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    int wrong = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(sink->r[i].served, 1);
+        if (sink->r[i].err != KN_ERR_OK) {
+            assert_int_equal(sink->r[i].err, KN_ERR_TIMEOUT);
+            assert_non_null(strstr(sink->r[i].errstr, "outside its hash range"));
+            wrong++;
+        }
+        /* 4 s of exponential backoff from 100 ms allows a few dozen attempts, not thousands. */
+        if (sink->r[i].attempts > 60)
+            fail_msg("record %d: %d attempts within a 4 s TTL", i, sink->r[i].attempts);
+    }
+    int most = 0;
+    for (int i = 0; i < n; i++)
+        most = sink->r[i].attempts > most ? sink->r[i].attempts : most;
+    print_message("wrong shard: %d of %d records never landed on their own shard; at most %d attempts\n", wrong, n, most);
     sink_free(sink);
 }
 
@@ -1122,12 +1210,15 @@ int main(void)
         ON(kinesalite, test_many_threads),
         ON(kinesalite, test_strict_ordering),
         ON(kinesalite, test_reshard_while_producing),
+        ON(kinesalite, test_merge_while_producing),
+        ON(moto, test_wrong_shard_retries_back_off),
         ON(kinesalite, test_background_mode),
         ON(kinesalite, test_fd_and_poll),
         ON(kinesalite, test_put_after_destroy_began),
         ON(kinesalite, test_bad_conf),
         ON(kinesalite, test_stats_callback),
         ON(kinesalite, test_put_from_callback_when_full),
+        ON(kinesalite, test_flush_from_callback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

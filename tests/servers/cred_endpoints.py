@@ -241,6 +241,7 @@ class Handler(BaseHTTPRequestHandler):
             "duration": (form.get("DurationSeconds") or [""])[0],
             "signed": "Authorization" in self.headers,
             "security_token": "X-Amz-Security-Token" in self.headers,
+            "amz_date": self.headers.get("X-Amz-Date", ""),
         }
         if entry["signed"] and self.st.args.sts_secret:
             ok, detail = check_sigv4(self.headers, self.path, body, self.st.args.sts_secret)

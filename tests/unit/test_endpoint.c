@@ -115,6 +115,20 @@ static void bad_endpoints_are_named_in_the_error(void **state)
     kn__error_clear(&err);
     assert_null(kn__endpoint_resolve(KN__SVC_KINESIS, NULL, "us-east-1", NULL, &err));
     assert_non_null(strstr(err.message, "AWS_ENDPOINT_URL_KINESIS"));
+    /* user information is refused and its password never repeated */
+    kn__error_clear(&err);
+    assert_null(kn__endpoint_resolve(KN__SVC_KINESIS, "https://bob:hunter2@example.test:8443/x", "us-east-1",
+                                     NULL, &err));
+    assert_int_equal(err.code, KN_ERR_CONF_INVALID);
+    assert_non_null(strstr(err.message, "user information"));
+    assert_non_null(strstr(err.message, "https://***@example.test:8443/x"));
+    assert_null(strstr(err.message, "hunter2"));
+    assert_null(strstr(err.message, "bob"));
+    /* an @ in the path is not user information */
+    kn__error_clear(&err);
+    char *u = kn__endpoint_resolve(KN__SVC_KINESIS, "http://127.0.0.1:4567/a@b", "us-east-1", NULL, &err);
+    assert_non_null(u);
+    free(u);
     clear_env();
 }
 
