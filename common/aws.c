@@ -28,6 +28,7 @@ struct kn__aws_call_s {
     void *opaque;
     int attempt; /* attempts started */
     int skew_retried, refresh_retried;
+    bool raw_body; /* hand a 2xx body over unparsed */
     int waiting_creds;
     int resume; /* marked by creds_after */
     int in_http;
@@ -238,6 +239,10 @@ static void on_http_done(kn__http_resp_t *resp, void *opaque)
     if (resp->status >= 200 && resp->status < 300) {
         call->res.body = resp->body;
         memset(&resp->body, 0, sizeof(resp->body));
+        if (call->raw_body) {
+            finish(call); /* the caller parses it, off this thread */
+            return;
+        }
         const char *b = call->res.body.data ? call->res.body.data : "";
         size_t n = call->res.body.len;
         size_t i = 0;
@@ -438,6 +443,7 @@ kn_err_t kn__aws_call(kn_client_t *c, kn__aws_req_t *req, kn_error_t *err)
     call->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : (long)kn__conf_int(c->conf, KN_P_REQUEST_TIMEOUT_MS);
     call->cb = req->cb;
     call->opaque = req->opaque;
+    call->raw_body = req->raw_body;
     kn_err_t rc = kn__client_post(c, start_task, call);
     if (rc != KN_ERR_OK) {
         kn__buf_free(&call->body);

@@ -32,6 +32,11 @@ typedef struct kn__aws_req_s {
     kn_buf_t body;          /* JSON body; ownership moves to the call */
     int max_attempts;       /* 0: aws.retry.max.attempts */
     long timeout_ms;        /* per attempt; 0: http.request.timeout.ms */
+    /*
+     * true: a 2xx body is handed over unparsed (res->json stays NULL), for
+     * large answers that the caller parses off the loop thread (GetRecords).
+     */
+    bool raw_body;
     kn__aws_cb_t *cb;
     void *opaque;
 } kn__aws_req_t;

@@ -118,6 +118,9 @@ typedef enum kn__ctype_e {
     X(C_GETRECORDS_INTERVAL_MS, "consumer.getrecords.interval.ms", KN__CT_INT, "200", 0,       \
       600000, "Least time between the starts of two GetRecords calls on one shard (the service " \
       "allows 5 calls per second per shard)")                                                   \
+    X(C_GETRECORDS_TIMEOUT_MS, "consumer.getrecords.timeout.ms", KN__CT_INT, "30000", 100,     \
+      600000, "Time one GetRecords call may take, its answer of up to 10 MiB included "         \
+      "(http.request.timeout.ms is for small calls)")                                           \
     X(C_IDLE_MS, "consumer.idle.time.ms", KN__CT_INT, "1000", 0, 600000,                       \
       "Wait before the next GetRecords after an empty read of a caught-up shard")               \
     X(C_PREFETCH_SHARD_BYTES, "consumer.prefetch.shard.max.bytes", KN__CT_INT, "16777216", 1,  \

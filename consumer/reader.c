@@ -365,6 +365,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
 
     r->max_records = (int)kn__conf_int(r->conf, KN_P_C_MAX_RECORDS);
     r->interval_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_INTERVAL_MS);
+    r->getrecords_timeout_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_TIMEOUT_MS);
     r->idle_ms = kn__conf_int(r->conf, KN_P_C_IDLE_MS);
     r->shard_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_SHARD_BYTES);
     r->total_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_BYTES);
@@ -792,8 +793,17 @@ KN_API const kn_reader_msg_t *kn_reader_poll(kn_reader_t *r, int timeout_ms)
     r->msg_event = NULL;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : kn__rnow_ms() + timeout_ms;
     for (;;) {
-        drain_inbox(r);
+        /*
+         * What is already parsed first: the inbox (a lock and a read of the
+         * eventfd) is looked at only when that runs out, once per batch
+         * rather than once per record. Order is kept: queued messages are
+         * older than anything in the inbox.
+         */
         const kn_reader_msg_t *m = next_message(r);
+        if (m)
+            return m;
+        drain_inbox(r);
+        m = next_message(r);
         if (m)
             return m;
         int64_t now = kn__rnow_ms();

@@ -174,6 +174,7 @@ struct kn_reader_s {
     /* Settings. */
     int max_records;
     int64_t interval_ms, idle_ms, shard_max_bytes, total_max_bytes;
+    int64_t getrecords_timeout_ms; /* a whole GetRecords call, its large answer included */
     int64_t retry_base_ms, retry_cap_ms;
 
     /* Known shards: appended on the loop (or before the loop sees the reader); freed at the end. */

@@ -242,6 +242,8 @@ static void call_records(kn_reader_t *r, kn__rshard_t *s)
     req.service = KN__SVC_KINESIS;
     req.operation = "GetRecords";
     req.max_attempts = 1;
+    req.raw_body = true; /* parsed on the polling thread (reader.c), never on the loop */
+    req.timeout_ms = (long)r->getrecords_timeout_ms;
     req.cb = on_records;
     req.opaque = s;
     if (kn__get_records_build(&req.body, &r->ref, s->iterator, r->max_records, &e) != KN_ERR_OK) {

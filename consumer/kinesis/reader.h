@@ -25,6 +25,9 @@
  * flight per shard may add up to one response (at most 10 MiB from Kinesis)
  * beyond it.
  *
+ * A GetRecords call may take consumer.getrecords.timeout.ms (default 30 s:
+ * its answer can be 10 MiB), not the http.request.timeout.ms of small calls.
+ *
  * Pacing per shard: at most one GetRecords in flight; calls start at least
  * consumer.getrecords.interval.ms apart (default 200 ms: the service allows 5
  * calls per second per shard); after an empty read of a caught-up shard

@@ -262,6 +262,53 @@ static void test_destroy_with_slow_answers(void **state)
     stop_proxy(&px, s);
 }
 
+/*
+ * GetRecords answers that take 2.5 s, past a 1 s http.request.timeout.ms: they are waited for
+ * under consumer.getrecords.timeout.ms (a 10 MiB answer may take a while) and every record is
+ * read without a retry; with consumer.getrecords.timeout.ms below their time they are retried.
+ */
+static void test_slow_getrecords_within_its_own_timeout(void **state)
+{
+    server_t *s = *state;
+    kn_fproxy_t px;
+    const char *extra[] = {"--fault-target", "GetRecords", "--slow-fraction", "1.0", "--slow-ms", "2500",
+                           NULL};
+    start_proxy(&px, s, extra);
+    create_stream(s, "slowok", 2);
+    int n = 60;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, n, 6, NULL);
+    const char *rx[] = {"http.request.timeout.ms", "1000", NULL};
+    kn_reader_t *r = reader_with(s, NULL, rx);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 90000);
+    assert_int_equal(run.errors, 0);
+    check_exact(&run, recs, n);
+    assert_int_equal(kn_reader_stat(r, KN_READER_STAT_RETRIES), 0);
+    kn_reader_destroy(r);
+    run_free(&run);
+
+    const char *tight[] = {"http.request.timeout.ms", "1000", "consumer.getrecords.timeout.ms", "1000",
+                           "aws.retry.base.ms", "20", "aws.retry.max.backoff.ms", "200", NULL};
+    r = reader_with(s, NULL, tight);
+    run_t run2 = {0};
+    int64_t until = now_ms() + 6000;
+    while (now_ms() < until) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run2, m);
+    }
+    int64_t retries = kn_reader_stat(r, KN_READER_STAT_RETRIES);
+    print_message("slow answers: %zu records and %lld retries with a 1 s GetRecords timeout\n", run2.n,
+                  (long long)retries);
+    assert_int_equal(run2.n, 0);
+    assert_true(retries > 0);
+    kn_reader_destroy(r);
+    run_free(&run2);
+    free(recs);
+    stop_proxy(&px, s);
+}
+
 #define ON(server, fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &server)
 
 int main(int argc, char **argv)
@@ -273,6 +320,7 @@ int main(int argc, char **argv)
         ON(upstream, test_child_shards_from_getrecords),
         ON(upstream, test_faults_across_reshard),
         ON(upstream, test_destroy_with_slow_answers),
+        ON(upstream, test_slow_getrecords_within_its_own_timeout),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
