@@ -9,6 +9,7 @@
  */
 #include "base64.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -93,32 +94,29 @@ int kn__base64_encode(kn_buf_t *out, const void *data, size_t len)
     return 0;
 }
 
-int kn__base64_decode(kn_buf_t *out, const char *s, size_t len)
+/*
+ * Decodes len characters of p into d; *n gets the decoded length. 0, or -1
+ * for a bad length, character or padding. d may be p itself: each block of
+ * four characters is read before its three bytes are written, and writes
+ * never pass reads.
+ */
+static int decode_core(unsigned char *d, const unsigned char *p, size_t len, size_t *n)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    *n = 0;
     if (len % 4 != 0)
         return -1;
-    if (len == 0) {
-        if (kn__buf_reserve(out, 0) != 0)
-            return -2;
-        out->data[out->len] = '\0'; /* reserve alone leaves a new buffer unterminated */
+    if (len == 0)
         return 0;
-    }
     size_t pad = 0;
     if (p[len - 1] == '=')
         pad = p[len - 2] == '=' ? 2 : 1;
-    size_t n = len / 4 * 3 - pad;
-    if (kn__buf_reserve(out, n) != 0)
-        return -2;
-
-    /* One pass; a bad character anywhere leaves out->len as it was. */
-    unsigned char *d = (unsigned char *)out->data + out->len;
+    size_t out = len / 4 * 3 - pad;
     size_t full = pad ? len - 4 : len;
     for (size_t i = 0; i < full; i += 4) {
         unsigned a = dec_tab[p[i]], b = dec_tab[p[i + 1]], c = dec_tab[p[i + 2]],
                  e = dec_tab[p[i + 3]];
         if (!a || !b || !c || !e)
-            goto bad;
+            return -1;
         uint32_t v =
             (uint32_t)(a - 1) << 18 | (uint32_t)(b - 1) << 12 | (uint32_t)(c - 1) << 6 | (e - 1);
         *d++ = (unsigned char)(v >> 16);
@@ -129,19 +127,38 @@ int kn__base64_decode(kn_buf_t *out, const char *s, size_t len)
         const unsigned char *q = p + len - 4;
         unsigned a = dec_tab[q[0]], b = dec_tab[q[1]], c = pad == 1 ? dec_tab[q[2]] : 1;
         if (!a || !b || !c)
-            goto bad;
+            return -1;
         uint32_t v = (uint32_t)(a - 1) << 18 | (uint32_t)(b - 1) << 12 | (uint32_t)(c - 1) << 6;
         /* The bits a pad leaves unused must be zero: one canonical encoding per input. */
         if (pad == 2 ? (v & 0xffff) != 0 : (v & 0xff) != 0)
-            goto bad;
+            return -1;
         *d++ = (unsigned char)(v >> 16);
         if (pad == 1)
             *d++ = (unsigned char)(v >> 8);
     }
-    out->len += n;
-    out->data[out->len] = '\0';
+    *n = out;
     return 0;
-bad:
+}
+
+int kn__base64_decode(kn_buf_t *out, const char *s, size_t len)
+{
+    if (len % 4 != 0)
+        return -1;
+    if (kn__buf_reserve(out, len / 4 * 3) != 0)
+        return -2;
+    size_t n;
+    /* A bad character anywhere leaves out->len as it was. */
+    int rc = decode_core((unsigned char *)out->data + out->len, (const unsigned char *)s, len, &n);
+    if (rc == 0)
+        out->len += n;
     out->data[out->len] = '\0';
-    return -1;
+    return rc;
+}
+
+long kn__base64_decode_inplace(char *s, size_t len)
+{
+    size_t n;
+    if (len > (size_t)LONG_MAX || decode_core((unsigned char *)s, (const unsigned char *)s, len, &n) != 0)
+        return -1;
+    return (long)n;
 }

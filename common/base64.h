@@ -16,5 +16,11 @@ void kn__base64_encode_to(char *dst, const void *data, size_t len);
  * bad lengths: returns -1 (and out is unchanged), or -2 on ENOMEM.
  */
 int kn__base64_decode(kn_buf_t *out, const char *s, size_t len);
+/*
+ * Decodes the len characters at s into s itself (the decoding is shorter).
+ * Returns the decoded length, or -1 for bad input (s is then partly
+ * overwritten).
+ */
+long kn__base64_decode_inplace(char *s, size_t len);
 
 #endif

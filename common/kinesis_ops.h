@@ -322,6 +322,16 @@ kn_err_t kn__kinesis_get_records(kn_client_t *c, const kn__stream_ref_t *ref,
                                  const char *iterator, int limit, kn__get_records_result_t *out,
                                  kn_error_t *err);
 
+/*
+ * The hot path (getrecords_parse.c): parses a raw GetRecords body in place.
+ * On success the records point into the body, which moves into out->arena
+ * (body is left empty). KN_ERR_NOT_SUPPORTED, with body unchanged and err
+ * untouched, for anything it does not handle (ChildShards, escapes in kept
+ * strings, malformed JSON, a missing field): use kn__get_records_parse then.
+ * Any other error is final (the body has been changed).
+ */
+kn_err_t kn__get_records_parse_body(kn_buf_t *body, kn__get_records_result_t *out, kn_error_t *err);
+
 /* Same contract as kn__put_records_cb_t. */
 typedef void(kn__get_records_cb_t)(kn__get_records_result_t *res, const kn_error_t *err,
                                    void *opaque);

@@ -535,6 +535,10 @@ static kn_err_t parse_answer(kn__ritem_t *it, kn__get_records_result_t *res, kn_
     json_object *j = it->json;
     it->json = NULL;
     if (!j) {
+        /* The usual answer is parsed in place; the general parser takes the rest. */
+        kn_err_t rc = kn__get_records_parse_body(&it->body, res, e);
+        if (rc != KN_ERR_NOT_SUPPORTED)
+            return rc;
         json_tokener *tok = json_tokener_new();
         j = tok ? json_tokener_parse_ex(tok, it->body.data ? it->body.data : "", (int)it->body.len)
                 : NULL;
