@@ -145,6 +145,7 @@ void kn__reader_push(kn_reader_t *r, kn__ritem_t *it)
     else
         r->in_head = it;
     r->in_tail = it;
+    atomic_store(&r->in_pending, true);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     uint64_t one = 1;
@@ -642,6 +643,7 @@ static void drain_inbox(kn_reader_t *r)
     pthread_mutex_lock(&r->lock);
     kn__ritem_t *it = r->in_head;
     r->in_head = r->in_tail = NULL;
+    atomic_store(&r->in_pending, false);
     pthread_mutex_unlock(&r->lock);
     while (it) {
         kn__ritem_t *next = it->next;
@@ -798,15 +800,18 @@ KN_API const kn_reader_msg_t *kn_reader_poll(kn_reader_t *r, int timeout_ms)
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : kn__rnow_ms() + timeout_ms;
     for (;;) {
         /*
-         * What is already parsed first: the inbox (a lock and a read of the
-         * eventfd) is looked at only when that runs out, once per batch
-         * rather than once per record. Order is kept: queued messages are
-         * older than anything in the inbox.
+         * The inbox (a lock and a read of the eventfd) only when the loop
+         * has put something there: once per answer rather than once per
+         * record. Taking answers at once keeps reads going (the next
+         * iterator is in the answer) while the application works through
+         * what is queued; order is kept, the queue being older.
          */
+        if (atomic_load(&r->in_pending))
+            drain_inbox(r);
         const kn_reader_msg_t *m = next_message(r);
         if (m)
             return m;
-        drain_inbox(r);
+        drain_inbox(r); /* clears the eventfd before waiting */
         m = next_message(r);
         if (m)
             return m;

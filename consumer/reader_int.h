@@ -191,6 +191,7 @@ struct kn_reader_s {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* inbox got an item; stop task done */
     kn__ritem_t *in_head, *in_tail;
+    atomic_bool in_pending; /* in_head is not empty: lets poll skip the lock and the eventfd */
     int64_t queued_bytes;
     bool kick_posted;
     bool stop_done;

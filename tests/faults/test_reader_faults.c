@@ -81,7 +81,11 @@ static void test_throttled_getrecords(void **state)
     print_message("throttled: %ld injected, %lld counted, %lld retries\n", injected, (long long)throttles,
                   (long long)kn_reader_stat(r, KN_READER_STAT_RETRIES));
     assert_true(injected > 0);
-    assert_int_equal(throttles, injected);
+    /*
+     * Reads go on after the shards catch up: a throttled answer to a read still in flight when
+     * the test looks (at most one per shard) is injected but not yet counted.
+     */
+    assert_true(throttles <= injected && throttles >= injected - 2);
     assert_true(kn_reader_stat(r, KN_READER_STAT_RETRIES) >= throttles);
     kn_reader_destroy(r);
     run_free(&run);
@@ -116,7 +120,7 @@ static void test_expired_iterators(void **state)
     print_message("expired: %ld injected, %lld renewals, %lld GetShardIterator calls\n", injected,
                   (long long)renewals, (long long)proxy_target_count(&px, "GetShardIterator"));
     assert_true(injected > 0);
-    assert_int_equal(renewals, injected);
+    assert_true(renewals <= injected && renewals >= injected - 2); /* one read in flight per shard may be unanswered yet */
     kn_reader_destroy(r);
     run_free(&run);
     free(recs);
