@@ -31,71 +31,21 @@ installs both), and python3 with boto3.
 """
 import argparse
 import datetime
-import http.client
 import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from bench_util import create_stream, kinesis, start_kinesalite  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 RECORD_BYTES = 100
 PRINTED = re.compile(r"^% (\d+) records printed")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def answers(port):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        c.request("GET", "/")
-        c.getresponse().read()
-        c.close()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
-
-
-def start_kinesalite():
-    port = free_port()
-    proc = subprocess.Popen(["node", os.path.join(ROOT, "tests", "servers", "kinesalite-loopback.js"),
-                             "--port", str(port), "--shardLimit", "100", "--createStreamMs", "0",
-                             "--deleteStreamMs", "0"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit("bench: kinesalite exited at start")
-        if answers(port):
-            return proc, "http://127.0.0.1:%d" % port
-        time.sleep(0.1)
-    proc.kill()
-    sys.exit("bench: kinesalite did not answer within 60 s")
-
-
-def kinesis(url):
-    import boto3
-    return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIDBENCH",
-                        aws_secret_access_key="bench-secret")
-
-
-def create_stream(k, name, shards):
-    k.create_stream(StreamName=name, ShardCount=shards)
-    for _ in range(300):
-        if k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
-            return
-        time.sleep(0.1)
-    sys.exit("bench: stream %s did not become ACTIVE" % name)
 
 
 def run_measured(cmd, env, sink):
