@@ -119,16 +119,6 @@ typedef struct kn__agg_out_s {
 
 kn_err_t kn__agg_builder_finish(const kn__agg_builder_t *b, const char *outer_partition_key,
                                 bool force_aggregate, kn__agg_out_t *out, kn_error_t *err);
-/*
- * As kn__agg_builder_finish, but an aggregate's MD5 digest (its last 16
- * bytes) is left as zeros for kn__agg_out_digest to fill later, on another
- * thread: the producer's I/O thread only lays the aggregate out, and the
- * hashing runs where the request body is built.
- */
-kn_err_t kn__agg_builder_finish_nodigest(const kn__agg_builder_t *b, const char *outer_partition_key,
-                                         bool force_aggregate, kn__agg_out_t *out, kn_error_t *err);
-/* Fills the digest of an aggregate from kn__agg_builder_finish_nodigest (no-op when not aggregated). */
-void kn__agg_out_digest(kn__agg_out_t *out);
 void kn__agg_out_free(kn__agg_out_t *out);
 
 /* ------------------------------------------------------------- decoding */

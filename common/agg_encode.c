@@ -469,8 +469,8 @@ kn_err_t kn__agg_builder_add(kn__agg_builder_t *b, const kn__agg_in_t *r, kn_err
     return kn__agg_builder_try_add(b, r, SIZE_MAX, 0, err);
 }
 
-static kn_err_t finish(const kn__agg_builder_t *b, const char *outer_partition_key,
-                       bool force_aggregate, bool digest, kn__agg_out_t *out, kn_error_t *err)
+kn_err_t kn__agg_builder_finish(const kn__agg_builder_t *b, const char *outer_partition_key,
+                                bool force_aggregate, kn__agg_out_t *out, kn_error_t *err)
 {
     kn_err_t rc = KN_ERR_OK;
     if (b->count == 0)
@@ -523,37 +523,13 @@ static kn_err_t finish(const kn__agg_builder_t *b, const char *outer_partition_k
     w = tab_write(&b->ehk, w, TAG_AR_EHK_TABLE);
     memcpy(w, b->recs.data, b->recs.len);
     w += b->recs.len;
-    if (digest)
-        kn__md5(start + KN__AGG_MAGIC_LEN, (size_t)(w - start) - KN__AGG_MAGIC_LEN, w);
-    else
-        memset(w, 0, KN__AGG_DIGEST_LEN);
+    kn__md5(start + KN__AGG_MAGIC_LEN, (size_t)(w - start) - KN__AGG_MAGIC_LEN, w);
     w += KN__AGG_DIGEST_LEN;
     out->data.len += (size_t)(w - start);
     out->data.data[out->data.len] = '\0';
     out->aggregated = true;
 out:
     return rc;
-}
-
-kn_err_t kn__agg_builder_finish(const kn__agg_builder_t *b, const char *outer_partition_key,
-                                bool force_aggregate, kn__agg_out_t *out, kn_error_t *err)
-{
-    return finish(b, outer_partition_key, force_aggregate, true, out, err);
-}
-
-kn_err_t kn__agg_builder_finish_nodigest(const kn__agg_builder_t *b, const char *outer_partition_key,
-                                         bool force_aggregate, kn__agg_out_t *out, kn_error_t *err)
-{
-    return finish(b, outer_partition_key, force_aggregate, false, out, err);
-}
-
-void kn__agg_out_digest(kn__agg_out_t *out)
-{
-    if (!out->aggregated || out->data.len < KN__AGG_MAGIC_LEN + KN__AGG_DIGEST_LEN)
-        return;
-    unsigned char *d = (unsigned char *)out->data.data;
-    size_t n = out->data.len;
-    kn__md5(d + KN__AGG_MAGIC_LEN, n - KN__AGG_MAGIC_LEN - KN__AGG_DIGEST_LEN, d + n - KN__AGG_DIGEST_LEN);
 }
 
 void kn__agg_out_free(kn__agg_out_t *out)

@@ -419,18 +419,9 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
         }
         if (k->recs.count >= 2 || (force && k->recs.count == 1)) {
             kn__agg_out_t out = KN__AGG_OUT_INIT;
-            /*
-             * The digest (MD5 of the whole aggregate, the largest cost here) is left to the
-             * thread that builds the request body, off this I/O thread; aggregate-scope
-             * compression needs it at once, since the frame holds the whole aggregate.
-             */
-            bool later = p->codec == KN__CODEC_NONE || p->zscope != KN__RC_SCOPE_AGGREGATE;
-            kn_err_t frc = later ? kn__agg_builder_finish_nodigest(p->agg, p->outer_key, force, &out, &e)
-                                 : kn__agg_builder_finish(p->agg, p->outer_key, force, &out, &e);
-            if (frc == KN_ERR_OK) {
+            if (kn__agg_builder_finish(p->agg, p->outer_key, force, &out, &e) == KN_ERR_OK) {
                 k->out = out;
                 k->aggregated = true;
-                k->digest_due = later && out.aggregated;
                 k->wire_bytes = out.data.len + out.partition_key.len;
                 wrap_krec(p, k);
                 return k;

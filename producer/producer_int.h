@@ -101,7 +101,6 @@ typedef struct kn__krec_s {
     kn__agg_out_t out; /* when aggregated, or wrapped (aggregate-scope compression) */
     bool aggregated;
     bool wrapped;      /* a raw record wrapped in a compression frame: data in out.data */
-    bool digest_due;   /* the aggregate's MD5 is filled where the body is built (send.c) */
     int64_t min_deadline;
     size_t wire_bytes; /* data + partition key */
 } kn__krec_t;

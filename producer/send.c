@@ -315,7 +315,7 @@ static void on_put_done(kn__aws_result_t *res, void *opaque)
 
 /* ------------------------------------------------------------ sending */
 
-/* Thread pool: aggregates' digests, base64 and JSON of the body (the records and Kinesis records are the request's alone). */
+/* Thread pool: base64 and JSON of the body (the records and Kinesis records are the request's alone). */
 static void build_work(uv_work_t *w)
 {
     preq_t *q = w->data;
@@ -327,10 +327,6 @@ static void build_work(uv_work_t *w)
     for (size_t i = 0; i < q->n; i++) {
         kn__krec_t *x = q->krecs[i];
         kn__put_entry_t *en = &q->entries[i];
-        if (x->digest_due) {
-            kn__agg_out_digest(&x->out);
-            x->digest_due = false;
-        }
         if (x->aggregated) {
             en->data = x->out.data.data;
             en->data_len = x->out.data.len;

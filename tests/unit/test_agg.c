@@ -233,31 +233,6 @@ static void test_vector_one_record_forced(void **state)
 }
 
 /* Two records, two keys; then shared keys de-duplicated. */
-/* The digest left for later and filled by kn__agg_out_digest gives the same bytes as finishing at once. */
-static void test_deferred_digest_matches(void **state)
-{
-    (void)state;
-    kn__agg_builder_t *b = kn__agg_builder_new();
-    kn__agg_in_t r1 = rec_in("a", NULL, "x");
-    kn__agg_in_t r2 = rec_in("bb", NULL, "yz");
-    add_checked(b, &r1);
-    add_checked(b, &r2);
-    kn__agg_out_t now = KN__AGG_OUT_INIT, later = KN__AGG_OUT_INIT;
-    kn_error_t e;
-    kn__error_clear(&e);
-    assert_int_equal(kn__agg_builder_finish(b, NULL, false, &now, &e), KN_ERR_OK);
-    assert_int_equal(kn__agg_builder_finish_nodigest(b, NULL, false, &later, &e), KN_ERR_OK);
-    assert_int_equal(now.data.len, later.data.len);
-    static const unsigned char zeros[16];
-    assert_memory_equal(later.data.data + later.data.len - 16, zeros, 16);
-    assert_memory_not_equal(now.data.data + now.data.len - 16, zeros, 16);
-    kn__agg_out_digest(&later);
-    assert_memory_equal(now.data.data, later.data.data, now.data.len);
-    kn__agg_out_free(&now);
-    kn__agg_out_free(&later);
-    kn__agg_builder_destroy(b);
-}
-
 static void test_vector_many_and_shared_keys(void **state)
 {
     (void)state;
@@ -1610,7 +1585,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_builder),
-        cmocka_unit_test(test_deferred_digest_matches),
         cmocka_unit_test(test_single_record_raw),
         cmocka_unit_test(test_vector_one_record_forced),
         cmocka_unit_test(test_vector_many_and_shared_keys),
