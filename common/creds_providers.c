@@ -135,7 +135,18 @@ kn_err_t kn__creds_parse_json(kn__creds_json_t shape, const char *text, size_t l
     json_object *o = parse_json_object(text ? text : "", text ? len : 0, what, err);
     if (!o)
         return err ? err->code : KN_ERR_BAD_RESPONSE;
-    json_object *c = o;
+    json_object *c = o, *v;
+    if (shape == KN__CJ_PROCESS &&
+        (!json_object_object_get_ex(o, "Version", &v) || !json_object_is_type(v, json_type_int) ||
+         json_object_get_int64(v) != 1)) {
+        rc = kn__error_set(err, KN_ERR_BAD_RESPONSE, "%s: output must have \"Version\": 1", what);
+        goto out;
+    }
+    const char *code = shape == KN__CJ_IMDS ? json_str(o, "Code") : NULL;
+    if (code && strcmp(code, "Success") != 0) {
+        rc = kn__error_set(err, KN_ERR_CREDENTIALS, "%s: Code is %.64s", what, code);
+        goto out;
+    }
     if (shape == KN__CJ_SSO &&
         (!json_object_object_get_ex(o, "roleCredentials", &c) || !json_object_is_type(c, json_type_object))) {
         rc = kn__error_set(err, KN_ERR_BAD_RESPONSE, "%s: no roleCredentials object", what);
@@ -367,7 +378,6 @@ kn__cp_t kn__cp_process(kn__creds_ctx_t *ctx, const char *profile, const char *c
 {
     kn__cp_t res = KN__CP_FAIL;
     proc_result_t r = {KN_BUF_INIT, KN_BUF_INIT, 0};
-    json_object *o = NULL;
     long timeout_ms = ctx->opts && ctx->opts->process_timeout_ms > 0
                           ? ctx->opts->process_timeout_ms
                           : KN__PROCESS_DEFAULT_TIMEOUT_MS;
@@ -398,22 +408,10 @@ kn__cp_t kn__cp_process(kn__creds_ctx_t *ctx, const char *profile, const char *c
     }
     char what[160];
     snprintf(what, sizeof(what), "credential_process of profile %s", profile);
-    o = parse_json_object(r.out.data ? r.out.data : "", r.out.len, what, err);
-    if (!o)
-        goto out;
-    json_object *ver;
-    if (!json_object_object_get_ex(o, "Version", &ver) ||
-        !json_object_is_type(ver, json_type_int) || json_object_get_int64(ver) != 1) {
-        kn__error_set(err, KN_ERR_BAD_RESPONSE, "%s: output must have \"Version\": 1", what);
-        goto out;
-    }
-    static const json_creds_keys_t keys = {
-        "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", false, false};
-    if (creds_from_json_obj(o, &keys, what, "process", out, err) != KN_ERR_OK)
+    if (kn__creds_parse_json(KN__CJ_PROCESS, r.out.data, r.out.len, what, out, err) != KN_ERR_OK)
         goto out;
     res = KN__CP_FOUND;
 out:
-    json_object_put(o);
     wipe_buf(&r.out);
     kn__buf_free(&r.errtxt);
     return res;
@@ -499,7 +497,6 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
     const char *token_file = kn__creds_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
     const char *token_env = kn__creds_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
     kn_buf_t url = KN_BUF_INIT, token = KN_BUF_INIT, auth = KN_BUF_INIT, body = KN_BUF_INIT;
-    json_object *o = NULL;
     FILE *f = NULL;
 
     if (!rel && !full) {
@@ -568,18 +565,12 @@ kn__cp_t kn__cp_container(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *er
             err->http_status = (int)status;
         goto out;
     }
-    o = parse_json_object(body.data, body.len, "container", err);
-    if (!o)
-        goto out;
-    static const json_creds_keys_t keys = {
-        "AccessKeyId", "SecretAccessKey", "Token", "Expiration", false, false};
-    if (creds_from_json_obj(o, &keys, "container", "container", out, err) != KN_ERR_OK)
+    if (kn__creds_parse_json(KN__CJ_CONTAINER, body.data, body.len, "container", out, err) != KN_ERR_OK)
         goto out;
     res = KN__CP_FOUND;
 out:
     if (f)
         fclose(f);
-    json_object_put(o);
     kn__buf_free(&url);
     wipe_buf(&token);
     wipe_buf(&auth);
@@ -596,7 +587,6 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
     const char *base_env = kn__creds_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
     kn_buf_t base = KN_BUF_INIT, url = KN_BUF_INIT, token = KN_BUF_INIT, th = KN_BUF_INIT;
     kn_buf_t body = KN_BUF_INIT;
-    json_object *o = NULL;
     kn_error_t e;
     long status = 0;
 
@@ -681,19 +671,7 @@ kn__cp_t kn__cp_imds(kn__creds_ctx_t *ctx, kn__creds_t *out, kn_error_t *err)
         kn__creds_why(ctx, "GET %s answered HTTP %ld", url.data, status);
         goto out;
     }
-    o = parse_json_object(body.data, body.len, "IMDS", &e);
-    if (!o) {
-        kn__creds_why(ctx, "%s: %.200s", url.data, e.message);
-        goto out;
-    }
-    const char *code = json_str(o, "Code");
-    if (code && strcmp(code, "Success") != 0) {
-        kn__creds_why(ctx, "%s: Code is %.64s", url.data, code);
-        goto out;
-    }
-    static const json_creds_keys_t keys = {
-        "AccessKeyId", "SecretAccessKey", "Token", "Expiration", false, false};
-    if (creds_from_json_obj(o, &keys, "IMDS", "imds", out, &e) != KN_ERR_OK) {
+    if (kn__creds_parse_json(KN__CJ_IMDS, body.data, body.len, url.data, out, &e) != KN_ERR_OK) {
         kn__creds_why(ctx, "%.300s", e.message);
         goto out;
     }
@@ -703,7 +681,6 @@ nomem:
     kn__error_set(err, KN_ERR_NOMEM, "out of memory");
     res = KN__CP_FAIL;
 out:
-    json_object_put(o);
     kn__buf_free(&base);
     kn__buf_free(&url);
     wipe_buf(&token);
@@ -755,7 +732,7 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
     char *cache_path = NULL, *portal = NULL;
     kn_buf_t cache = KN_BUF_INIT, text = KN_BUF_INIT, url = KN_BUF_INIT, hdr = KN_BUF_INIT;
     kn_buf_t body = KN_BUF_INIT;
-    json_object *tok = NULL, *resp = NULL;
+    json_object *tok = NULL;
     FILE *f = NULL;
 
     if (!account && !role) {
@@ -877,19 +854,8 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
         }
         goto out;
     }
-    resp = parse_json_object(body.data, body.len, "SSO GetRoleCredentials", err);
-    if (!resp)
-        goto out;
-    json_object *rc_obj;
-    if (!json_object_object_get_ex(resp, "roleCredentials", &rc_obj) ||
-        !json_object_is_type(rc_obj, json_type_object)) {
-        kn__error_set(err, KN_ERR_BAD_RESPONSE,
-                      "SSO GetRoleCredentials: no roleCredentials object");
-        goto out;
-    }
-    static const json_creds_keys_t keys = {
-        "accessKeyId", "secretAccessKey", "sessionToken", "expiration", true, true};
-    if (creds_from_json_obj(rc_obj, &keys, "SSO GetRoleCredentials", "sso", out, err) != KN_ERR_OK)
+    if (kn__creds_parse_json(KN__CJ_SSO, body.data, body.len, "SSO GetRoleCredentials", out, err) !=
+        KN_ERR_OK)
         goto out;
     res = KN__CP_FOUND;
     goto out;
@@ -899,7 +865,6 @@ out:
     if (f)
         fclose(f);
     json_object_put(tok);
-    json_object_put(resp);
     free(cache_path);
     free(portal);
     kn__buf_free(&cache);

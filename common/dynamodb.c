@@ -3,6 +3,7 @@
  * operations the lease table needs. Not a hot path: bodies go through json-c.
  */
 #include "dynamodb.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -923,9 +924,7 @@ static void sleep_ms(long ms)
 kn_err_t kn__ddb_wait_table_active(kn_client_t *c, const char *table, long timeout_ms,
                                    long interval_ms, kn_error_t *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t start = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t start = kn__mono_ms();
     for (;;) {
         kn__ddb_table_desc_t d;
         kn_err_t rc = kn__ddb_describe_table(c, table, &d, err);
@@ -933,8 +932,7 @@ kn_err_t kn__ddb_wait_table_active(kn_client_t *c, const char *table, long timeo
             return rc;
         if (d.status == KN__TABLE_ACTIVE)
             return KN_ERR_OK;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        int64_t now = kn__mono_ms();
         if (now - start + interval_ms > timeout_ms)
             return kn__error_set(err, KN_ERR_TIMEOUT,
                                  "table %s did not become ACTIVE within %ld ms (status %s)", table,

@@ -5,6 +5,7 @@
  * the producer's hot path (base64 straight into the output buffer).
  */
 #include "kinesis_ops.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -165,12 +166,6 @@ static void sleep_ms(long ms)
         ;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void kn__kinesis_limits_from_conf(const kn_conf_t *conf, kn__kinesis_limits_t *out)
 {
@@ -381,7 +376,7 @@ out:
 kn_err_t kn__kinesis_wait_active(kn_client_t *c, const kn__stream_ref_t *ref, long timeout_ms,
                                  long interval_ms, kn_error_t *err)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = kn__mono_ms() + timeout_ms;
     char last[32] = "unknown";
     for (;;) {
         kn__stream_summary_t s;
@@ -393,7 +388,7 @@ kn_err_t kn__kinesis_wait_active(kn_client_t *c, const kn__stream_ref_t *ref, lo
         kn__stream_summary_free(&s);
         if (st == KN__STREAM_ACTIVE)
             return KN_ERR_OK;
-        if (mono_ms() + interval_ms > deadline)
+        if (kn__mono_ms() + interval_ms > deadline)
             return kn__error_set(err, KN_ERR_TIMEOUT,
                                  "stream %s did not become ACTIVE within %ld ms (status %s)",
                                  has(ref->name) ? ref->name : ref->arn, timeout_ms, last);

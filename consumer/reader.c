@@ -20,30 +20,6 @@
 /* Longest wait of destroy for the loop to acknowledge the stop. */
 #define STOP_WAIT_MS 10000
 
-int64_t kn__rnow_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void abs_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 static void strv_free(char **v, size_t n)
 {
@@ -454,7 +430,7 @@ KN_API void kn_reader_destroy(kn_reader_t *r)
     atomic_fetch_add(&r->refs, 1);
     if (kn__client_post(c, stop_task, r) == KN_ERR_OK) {
         struct timespec ts;
-        abs_after(&ts, STOP_WAIT_MS);
+        kn__abs_after(&ts, STOP_WAIT_MS);
         pthread_mutex_lock(&r->lock);
         while (!r->stop_done)
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
@@ -596,7 +572,7 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
     }
     hb.empty = res->count == 0;
     hb.caught_up = res->count == 0 && res->millis_behind_latest == 0;
-    if (hb.caught_up && r->opts.stop_at_ms > 0 && wall_ms() >= r->opts.stop_at_ms)
+    if (hb.caught_up && r->opts.stop_at_ms > 0 && kn__wall_ms() >= r->opts.stop_at_ms)
         hb.stop = true;
     if (res->count > 0)
         hb.last_seq = strdup(res->records[res->count - 1].sequence_number);
@@ -797,7 +773,7 @@ KN_API const kn_reader_msg_t *kn_reader_poll(kn_reader_t *r, int timeout_ms)
         return NULL;
     item_free(r->msg_event);
     r->msg_event = NULL;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : kn__rnow_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : kn__mono_ms() + timeout_ms;
     for (;;) {
         /*
          * The inbox (a lock and a read of the eventfd) only when the loop
@@ -815,7 +791,7 @@ KN_API const kn_reader_msg_t *kn_reader_poll(kn_reader_t *r, int timeout_ms)
         m = next_message(r);
         if (m)
             return m;
-        int64_t now = kn__rnow_ms();
+        int64_t now = kn__mono_ms();
         if (now >= deadline)
             return NULL;
         pthread_mutex_lock(&r->lock);
@@ -824,7 +800,7 @@ KN_API const kn_reader_msg_t *kn_reader_poll(kn_reader_t *r, int timeout_ms)
                 pthread_cond_wait(&r->cond, &r->lock);
             } else {
                 struct timespec ts;
-                abs_after(&ts, deadline - now);
+                kn__abs_after(&ts, deadline - now);
                 pthread_cond_timedwait(&r->cond, &r->lock, &ts);
             }
         }

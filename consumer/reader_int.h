@@ -28,6 +28,7 @@
 #include "aws.h"
 #include "buf.h"
 #include "client.h"
+#include "clock.h"
 #include "err.h"
 #include "hashkey.h"
 #include "kinesis/reader.h"
@@ -210,7 +211,6 @@ struct kn_reader_s {
 };
 
 /* reader.c */
-int64_t kn__rnow_ms(void);
 void kn__reader_unref(kn_reader_t *r);
 /* Loop thread: appends an item to the inbox and wakes the poller. */
 void kn__reader_push(kn_reader_t *r, kn__ritem_t *it);

@@ -47,7 +47,7 @@ void kn__walker_close(kn_reader_t *r, kn__rshard_t *s)
 
 static void wait_until(kn_reader_t *r, kn__rshard_t *s, int64_t due)
 {
-    int64_t now = kn__rnow_ms();
+    int64_t now = kn__mono_ms();
     s->phase = KN__RS_TIMER;
     uv_timer_start(&s->timer, on_timer, (uint64_t)(due > now ? due - now : 0), 0);
     (void)r;
@@ -75,7 +75,7 @@ static void shard_backoff(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, 
     s->fails++;
     KN_LOG(r->client->log, KN_LOG_DEBUG, KN_DBG_CONSUMER,
            "shard %s: %s failed (%s); retry in %ld ms", s->id, what, e->message, delay);
-    int64_t due = kn__rnow_ms() + delay;
+    int64_t due = kn__mono_ms() + delay;
     if (due < s->not_before_ms)
         due = s->not_before_ms;
     s->not_before_ms = due;
@@ -252,7 +252,7 @@ static void call_records(kn_reader_t *r, kn__rshard_t *s)
         return;
     }
     s->phase = KN__RS_READ_CALL;
-    s->last_call_ms = kn__rnow_ms();
+    s->last_call_ms = kn__mono_ms();
     atomic_fetch_add(&r->refs, 1);
     if (kn__aws_call(r->client, &req, &e) != KN_ERR_OK) {
         kn__reader_unref(r);
@@ -301,7 +301,7 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
         s->iterator = hb.next_iterator;
         hb.next_iterator = NULL;
         if (hb.caught_up)
-            s->not_before_ms = kn__rnow_ms() + r->idle_ms;
+            s->not_before_ms = kn__mono_ms() + r->idle_ms;
         s->phase = KN__RS_READY;
     }
     bool caught_up = hb.caught_up;
@@ -322,7 +322,7 @@ static void step(kn_reader_t *r, kn__rshard_t *s)
         return;
     switch (s->phase) {
     case KN__RS_NEED_ITERATOR: {
-        int64_t now = kn__rnow_ms();
+        int64_t now = kn__mono_ms();
         if (s->not_before_ms > now)
             wait_until(r, s, s->not_before_ms);
         else
@@ -333,7 +333,7 @@ static void step(kn_reader_t *r, kn__rshard_t *s)
         int64_t due = s->last_call_ms + r->interval_ms;
         if (s->not_before_ms > due)
             due = s->not_before_ms;
-        if (due > kn__rnow_ms()) {
+        if (due > kn__mono_ms()) {
             wait_until(r, s, due);
             break;
         }

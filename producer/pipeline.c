@@ -195,7 +195,7 @@ static void on_map(kn__shard_map_t *map, const kn_error_t *err, void *opaque)
     kn__pstream_t *s = opaque;
     kn_producer_t *p = s->producer;
     kn__plist_t done = {0};
-    int64_t now = kn__pnow_ms();
+    int64_t now = kn__mono_ms();
     if (p->closing) {
         kn__shard_map_unref(map);
         return;
@@ -597,7 +597,7 @@ void kn__pipeline_pump(kn_producer_t *p)
 {
     if (p->closing || p->cancelled)
         return;
-    int64_t now = kn__pnow_ms();
+    int64_t now = kn__mono_ms();
     bool flush_all = atomic_load(&p->flush_req) > 0;
     int64_t wake = INT64_MAX;
     kn__plist_t done = {0};
@@ -698,7 +698,7 @@ void kn__pipeline_cancel(kn_client_t *c, void *arg)
         s->ready_tail = NULL;
         s->ready_count = s->ready_bytes = 0;
         /* Landed in an aggregate on an unexpected shard, not yet checked: say so. */
-        kn__resolve_mismatches(p, s, NULL, &done, kn__pnow_ms());
+        kn__resolve_mismatches(p, s, NULL, &done, kn__mono_ms());
     }
     kn__results_push(p, &done);
     p->closing_wait = true;

@@ -20,23 +20,6 @@
 /* Longest single wait slice while a put waits for room or a flush for results. */
 #define WAIT_SLICE_MS 50
 
-int64_t kn__pnow_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void abs_after(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 KN_API void kn_conf_set_result_cb(kn_conf_t *conf, kn_result_cb_t *cb, void *opaque)
 {
@@ -130,7 +113,7 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     p->stats_ms = kn__conf_int(cf, KN_P_P_STATS_MS);
     if (p->stats_ms <= 0)
         p->stats_cb = NULL;
-    p->stats_next_ms = kn__pnow_ms() + p->stats_ms;
+    p->stats_next_ms = kn__mono_ms() + p->stats_ms;
     p->buffered_ms = kn__conf_int(cf, KN_P_P_BUFFERED_MS);
     p->ttl_ms = kn__conf_int(cf, KN_P_P_TTL_MS);
     p->put_timeout_ms = kn__conf_int(cf, KN_P_P_PUT_TIMEOUT_MS);
@@ -345,7 +328,7 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
     r->data_len = rec->data_len;
     r->hash = hash;
     r->opaque = rec->opaque;
-    int64_t now = kn__pnow_ms();
+    int64_t now = kn__mono_ms();
     r->put_ms = r->last_end_ms = now;
     r->deadline_ms = now + p->buffered_ms;
     r->expire_ms = now + p->ttl_ms;
@@ -379,7 +362,7 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
     int64_t wait_until = now + p->put_timeout_ms;
     while (p->mem_records + 1 > p->buf_max_records ||
            (p->mem_records > 0 && p->mem_bytes + need > p->buf_max_bytes)) {
-        int64_t left = wait_until - kn__pnow_ms();
+        int64_t left = wait_until - kn__mono_ms();
         if (p->destroying) {
             rc = put_fail(errstr, errstr_size, KN_ERR_DESTROYED,
                           "put: the producer is being destroyed");
@@ -400,7 +383,7 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
             left = WAIT_SLICE_MS;
         if (p->background) {
             struct timespec ts;
-            abs_after(&ts, left);
+            kn__abs_after(&ts, left);
             pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
         } else {
             /* Serve this producer's results here: a single-threaded program cannot deadlock. */
@@ -480,11 +463,11 @@ static kn_err_t flush_wait(kn_producer_t *p, int64_t timeout_ms)
     pthread_mutex_unlock(&p->lock);
     atomic_fetch_add(&p->flush_req, 1);
     kn__client_post(p->client, kn__pipeline_kick, p);
-    int64_t until = timeout_ms < 0 ? INT64_MAX : kn__pnow_ms() + timeout_ms;
+    int64_t until = timeout_ms < 0 ? INT64_MAX : kn__mono_ms() + timeout_ms;
     kn_err_t rc = KN_ERR_OK;
     pthread_mutex_lock(&p->lock);
     while (older_pending(p, first_new) > 0) {
-        int64_t left = until == INT64_MAX ? WAIT_SLICE_MS : until - kn__pnow_ms();
+        int64_t left = until == INT64_MAX ? WAIT_SLICE_MS : until - kn__mono_ms();
         if (left <= 0) {
             rc = KN_ERR_TIMEOUT;
             break;
@@ -493,7 +476,7 @@ static kn_err_t flush_wait(kn_producer_t *p, int64_t timeout_ms)
             left = WAIT_SLICE_MS;
         if (p->background) {
             struct timespec ts;
-            abs_after(&ts, left);
+            kn__abs_after(&ts, left);
             pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
         } else {
             pthread_mutex_unlock(&p->lock);
@@ -537,7 +520,7 @@ KN_API void kn_producer_destroy(kn_producer_t *p)
     while (!p->loop_closed || p->active_calls > 0) {
         if (p->background) {
             struct timespec ts;
-            abs_after(&ts, WAIT_SLICE_MS);
+            kn__abs_after(&ts, WAIT_SLICE_MS);
             pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
         } else {
             pthread_mutex_unlock(&p->lock);

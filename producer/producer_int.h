@@ -19,6 +19,7 @@
 
 #include "agg.h"
 #include "client.h"
+#include "clock.h"
 #include "compress.h"
 #include "record_codec.h"
 #include "err.h"
@@ -214,7 +215,6 @@ struct kn_producer_s {
 };
 
 /* producer.c */
-int64_t kn__pnow_ms(void);
 
 /* results.c: the result queue and serving. */
 int kn__results_init(kn_producer_t *p);

@@ -90,16 +90,6 @@ void kn__results_push(kn_producer_t *p, kn__plist_t *l)
     memset(l, 0, sizeof(*l));
 }
 
-static void deadline_after(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 int kn__results_serve(kn_producer_t *p, int timeout_ms)
 {
@@ -107,7 +97,7 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
         /* Another thread serves (or this thread, from inside a callback): wait for it a bit. */
         if (timeout_ms != 0) {
             struct timespec ts;
-            deadline_after(&ts, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
+            kn__abs_after(&ts, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
             pthread_mutex_lock(&p->lock);
             pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
             pthread_mutex_unlock(&p->lock);
@@ -118,7 +108,7 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
     atomic_store(&p->serving, true);
     if (p->stats_cb && timeout_ms != 0) {
         /* Wake up for the next stats call. */
-        int64_t until = p->stats_next_ms - kn__pnow_ms();
+        int64_t until = p->stats_next_ms - kn__mono_ms();
         if (until < 1)
             until = 1;
         if (timeout_ms < 0 || until < timeout_ms)
@@ -131,7 +121,7 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
                 pthread_cond_wait(&p->rcond, &p->rlock);
         } else {
             struct timespec ts;
-            deadline_after(&ts, timeout_ms);
+            kn__abs_after(&ts, timeout_ms);
             while (!p->res_head && !p->bg_stop)
                 if (pthread_cond_timedwait(&p->rcond, &p->rlock, &ts) == ETIMEDOUT)
                     break;
@@ -184,8 +174,8 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
         kn__prec_free(list);
         list = next;
     }
-    if (p->stats_cb && kn__pnow_ms() >= p->stats_next_ms) {
-        p->stats_next_ms = kn__pnow_ms() + p->stats_ms;
+    if (p->stats_cb && kn__mono_ms() >= p->stats_next_ms) {
+        p->stats_next_ms = kn__mono_ms() + p->stats_ms;
         char *json = kn_producer_stats_json(p);
         if (json)
             p->stats_cb(p, json, p->stats_opaque);

@@ -269,7 +269,7 @@ static void on_put_done(kn__aws_result_t *res, void *opaque)
 {
     preq_t *q = opaque;
     kn_producer_t *p = q->p;
-    int64_t now = kn__pnow_ms();
+    int64_t now = kn__mono_ms();
     kn__plist_t done = {0};
     p->inflight--;
     p->inflight_bytes -= q->bytes;
@@ -354,7 +354,7 @@ static void build_after(uv_work_t *w, int status)
     kn_producer_t *p = q->p;
     kn__pstream_t *s = q->s;
     kn__plist_t done = {0};
-    int64_t now = kn__pnow_ms();
+    int64_t now = kn__mono_ms();
     free(q->entries);
     q->entries = NULL;
     for (size_t i = 0; i < q->n; i++)
