@@ -570,7 +570,10 @@ kn_err_t kn__ddb_item_from_json(json_object *o, kn__ddb_item_t *out, const char 
     {
         kn__ddb_value_t val;
         kn_err_t rc;
-        snprintf(sub, sizeof(sub), "%s.%s", path, k);
+        /* A path too deep for messages is cut and marked, never overrun. */
+        int n = snprintf(sub, sizeof(sub), "%s.%s", path, k);
+        if (n < 0 || (size_t)n >= sizeof(sub))
+            memcpy(sub + sizeof(sub) - 4, "...", 4);
         if ((rc = kn__ddb_value_from_json(v, &val, op, sub, err)) ||
             (rc = kn__ddb_item_set_value(out, k, &val, err))) {
             kn__ddb_item_clear(out);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing (tools/setup.sh), builds build/ (plain) and
 # build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer), both with -Werror, runs the whole
-# suite of each against fresh local servers (tests/servers/with-servers.sh), then fuzzes every
-# libFuzzer target for a bounded time (tests/fuzz/run.sh, build-fuzz/), and ends with the line
+# suite of each against fresh local servers (tests/servers/with-servers.sh), builds build-release/
+# (--buildtype=release, -Werror: the optimiser's warnings, such as -Wformat-truncation, appear only
+# there; it counts as the one test "release_build"), then fuzzes every libFuzzer target for a
+# bounded time (tests/fuzz/run.sh, build-fuzz/), and ends with the line
 #   N passed, N failed
 # totalled over all of them (each fuzz target counts as one test). A skipped or timed-out test
 # counts as failed, and so does a test that could not be built, and a failed build counts once
@@ -11,8 +13,8 @@
 #
 # Usage: tools/test.sh [MESON_TEST_ARGS...]     e.g. tools/test.sh --suite unit
 # Environment:
-#   KN_TEST_VARIANTS   what to test: plain, asan, fuzz (default "plain asan fuzz"; without fuzz
-#                      when MESON_TEST_ARGS are given)
+#   KN_TEST_VARIANTS   what to test: plain, asan, release, fuzz (default "plain asan release
+#                      fuzz"; "plain asan" when MESON_TEST_ARGS are given)
 #   KN_TEST_JOBS       parallel tests and fuzz targets (default: the number of cores)
 #   KN_TEST_FUZZ_SECONDS  fuzzing time per target (default 25)
 #   KN_TEST_SKIP_SETUP=1  do not run tools/setup.sh
@@ -22,7 +24,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
 if [ $# -eq 0 ]; then
-    variants=${KN_TEST_VARIANTS:-plain asan fuzz}
+    variants=${KN_TEST_VARIANTS:-plain asan release fuzz}
 else
     variants=${KN_TEST_VARIANTS:-plain asan}
 fi
@@ -38,11 +40,16 @@ problems=$report/problems.tsv
 say() { echo "test.sh: $*" >&2; }
 problem() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$problems"; }
 
-dir_of() { case $1 in plain) echo build ;; asan) echo build-asan ;; fuzz) echo build-fuzz ;; esac; }
+dir_of() {
+    case $1 in
+    plain) echo build ;; asan) echo build-asan ;; release) echo build-release ;; fuzz) echo build-fuzz ;;
+    esac
+}
 setup_args_of() {
     case $1 in
     plain) echo "--werror" ;;
     asan) echo "--werror -Db_sanitize=address,undefined -Db_lundef=false" ;;
+    release) echo "--werror --buildtype=release" ;;
     esac
 }
 
@@ -158,6 +165,8 @@ open(run_path, "w").write("".join(n + "\n" for n in run))
 open(nobuild_path, "w").write("".join(n + "\n" for n in nobuild))
 EOF
     local n
+    # The release variant runs no test: its one result is whether everything built.
+    [ "$v" = release ] && : >"$report/$v.nobuild"
     while IFS= read -r n; do
         problem "$v" "$n" "not built"
     done <"$report/$v.nobuild"
@@ -211,11 +220,29 @@ run_fuzz() {
     return 0
 }
 
+# run_release: the release build (already built by build_variant) as one result line in
+# $report/release.jsonl: OK when everything compiled and linked warning-free under -Werror.
+run_release() {
+    local result=OK
+    [ -f "$report/release.buildfailed" ] && result=FAIL
+    printf '{"name": "release_build", "result": "%s", "returncode": %d, "duration": 0}\n' \
+        "$result" "$([ $result = OK ] && echo 0 || echo 1)" >"$report/release.jsonl"
+    # The build failure is this result; do not count it a second time as a problem.
+    sed -i '/^release\tninja -C build-release\t/d' "$problems"
+}
+
 runs=()
 for v in $variants; do
     dir=$(dir_of "$v")
     if [ -z "$dir" ]; then
-        problem "$v" "KN_TEST_VARIANTS" "unknown variant (plain, asan or fuzz)"
+        problem "$v" "KN_TEST_VARIANTS" "unknown variant (plain, asan, release or fuzz)"
+        continue
+    fi
+    if [ "$v" = release ]; then
+        if build_variant "$v"; then
+            run_release
+            runs+=("release=$report/release.jsonl")
+        fi
         continue
     fi
     if [ "$v" = fuzz ]; then

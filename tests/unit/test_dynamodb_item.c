@@ -202,6 +202,27 @@ static void test_from_json_errors_name_the_path(void **state)
     }
 }
 
+/* A bad value below a path longer than the message buffer: the path is cut and marked "...". */
+static void test_deep_path_is_cut_not_overrun(void **state)
+{
+    (void)state;
+    kn_error_t e = {0};
+    kn__ddb_item_t it;
+    char json[8192];
+    size_t n = 0;
+    for (int i = 0; i < 14; i++)
+        n += (size_t)snprintf(json + n, sizeof(json) - n, "{\"level_%02d_attribute_with_a_long_descriptive_name\":{\"M\":", i);
+    n += (size_t)snprintf(json + n, sizeof(json) - n, "{\"x\":{\"N\":\"nan\"}}");
+    for (int i = 0; i < 14; i++)
+        n += (size_t)snprintf(json + n, sizeof(json) - n, "}}");
+    assert_true(n < sizeof(json));
+    json_object *o = J(json);
+    assert_int_equal(kn__ddb_item_from_json(o, &it, "GetItem", "Item", &e), KN_ERR_BAD_RESPONSE);
+    assert_non_null(strstr(e.message, "\"Item.level_00_attribute_with_a_long_descriptive_name.M.level_01"));
+    assert_non_null(strstr(e.message, "...\" is not a number"));
+    json_object_put(o);
+}
+
 static void test_builders(void **state)
 {
     (void)state;
@@ -330,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_number_syntax),
         cmocka_unit_test(test_sets_lists_maps_to_json_and_back),
         cmocka_unit_test(test_from_json_errors_name_the_path),
+        cmocka_unit_test(test_deep_path_is_cut_not_overrun),
         cmocka_unit_test(test_builders),
         cmocka_unit_test(test_parsers),
     };

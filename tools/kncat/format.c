@@ -255,8 +255,11 @@ void kc_iso8601(int64_t ms, char *out, size_t size)
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    /* Years past 9999 take more digits; a buffer too small for them gets the epoch ms instead. */
+    int n = snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    if (n < 0 || (size_t)n >= size)
+        snprintf(out, size, "%lld", (long long)ms);
 }
 
 static int64_t wall_ms(void)
