@@ -64,6 +64,7 @@ typedef struct kc_opts_s {
     const char *hash_key;   /* --hash-key */
     const char *compression; /* -z */
     bool report;
+    bool empty_lines;       /* -Z: empty lines are records too */
     char **files;           /* positional arguments in -P */
     int nfiles;
 

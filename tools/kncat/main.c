@@ -59,8 +59,12 @@ static const char usage_text[] =
     "                     for frames any KPL reader understands)\n"
     "  --report           a delivery report per record on stdout (key, shard, sequence number\n"
     "                     or the error; a JSON object per record with -J)\n"
+    "  -Z                 send empty lines as empty records (default: skip them, and say how\n"
+    "                     many were skipped)\n"
     "  Aggregation is on; -X aggregation.enabled=false turns it off.\n"
-    "  Empty records (empty lines) are skipped.\n"
+    "  Every JSON envelope (-J), every file argument and every key<delim> line (-K) is a\n"
+    "  record, empty data or not; only empty lines are skipped without -Z (and blank lines\n"
+    "  between envelopes, which are not records).\n"
     "\n"
     "Consume (-C):\n"
     "  -p <shard,...>     only these shards\n"
@@ -378,7 +382,7 @@ static int parse_args(kc_opts_t *o, int argc, char **argv)
     int c;
     long v;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":PCG:LA:Qt:b:r:X:F:d:uqvVhJk:K:D:z:p:o:ec:f:", long_opts,
+    while ((c = getopt_long(argc, argv, ":PCG:LA:Qt:b:r:X:F:d:uqvVhJk:K:D:z:Zp:o:ec:f:", long_opts,
                             NULL)) != -1) {
         switch (c) {
         case 'P': if (set_mode(o, KC_MODE_PRODUCE)) return KC_EXIT_USAGE; break;
@@ -434,6 +438,7 @@ static int parse_args(kc_opts_t *o, int argc, char **argv)
         case 'h': fputs(usage_text, stdout); return KC_EXIT_OK;
         case 'J': o->json = true; break;
         case 'k': o->key = optarg; break;
+        case 'Z': o->empty_lines = true; break;
         case 'K':
         case 'D': {
             char errstr[256];

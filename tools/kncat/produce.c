@@ -94,11 +94,6 @@ static void put_one(prod_t *st, const char *key, size_t key_len, const char *has
 {
     kc_opts_t *o = st->o;
     uint64_t index = ++st->next_index;
-    if (len == 0) {
-        st->skipped++;
-        kc_info(o, 2, "record %llu is empty: skipped", (unsigned long long)index);
-        return;
-    }
     char rkey[24];
     if (!key || key_len == 0) {
         if (o->key) {
@@ -130,13 +125,21 @@ static void put_one(prod_t *st, const char *key, size_t key_len, const char *has
         kn_producer_poll(st->p, 0);
 }
 
-/* One input record (a line or a file): splits key and data per -K / -J. */
-static void handle_record(prod_t *st, const char *buf, size_t len)
+/*
+ * One input record (a line, or a whole file when is_file): splits key and
+ * data per -K / -J. An empty line is skipped and counted unless -Z; an empty
+ * file, an envelope with an empty payload and "key<delim>" are records.
+ */
+static void handle_record(prod_t *st, const char *buf, size_t len, bool is_file)
 {
     kc_opts_t *o = st->o;
+    if (len == 0 && !is_file && !o->empty_lines && !o->json) {
+        st->skipped++;
+        return;
+    }
     if (o->json) {
-        if (len == 0)
-            return; /* blank lines between envelopes */
+        if (len == 0 && !is_file)
+            return; /* blank lines between envelopes are not records */
         kc_envelope_in_t e;
         char errstr[256], msg[300];
         if (kc_envelope_parse(buf, len, &e, errstr, sizeof(errstr))) {
@@ -198,7 +201,7 @@ static int read_delimited(prod_t *st, int fd, const char *name)
         }
         if (n == 0) {
             if (len > 0)
-                handle_record(st, buf, len);
+                handle_record(st, buf, len, false);
             break;
         }
         len += (size_t)n;
@@ -210,7 +213,7 @@ static int read_delimited(prod_t *st, int fd, const char *name)
             if (!d)
                 break;
             size_t end = (size_t)(d - buf);
-            handle_record(st, buf + start, end - start);
+            handle_record(st, buf + start, end - start, false);
             start = end + o->delim_len;
             scan = start;
         }
@@ -259,7 +262,7 @@ static int read_file(prod_t *st, const char *path)
             break;
         }
         if (n == 0) {
-            handle_record(st, buf, len);
+            handle_record(st, buf, len, true);
             break;
         }
         len += (size_t)n;
@@ -360,10 +363,12 @@ int kc_produce(kc_opts_t *o)
     kc_progress_end(&st.progress);
     if (kc_stop)
         kc_warn(o, "interrupted");
-    uint64_t total = st.next_index - st.skipped;
-    kc_info(o, 1, "%llu of %llu records acknowledged, %llu failed%s",
-            (unsigned long long)st.ok, (unsigned long long)total, (unsigned long long)st.failed,
-            st.skipped ? " (empty records skipped)" : "");
+    uint64_t total = st.next_index;
+    kc_info(o, 1, "%llu of %llu records acknowledged, %llu failed", (unsigned long long)st.ok,
+            (unsigned long long)total, (unsigned long long)st.failed);
+    if (st.skipped)
+        kc_info(o, 0, "%llu empty line%s skipped, not sent (-Z sends empty lines as empty records)",
+                (unsigned long long)st.skipped, st.skipped == 1 ? "" : "s");
     if (st.failed == 0 && st.ok == total && !kc_stop)
         rc = KC_EXIT_OK;
     else {

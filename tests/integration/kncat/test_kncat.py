@@ -619,6 +619,52 @@ def g_misc():
     check(rc == 0 and "% DEBUG [" in err and "Sk3tKnCatSecretValue" not in err, f"-d all: {err}")
 
 
+def g_empty():
+    """Empty records: every envelope, file and key<delim> line is put; empty lines only with -Z."""
+    a = new_stream(2)
+    envs = [{"key": "e-b64", "payload": "", "payload_encoding": "base64"},
+            {"key": "e-utf8", "payload": "", "payload_encoding": "utf8"},
+            {"key": "full", "payload": "data", "payload_encoding": "utf8"}]
+    rc, _, err = run(["-P", "-t", a, "-J"], ("\n".join(json.dumps(e) for e in envs) + "\n").encode())
+    check(rc == 0, f"-P -J with empty payloads: exit {rc}: {err}")
+    dump = dump_json(a)
+    got = sorted((r["key"], payload_bytes(r)) for r in dump)
+    check(got == [("e-b64", b""), ("e-utf8", b""), ("full", b"data")], f"dump of empty envelopes: {got}")
+
+    # The dump replays into another stream record for record, empty ones included.
+    b = new_stream(1)
+    ok(["-P", "-t", b, "-J"], ("\n".join(json.dumps(r) for r in dump) + "\n").encode())
+    got_b = sorted((r["key"], payload_bytes(r)) for r in dump_json(b))
+    check(got_b == got, f"replayed dump: {got_b}")
+
+    # Line mode: empty lines are skipped and counted at the default verbosity; -Z sends them.
+    c = new_stream(1)
+    rc, _, err = run(["-P", "-t", c, "-k", "line"], b"x\n\ny\n\n\n")
+    check(rc == 0, f"-P with empty lines: exit {rc}")
+    check("3 empty lines skipped" in err and "-Z" in err, f"no summary of skipped empty lines: {err!r}")
+    check(sorted(payload_bytes(r) for r in dump_json(c)) == [b"x", b"y"], "empty lines were sent")
+    d = new_stream(1)
+    rc, _, err = run(["-P", "-t", d, "-k", "line", "-Z"], b"x\n\ny\n\n")
+    check(rc == 0 and "skipped" not in err, f"-Z: exit {rc}, {err!r}")
+    check([payload_bytes(r) for r in dump_json(d)] == [b"x", b"", b"y", b""],
+          "-Z did not send the empty lines as empty records in order")
+    rc, _, err = run(["-P", "-t", d, "-k", "line", "-q"], b"\n\n")
+    check(rc == 0 and err == "", f"-q hides the summary: exit {rc}, {err!r}")
+
+    # -K: "key<delim>" is a record with a key and no data; an empty file argument is a record.
+    e = new_stream(1)
+    ok(["-P", "-t", e, "-K", ":"], b"k1:\nk2:two\n")
+    empty_file = os.path.join(_home, "empty.bin")
+    open(empty_file, "wb").close()
+    rc, _, err = run(["-P", "-t", e, "-k", "file", empty_file])
+    check(rc == 0, f"empty file argument: exit {rc}, {err}")
+    got_e = sorted((r["key"], payload_bytes(r)) for r in dump_json(e))
+    check(got_e == [("file", b""), ("k1", b""), ("k2", b"two")], f"-K and file records: {got_e}")
+
+    _, out, _ = run(["-h"])
+    check(b"-Z" in out and b"empty lines" in out, "--help does not say what happens to empty lines")
+
+
 GROUPS = {
     "roundtrip": g_roundtrip,
     "replay": g_replay,
@@ -629,6 +675,7 @@ GROUPS = {
     "admin": g_admin,
     "errors": g_errors,
     "misc": g_misc,
+    "empty": g_empty,
 }
 
 
