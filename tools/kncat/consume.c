@@ -5,6 +5,7 @@
  * batch), or after every record with -u.
  */
 #include <errno.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +135,8 @@ int kc_consume(kc_opts_t *o)
 
     static char outbuf[1 << 16];
     setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
+    /* Only this thread writes stdout: no lock taken and released by every stdio call. */
+    __fsetlocking(stdout, FSETLOCKING_BYCALLER);
     kc_progress_init(&progress, o);
     bool done = false;
     while (!done && !kc_stop) {

@@ -214,34 +214,58 @@ void kc_format_write(const kc_format_t *f, const kc_rec_t *r, FILE *out)
         switch (p->kind) {
         case P_LITERAL: fwrite(f->lit + p->off, 1, p->len, out); break;
         case P_DATA: fwrite(r->data, 1, r->data_len, out); break;
-        case P_DATA_LEN: fprintf(out, "%zu", r->data_len); break;
+        case P_DATA_LEN: kc_write_u64(out, r->data_len); break;
         case P_KEY: fwrite(r->key, 1, r->key_len, out); break;
-        case P_KEY_LEN: fprintf(out, "%zu", r->key_len); break;
+        case P_KEY_LEN: kc_write_u64(out, r->key_len); break;
         case P_STREAM: fputs(r->stream, out); break;
         case P_SHARD: fputs(r->shard, out); break;
         case P_SEQ: fputs(r->seq, out); break;
-        case P_SUBSEQ: fprintf(out, "%llu", (unsigned long long)r->subseq); break;
-        case P_TS: fprintf(out, "%lld", (long long)r->ts_ms); break;
+        case P_SUBSEQ: kc_write_u64(out, r->subseq); break;
+        case P_TS:
+            if (r->ts_ms >= 0)
+                kc_write_u64(out, (uint64_t)r->ts_ms);
+            else
+                fputs("-1", out);
+            break;
         case P_TS_ISO: {
-            char buf[40];
-            kc_iso8601(r->ts_ms, buf, sizeof(buf));
-            fputs(buf, out);
-            break;
-        }
-        case P_BASE64: {
-            size_t n = 0;
-            char *b = kc_base64_encode(r->data, r->data_len, &n);
-            if (b)
-                fwrite(b, 1, n, out);
-            free(b);
-            break;
-        }
-        case P_HEX:
-            for (size_t j = 0; j < r->data_len; j++) {
-                fputc(hex[r->data[j] >> 4], out);
-                fputc(hex[r->data[j] & 15], out);
+            /* Records of one batch share their second: gmtime once per second, not per record. */
+            static int64_t cached_s = INT64_MIN;
+            static char cached[40];
+            if (r->ts_ms < 0) {
+                fputc('-', out);
+                break;
+            }
+            if (r->ts_ms / 1000 != cached_s) {
+                cached_s = r->ts_ms / 1000;
+                kc_iso8601(cached_s * 1000, cached, sizeof(cached));
+            }
+            /* cached ends in ".000Z": the milliseconds are this record's. */
+            size_t n = strlen(cached);
+            if (n >= 5 && cached[n - 5] == '.') {
+                char ms[5] = {(char)('0' + r->ts_ms % 1000 / 100), (char)('0' + r->ts_ms % 100 / 10),
+                              (char)('0' + r->ts_ms % 10), 'Z', 0};
+                fwrite(cached, 1, n - 4, out);
+                fputs(ms, out);
+            } else {
+                char buf[40];
+                kc_iso8601(r->ts_ms, buf, sizeof(buf));
+                fputs(buf, out);
             }
             break;
+        }
+        case P_BASE64: kc_base64_write(out, r->data, r->data_len); break;
+        case P_HEX: {
+            char buf[512];
+            for (size_t j = 0; j < r->data_len;) {
+                size_t o = 0;
+                for (; j < r->data_len && o < sizeof(buf); j++) {
+                    buf[o++] = hex[r->data[j] >> 4];
+                    buf[o++] = hex[r->data[j] & 15];
+                }
+                fwrite(buf, 1, o, out);
+            }
+            break;
+        }
         }
     }
 }

@@ -169,9 +169,12 @@ bool kc_utf8_valid(const unsigned char *s, size_t len);
 void kc_json_string(FILE *out, const char *s, size_t len);
 /* Prints the -C -J envelope of one record and a newline. */
 void kc_envelope_write(const kc_rec_t *r, FILE *out);
+/* Writes the decimal digits of v (no fprintf on the per-record path). */
+void kc_write_u64(FILE *out, uint64_t v);
+/* Writes in as base64 (standard alphabet, padded) without allocating. */
+void kc_base64_write(FILE *out, const unsigned char *in, size_t len);
 
-/* base64 (standard alphabet, padded). Return malloc'd buffers; NULL on bad input. */
-char *kc_base64_encode(const unsigned char *in, size_t len, size_t *out_len);
+/* base64 decoding (standard alphabet, padding optional): a malloc'd buffer; NULL on bad input. */
 unsigned char *kc_base64_decode(const char *in, size_t len, size_t *out_len);
 
 /* A parsed -P -J input line. Owned buffers; free with kc_envelope_in_free. */

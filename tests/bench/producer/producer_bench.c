@@ -7,6 +7,12 @@
  * (CPU and RSS from getrusage of this process over the whole run).
  *
  * Usage: producer_bench ENDPOINT STREAM COUNT [-X property=value]...
+ *        producer_bench --lines COUNT
+ * The second form puts nothing: it prints the same COUNT records as
+ * "key:data" lines on stdout, the input of `kncat -P -K :` in the benchmark,
+ * so that kncat and the library put exactly the same records. The data are
+ * printable (letters and digits), so that a line holds one record; hashing
+ * and encoding cost the same for any bytes.
  * tests/bench/producer/bench.py runs it beside the peers; see README.md there.
  */
 #include <stdint.h>
@@ -52,8 +58,46 @@ static uint64_t rnd(uint64_t *s)
     return *s * 2685821657736338717ULL;
 }
 
+/* Data: 100-byte windows into a pool of printable bytes (as the peers do); keys: 16 random hex digits. */
+static unsigned char pool[65536];
+static const char hex[] = "0123456789abcdef";
+
+static void fill_pool(uint64_t *seed)
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    for (size_t i = 0; i < sizeof(pool); i++)
+        pool[i] = (unsigned char)alnum[rnd(seed) % 62];
+}
+
+/* The i-th record of the run: key (16 hex digits, NUL-terminated) and data (100 bytes). */
+static const unsigned char *next_record(uint64_t *seed, char key[17])
+{
+    uint64_t v = rnd(seed);
+    for (int j = 0; j < 16; j++)
+        key[j] = hex[(v >> (4 * j)) & 15];
+    key[16] = 0;
+    return pool + (size_t)(v >> 48) % (sizeof(pool) - 100);
+}
+
+static int print_lines(long count)
+{
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    fill_pool(&seed);
+    char key[17];
+    for (long i = 0; i < count; i++) {
+        const unsigned char *data = next_record(&seed, key);
+        fputs(key, stdout);
+        putchar(':');
+        fwrite(data, 1, 100, stdout);
+        putchar('\n');
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--lines") == 0)
+        return print_lines(strtol(argv[2], NULL, 10));
     if (argc < 4) {
         fprintf(stderr, "usage: producer_bench ENDPOINT STREAM COUNT [-X property=value]...\n");
         return 2;
@@ -90,23 +134,14 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Data: 100-byte windows into a random pool (as the peers do), keys: 16 random hex digits. */
-    static unsigned char pool[65536];
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
-    for (size_t i = 0; i < sizeof(pool); i += 8) {
-        uint64_t v = rnd(&seed);
-        memcpy(pool + i, &v, 8);
-    }
-    static const char hex[] = "0123456789abcdef";
+    fill_pool(&seed);
     char key[17];
-    key[16] = 0;
     long refused = 0;
     double t0 = now_s();
     for (long i = 0; i < count; i++) {
-        uint64_t v = rnd(&seed);
-        for (int j = 0; j < 16; j++)
-            key[j] = hex[(v >> (4 * j)) & 15];
-        kn_record_t rec = {stream, key, 16, NULL, pool + (size_t)(v >> 48) % (sizeof(pool) - 100), 100, NULL};
+        const unsigned char *data = next_record(&seed, key);
+        kn_record_t rec = {stream, key, 16, NULL, data, 100, NULL};
         kn_err_t rc = kn_producer_put(p, &rec, errstr, sizeof(errstr));
         if (rc != KN_ERR_OK) {
             if (refused++ == 0 && !t.first_error[0])
