@@ -201,6 +201,12 @@ def g_replay():
                                 "payload_encoding": "base64"}))
     envs.append(json.dumps({"key": "quote\"tab\t", "payload": "line\nbreak \u0001 \"q\"",
                             "payload_encoding": "utf8"}))
+    # Every ASCII character, and multi-byte ones, at every offset of a 16-byte block (the writer
+    # scans 16 bytes at a time): what -C -J prints must parse back to exactly these strings.
+    every = "".join(chr(c) for c in range(128)) + "é✓𝄞"
+    texts = [("x" * off) + every + ("y" * off) for off in range(17)]
+    for i, t in enumerate(texts):
+        envs.append(json.dumps({"key": f"ascii-{i}", "payload": t, "payload_encoding": "utf8"}))
     ok(["-P", "-t", a, "-J"], ("\n".join(envs) + "\n").encode())
 
     dump_a = dump_json(a)
@@ -217,6 +223,10 @@ def g_replay():
             check(r["payload_encoding"] == "base64", f"{k}: binary data not marked base64")
             check(payload_bytes(r) == data, f"{k}: binary payload changed")
     check(by_key.get("k0", {}).get("payload_encoding") == "utf8", "text not marked utf8")
+    for i, t in enumerate(texts):
+        r = by_key.get(f"ascii-{i}")
+        if check(r is not None, f"record ascii-{i} missing"):
+            check(r["payload_encoding"] == "utf8" and r["payload"] == t, f"ascii-{i}: text changed")
 
     # Replay the dump into b and dump again: same keys and payloads.
     lines = "\n".join(json.dumps(r) for r in dump_a) + "\n"
