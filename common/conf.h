@@ -123,12 +123,16 @@ typedef enum kn__ctype_e {
       "(http.request.timeout.ms is for small calls)")                                           \
     X(C_IDLE_MS, "consumer.idle.time.ms", KN__CT_INT, "1000", 0, 600000,                       \
       "Wait before the next GetRecords after an empty read of a caught-up shard")               \
-    X(C_PREFETCH_SHARD_BYTES, "consumer.prefetch.shard.max.bytes", KN__CT_INT, "16777216", 1,  \
+    X(C_GETRECORDS_MAX_BYTES, "consumer.getrecords.max.bytes", KN__CT_INT, "4194304", 65536,   \
+      67108864, "Largest GetRecords answer a shard asks for: each call's Limit comes from the "  \
+      "shard's recent record sizes, so an answer stays near this however far behind the "      \
+      "shard is (the service caps answers at 10 MiB; emulators do not)")                        \
+    X(C_PREFETCH_SHARD_BYTES, "consumer.prefetch.shard.max.bytes", KN__CT_INT, "8388608", 1,   \
       68719476736, "Response bytes of one shard read but not yet served above which its next "  \
       "GetRecords waits")                                                                       \
-    X(C_PREFETCH_BYTES, "consumer.prefetch.max.bytes", KN__CT_INT, "134217728", 1,             \
-      68719476736, "Response bytes of all shards read but not yet served above which no new "  \
-      "GetRecords starts")
+    X(C_PREFETCH_BYTES, "consumer.prefetch.max.bytes", KN__CT_INT, "33554432", 1,              \
+      68719476736, "Response bytes of all shards read or being read (the expected size of "     \
+      "answers in flight) and not yet served, above which no new GetRecords starts")
 
 #define KN__PROP_ENUM(id, name, type, def, min, max, doc) KN_P_##id,
 typedef enum kn__prop_e { KN_CONF_PROPS(KN__PROP_ENUM) KN_P__COUNT } kn__prop_t;

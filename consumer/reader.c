@@ -155,9 +155,19 @@ static void kick_task(kn_client_t *c, void *arg)
     r->kick_posted = false;
     pthread_mutex_unlock(&r->lock);
     if (!r->stopping) {
-        for (kn__rshard_t *s = r->shards; s; s = s->next)
-            if (s->lstate == KN__RL_ACTIVE)
-                kn__walker_step(r, s);
+        /*
+         * Every active shard, starting where the last round left off, so that
+         * room freed under the reader's bound goes to each shard in turn, not
+         * always to the first ones listed.
+         */
+        kn__rshard_t *from = r->kick_from ? r->kick_from : r->shards;
+        for (int pass = 0; pass < 2; pass++) {
+            for (kn__rshard_t *s = pass ? r->shards : from; s && !(pass && s == from);
+                 s = s->next) {
+                if (s->lstate == KN__RL_ACTIVE && kn__walker_step(r, s))
+                    r->kick_from = s->next;
+            }
+        }
         kn__lineage_check_end(r);
     }
     kn__reader_unref(r);
@@ -346,6 +356,10 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     r->idle_ms = kn__conf_int(r->conf, KN_P_C_IDLE_MS);
     r->shard_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_SHARD_BYTES);
     r->total_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_BYTES);
+    r->read_max_bytes = kn__conf_int(r->conf, KN_P_C_GETRECORDS_MAX_BYTES);
+    /* An answer sized to the budget must also fit under the HTTP layer's limit, with room to spare. */
+    if (r->read_max_bytes > kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2)
+        r->read_max_bytes = kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2;
     r->retry_base_ms = kn__conf_int(r->conf, KN_P_RETRY_BASE_MS);
     r->retry_cap_ms = kn__conf_int(r->conf, KN_P_RETRY_MAX_BACKOFF_MS);
 
@@ -571,6 +585,7 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
         }
     }
     hb.empty = res->count == 0;
+    hb.records = res->count;
     hb.caught_up = res->count == 0 && res->millis_behind_latest == 0;
     if (hb.caught_up && r->opts.stop_at_ms > 0 && kn__wall_ms() >= r->opts.stop_at_ms)
         hb.stop = true;

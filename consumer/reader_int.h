@@ -64,6 +64,7 @@ typedef struct kn__handback_s {
     bool stop;          /* stop_at reached */
     bool caught_up;     /* empty and MillisBehindLatest 0 */
     bool empty;
+    size_t records;     /* Kinesis records in the answer (sizes the next call) */
     char *next_iterator; /* NULL: closed and read to its end */
     char *last_seq;      /* last sequence number in the answer, or NULL */
     kn__child_shard_t *children; /* ChildShards as sent (NULL when none) */
@@ -96,6 +97,15 @@ struct kn__rshard_s {
     int64_t last_call_ms; /* start of the last GetRecords */
     int64_t not_before_ms; /* idle or backoff */
     int fails;          /* consecutive failed calls (backoff exponent) */
+    /*
+     * Answer sizing: the next GetRecords asks for limit records, expected to
+     * come to about budget bytes (avg_bytes per Kinesis record, as measured on
+     * this shard's answers; 0 until the first one). budget is reserved against
+     * consumer.prefetch.max.bytes while the call is in flight (reserved).
+     */
+    int limit;
+    int64_t budget, avg_bytes, answer_bytes;
+    bool reserved;
     bool timer_init;
     uv_timer_t timer;
 
@@ -174,7 +184,7 @@ struct kn_reader_s {
 
     /* Settings. */
     int max_records;
-    int64_t interval_ms, idle_ms, shard_max_bytes, total_max_bytes;
+    int64_t interval_ms, idle_ms, shard_max_bytes, total_max_bytes, read_max_bytes;
     int64_t getrecords_timeout_ms; /* a whole GetRecords call, its large answer included */
     int64_t retry_base_ms, retry_cap_ms;
 
@@ -184,6 +194,8 @@ struct kn_reader_s {
     /* Loop only. */
     bool stopping;
     bool at_end_sent;
+    int64_t reserved_bytes; /* budgets of the GetRecords calls in flight */
+    kn__rshard_t *kick_from; /* where the next round of kicks starts (fair share of room) */
     int listing;         /* ListShards in flight (0/1) */
     bool listing_again;  /* another listing wanted after this one */
     kn__shard_list_t page_acc;
@@ -228,8 +240,8 @@ static inline void kn__rstat_add(kn_reader_t *r, kn_reader_stat_t s, int64_t v)
 /* shard_walker.c (loop thread) */
 /* Starts reading s (lstate becomes ACTIVE) with its start position set. */
 void kn__walker_start(kn_reader_t *r, kn__rshard_t *s);
-/* Advances s as far as it can go now (iterator, pacing, room, hand-back). */
-void kn__walker_step(kn_reader_t *r, kn__rshard_t *s);
+/* Advances s as far as it can go now (iterator, pacing, room, hand-back); true if a read started. */
+bool kn__walker_step(kn_reader_t *r, kn__rshard_t *s);
 /* Closes the shard's timer (at stop). */
 void kn__walker_close(kn_reader_t *r, kn__rshard_t *s);
 

@@ -7,6 +7,10 @@
  * it unparsed), and continue from the hand-back that the poller sends after
  * parsing it.
  *
+ * Each call's Limit is sized so that its answer fits the shard's budget
+ * (size_next below), and the budget is reserved against the reader's bound
+ * while the call is in flight.
+ *
  * Requests go out with one attempt each: this file does the retrying itself,
  * so that throttles are counted, an expired iterator is renewed from the
  * right place, and a retry is never faster than the shard's pacing.
@@ -18,7 +22,47 @@
 #include "log.h"
 #include "reader_int.h"
 
-static void step(kn_reader_t *r, kn__rshard_t *s);
+static bool step(kn_reader_t *r, kn__rshard_t *s);
+
+/* The Limit of a shard's first GetRecords, before its record sizes are known. */
+#define FIRST_LIMIT 10
+/* The least budget of a call: room for a few records of any size seen in practice. */
+#define MIN_BUDGET (256 * 1024)
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Gives back the bytes reserved for the call in flight. */
+static void unreserve(kn_reader_t *r, kn__rshard_t *s)
+{
+    if (s->reserved) {
+        r->reserved_bytes -= s->budget;
+        s->reserved = false;
+    }
+}
+
+/*
+ * Sizes the next call from the answer just read (answer_bytes, records):
+ * the bytes per record seen on this shard give the Limit that keeps an
+ * answer near the budget; the budget grows fourfold while answers come full
+ * (the shard is behind) and settles at twice the last answer otherwise, between
+ * MIN_BUDGET and consumer.getrecords.max.bytes. A shard that is far behind
+ * reaches full-size reads at its second call; a caught-up one reserves little.
+ */
+static void size_next(kn_reader_t *r, kn__rshard_t *s, size_t records)
+{
+    int64_t bytes = s->answer_bytes;
+    if (records > 0) {
+        int64_t per = bytes / (int64_t)records;
+        if (per < 1)
+            per = 1;
+        s->avg_bytes = s->avg_bytes ? (s->avg_bytes + per) / 2 : per;
+    }
+    bool full = records >= (size_t)s->limit;
+    int64_t lo = MIN_BUDGET < r->read_max_bytes ? MIN_BUDGET : r->read_max_bytes;
+    s->budget = clamp64(full ? 4 * s->budget : 2 * bytes, lo, r->read_max_bytes);
+    if (s->avg_bytes > 0)
+        s->limit = (int)clamp64(s->budget / s->avg_bytes, 1, r->max_records);
+}
 
 static void on_timer(uv_timer_t *t)
 {
@@ -167,6 +211,7 @@ static void on_records(kn__aws_result_t *res, void *opaque)
 {
     kn__rshard_t *s = opaque;
     kn_reader_t *r = s->r;
+    unreserve(r, s);
     if (r->stopping || s->lstate != KN__RL_ACTIVE) {
         kn__reader_unref(r);
         return;
@@ -187,6 +232,7 @@ static void on_records(kn__aws_result_t *res, void *opaque)
         it->json = res->json;
         res->json = NULL;
         it->bytes = (int64_t)res->body.len;
+        s->answer_bytes = it->bytes;
         if (!it->json) {
             /* A request layer that leaves success bodies unparsed: the poller parses the raw body. */
             it->body = res->body;
@@ -216,6 +262,12 @@ static void on_records(kn__aws_result_t *res, void *opaque)
             s->iterator = NULL;
             s->phase = KN__RS_NEED_ITERATOR;
             step(r, s);
+        } else if (e.code == KN_ERR_TOO_LARGE && s->limit > 1) {
+            /* Records larger than this shard's recent ones: ask for half as many. */
+            s->limit /= 2;
+            s->budget /= 2;
+            s->phase = KN__RS_READY;
+            shard_backoff(r, s, &e, "GetRecords");
         } else if (retriable(&e)) {
             s->phase = KN__RS_READY;
             shard_backoff(r, s, &e, "GetRecords");
@@ -226,10 +278,18 @@ static void on_records(kn__aws_result_t *res, void *opaque)
     kn__reader_unref(r);
 }
 
+/*
+ * Whether s must wait for room: its own answers are over the shard bound, or
+ * the reader's answers plus the budgets of the calls in flight would go over
+ * the reader's bound with this call's budget (unless nothing is held at all,
+ * so that a budget larger than the bound still makes progress).
+ */
 static bool over_bounds(kn_reader_t *r, kn__rshard_t *s)
 {
     pthread_mutex_lock(&r->lock);
-    bool over = s->queued_bytes >= r->shard_max_bytes || r->queued_bytes >= r->total_max_bytes;
+    int64_t held = r->queued_bytes + r->reserved_bytes;
+    bool over = s->queued_bytes >= r->shard_max_bytes ||
+                (held > 0 && held + s->budget > r->total_max_bytes);
     pthread_mutex_unlock(&r->lock);
     return over;
 }
@@ -246,16 +306,19 @@ static void call_records(kn_reader_t *r, kn__rshard_t *s)
     req.timeout_ms = (long)r->getrecords_timeout_ms;
     req.cb = on_records;
     req.opaque = s;
-    if (kn__get_records_build(&req.body, &r->ref, s->iterator, r->max_records, &e) != KN_ERR_OK) {
+    if (kn__get_records_build(&req.body, &r->ref, s->iterator, s->limit, &e) != KN_ERR_OK) {
         kn__buf_free(&req.body);
         shard_fail(r, s, &e, "GetRecords");
         return;
     }
     s->phase = KN__RS_READ_CALL;
     s->last_call_ms = kn__mono_ms();
+    s->reserved = true;
+    r->reserved_bytes += s->budget;
     atomic_fetch_add(&r->refs, 1);
     if (kn__aws_call(r->client, &req, &e) != KN_ERR_OK) {
         kn__reader_unref(r);
+        unreserve(r, s);
         s->phase = KN__RS_READY;
         if (e.code != KN_ERR_DESTROYED)
             shard_backoff(r, s, &e, "GetRecords");
@@ -283,6 +346,7 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
         return;
     }
     s->fails = 0;
+    size_next(r, s, hb.records);
     if (hb.last_seq) {
         free(s->last_seq);
         s->last_seq = hb.last_seq;
@@ -312,14 +376,15 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
 
 /* ------------------------------------------------------------ stepping */
 
-static void step(kn_reader_t *r, kn__rshard_t *s)
+/* Advances s; returns whether a GetRecords call started. */
+static bool step(kn_reader_t *r, kn__rshard_t *s)
 {
     if (r->stopping || s->lstate != KN__RL_ACTIVE)
-        return;
+        return false;
     if (s->phase == KN__RS_PARSING)
         take_handback(r, s);
     if (s->lstate != KN__RL_ACTIVE)
-        return;
+        return false;
     switch (s->phase) {
     case KN__RS_NEED_ITERATOR: {
         int64_t now = kn__mono_ms();
@@ -345,19 +410,23 @@ static void step(kn_reader_t *r, kn__rshard_t *s)
         }
         s->paused = false;
         call_records(r, s);
-        break;
+        return s->phase == KN__RS_READ_CALL;
     }
     default: break;
     }
+    return false;
 }
 
-void kn__walker_step(kn_reader_t *r, kn__rshard_t *s) { step(r, s); }
+bool kn__walker_step(kn_reader_t *r, kn__rshard_t *s) { return step(r, s); }
 
 void kn__walker_start(kn_reader_t *r, kn__rshard_t *s)
 {
     s->lstate = KN__RL_ACTIVE;
     s->phase = KN__RS_NEED_ITERATOR;
     s->started_once = true;
+    s->limit = r->max_records < FIRST_LIMIT ? r->max_records : FIRST_LIMIT;
+    s->budget = r->read_max_bytes;
+    s->avg_bytes = 0;
     if (!s->timer_init) {
         uv_timer_init(&r->client->loop, &s->timer);
         s->timer.data = s;

@@ -16,14 +16,22 @@
  * the message it returned; the other functions may be called from any thread
  * unless they say otherwise.
  *
- * Memory is bounded: responses read but not yet served count toward
- * consumer.prefetch.shard.max.bytes (per shard) and
- * consumer.prefetch.max.bytes (the whole reader). A shard over its bound, or
- * any shard while the reader is over its bound, starts no new GetRecords
- * until the application has polled enough; so when the application does not
- * poll, reading pauses. The bound is checked before a read starts: one read in
- * flight per shard may add up to one response (at most 10 MiB from Kinesis)
- * beyond it.
+ * Memory is bounded, however far behind the shards are and however many
+ * there are. Each GetRecords asks for as many records as fit an answer budget
+ * (at most consumer.getrecords.max.bytes, default 4 MiB), sized from the bytes
+ * per record of that shard's recent answers: the first call of a shard asks
+ * for 10 records, a shard that is behind reaches full-size answers at its
+ * second call, a caught-up shard's budget shrinks to twice its last answer
+ * (at least 256 KiB), and an answer over http.max.response.bytes makes the
+ * shard ask for half as many. Responses read but not yet served count toward
+ * consumer.prefetch.shard.max.bytes (per shard, default 8 MiB) and, with the
+ * budgets of the calls in flight, toward consumer.prefetch.max.bytes (the
+ * whole reader, default 32 MiB). A shard over its bound, or a call whose budget
+ * does not fit under the reader's bound, waits until the application has
+ * polled enough; so when the application does not poll, reading pauses. Room
+ * that frees up goes to the waiting shards in turn. An answer can exceed its
+ * budget only when a shard's records suddenly grow, by at most the records of
+ * that one answer.
  *
  * A GetRecords call may take consumer.getrecords.timeout.ms (default 30 s:
  * its answer can be 10 MiB), not the http.request.timeout.ms of small calls.

@@ -486,7 +486,7 @@ def g_errors():
         (["-G", "group1", "-t", s], 2, "consumer groups (-G) are not implemented yet"),
         (["-L", "-G", "group1"], 2, "consumer groups (-G) are not implemented yet"),
         (["--bogus"], 2, "unknown option --bogus"),
-        (["-Z"], 2, "unknown option -Z"),
+        (["-W"], 2, "unknown option -W"),
         (["-t"], 2, "needs an argument"),
         (["-P", "-C", "-t", s], 2, "only one mode"),
         (["-P"], 2, "needs a stream"),

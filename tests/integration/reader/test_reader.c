@@ -441,6 +441,70 @@ static void test_prefetch_bound_with_slow_polling(void **state)
     free(recs);
 }
 
+/*
+ * A shard far behind, holding many times the prefetch bounds (kinesalite
+ * answers with everything a shard holds when asked, 10 MiB or not): each
+ * GetRecords asks for as many records as fit the answer budget
+ * (consumer.getrecords.max.bytes), so what the reader holds stays near its
+ * bound however much is waiting, and every record still arrives exactly once.
+ */
+static void test_answers_sized_to_the_budget(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "budget", 1);
+    int n = 100000;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, n, 50, NULL);
+    const char *extra[] = {"consumer.getrecords.max.bytes", "262144",
+                           "consumer.getrecords.interval.ms", "0",
+                           "consumer.prefetch.shard.max.bytes", "524288",
+                           "consumer.prefetch.max.bytes", "524288", NULL};
+    kn_reader_t *r = reader_with(s, NULL, extra);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 120000);
+    int64_t maxb = kn_reader_stat(r, KN_READER_STAT_PREFETCH_MAX_BYTES);
+    int64_t calls = kn_reader_stat(r, KN_READER_STAT_GETRECORDS);
+    print_message("budget: %zu records, %lld GetRecords, prefetch max %lld bytes\n", run.n,
+                  (long long)calls, (long long)maxb);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 50);
+    /* The whole shard is several MB of JSON: one answer alone would be over the bound. */
+    assert_true(calls >= 12);
+    /* The bound, plus one budget for an estimate that came out low. */
+    assert_true(maxb <= 524288 + 262144);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/*
+ * Answers over http.max.response.bytes (KN_ERR_TOO_LARGE): the shard asks for
+ * half as many records and goes on, instead of failing or retrying the same
+ * call for ever.
+ */
+static void test_too_large_answer_asks_for_fewer(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "large", 1);
+    int n = 20000;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, n, 10, NULL);
+    /* Aggregates of about 50 KB: 10 of them (the first call's Limit) are far over 150 KB. */
+    const char *extra[] = {"http.max.response.bytes", "150000", "consumer.getrecords.interval.ms",
+                           "0", "aws.retry.base.ms", "5", NULL};
+    kn_reader_t *r = reader_with(s, NULL, extra);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 120000);
+    int64_t retries = kn_reader_stat(r, KN_READER_STAT_RETRIES);
+    print_message("large: %zu records, %lld retries\n", run.n, (long long)retries);
+    check_exact(&run, recs, n);
+    assert_true(retries >= 1);
+    assert_int_equal(run.errors, 0);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
 /* The reader's fd is readable when messages wait. */
 static void test_fd_and_destroy_while_reading(void **state)
 {
@@ -605,6 +669,8 @@ int main(int argc, char **argv)
         ON(kinesalite, test_split_and_merge_then_read),
         ON(kinesalite, test_split_and_merge_while_reading),
         ON(kinesalite, test_prefetch_bound_with_slow_polling),
+        ON(kinesalite, test_answers_sized_to_the_budget),
+        ON(kinesalite, test_too_large_answer_asks_for_fewer),
         ON(kinesalite, test_fd_and_destroy_while_reading),
         ON(kinesalite, test_shared_client),
         ON(kinesalite, test_bad_input),
