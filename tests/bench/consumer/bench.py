@@ -6,8 +6,11 @@ shards (default 4), fills it with N records (default 1,000,000) of 100 bytes wit
 partition keys through our producer (tests/bench/producer/producer_bench: aggregated at 51200 bytes,
 the producer's defaults), and then has each reader read the whole stream from the beginning, one
 after the other, as a child process:
-  kncat  `kncat -C -b URL -t STREAM -o beginning -e` (default format '%s\\n'): deaggregates,
-         prints every record's data and exits once every shard is caught up;
+  reader     tests/bench/consumer/reader_bench: the stream reader alone (<kinesis/reader.h>), every
+             record's data touched (a checksum), nothing printed: what kncat -C stands on;
+  kncat      `kncat -C -b URL -t STREAM -o beginning -e` (default format '%s\\n'): deaggregates,
+             prints every record's data and exits once every shard is caught up;
+  kncat-json the same with -J: one JSON envelope per record;
   js     tests/bench/consumer/peer_js.js: @aws-sdk/client-kinesis + aws-kinesis-agg
          (tests/bench/peers): ListShards, GetShardIterator TRIM_HORIZON, GetRecords until caught up,
          every record deaggregated (MD5 checked) and its data decoded, counted with its bytes.
@@ -24,7 +27,8 @@ The JavaScript peer counts its own. A count that is not N is reported loudly (an
 is 1), never hidden in the table.
 
 Usage: bench.py --kncat BUILD/tools/kncat/kncat --loader BUILD/tests/bench/producer/producer_bench
-                [--records N | --quick] [--only kncat,js] [--shards 4] [--sink devnull|pipe]
+                [--reader BUILD/tests/bench/consumer/reader_bench]
+                [--records N | --quick] [--only reader,kncat,kncat-json,js] [--shards 4] [--sink devnull|pipe]
                 [--limit 200] [--repeat K] [-X property=value]... (kncat -X options)
 Needs node, tests/servers/node_modules (kinesalite) and tests/bench/peers/node_modules (tools/setup.sh
 installs both), and python3 with boto3.
@@ -100,7 +104,8 @@ def main():
     ap.add_argument("--loader", required=True, help="the built producer_bench (fills the stream)")
     ap.add_argument("--records", type=int, default=1000000)
     ap.add_argument("--quick", action="store_true", help="20,000 records")
-    ap.add_argument("--only", default="kncat,js")
+    ap.add_argument("--reader", help="the built reader_bench (the library alone)")
+    ap.add_argument("--only", default="reader,kncat,kncat-json,js")
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--sink", choices=["devnull", "pipe"], default="devnull",
                     help="kncat's stdout: /dev/null, counted by kncat -v (default), or a pipe this driver counts")
@@ -113,8 +118,11 @@ def main():
     n = 20000 if args.quick else args.records
     readers = [x.strip() for x in args.only.split(",") if x.strip()]
     for r in readers:
-        if r not in ("kncat", "js"):
+        if r not in ("reader", "kncat", "kncat-json", "js"):
             sys.exit("bench: unknown reader " + r)
+    if "reader" in readers and not args.reader:
+        readers.remove("reader")
+        print("(no --reader: the reader row is left out)")
 
     cpu = ""
     try:
@@ -153,15 +161,29 @@ def main():
 
         for rep in range(args.repeat):
             for reader in readers:
-                if reader == "kncat":
+                if reader == "reader":
+                    cmd = [args.reader, url, name]
+                    if args.limit:
+                        cmd += ["-X", "consumer.max.records=%d" % args.limit]
+                    for x in args.X:
+                        cmd += ["-X", x]
+                    res = run_measured(cmd, env, "capture")
+                    own = json_line(res["out"])
+                    got = own["records"] if own else 0
+                    got_bytes = own["bytes"] if own else 0
+                    print("reader run %d exit %d: %s" % (rep + 1, res["rc"], json.dumps(own) if own else
+                                                          "no result line; " + " | ".join(res["err_tail"])))
+                elif reader in ("kncat", "kncat-json"):
                     cmd = [args.kncat, "-C", "-b", url, "-r", "us-east-1", "-t", name, "-o", "beginning", "-e",
                            "-v"]
+                    if reader == "kncat-json":
+                        cmd.append("-J")
                     if args.limit:
                         cmd += ["-X", "consumer.max.records=%d" % args.limit]
                     for x in args.X:
                         cmd += ["-X", x]
                     res = run_measured(cmd, env, args.sink)
-                    if args.sink == "pipe":
+                    if args.sink == "pipe" and reader == "kncat":
                         got = res["out_bytes"] // (RECORD_BYTES + 1)
                     else:
                         said = [m.group(1) for m in map(PRINTED.search, res["err_tail"]) if m]
@@ -169,12 +191,12 @@ def main():
                         if not said:
                             loud.append("kncat -v did not say how many records it printed")
                     got_bytes = got * RECORD_BYTES
-                    if args.sink == "pipe" and res["out_bytes"] % (RECORD_BYTES + 1):
+                    if args.sink == "pipe" and reader == "kncat" and res["out_bytes"] % (RECORD_BYTES + 1):
                         loud.append("kncat printed %d bytes, not a multiple of %d" %
                                     (res["out_bytes"], RECORD_BYTES + 1))
                     own = None
-                    print("kncat  run %d exit %d, %s%s" %
-                          (rep + 1, res["rc"], "%d output bytes" % res["out_bytes"] if args.sink == "pipe"
+                    print("%-6s run %d exit %d, %s%s" %
+                          (reader, rep + 1, res["rc"], "%d output bytes" % res["out_bytes"] if args.sink == "pipe"
                            else "output to /dev/null",
                            ("; stderr: " + " | ".join(res["err_tail"])) if res["err_tail"] else ""))
                 else:
@@ -197,17 +219,21 @@ def main():
         ks.wait()
 
     print()
-    print("%-7s %9s %9s %10s %14s %17s %12s" % ("reader", "records", "wall s", "records/s", "CPU us/record",
-                                               "(user + sys)", "peak RSS"))
+    print("%-10s %9s %9s %10s %14s %17s %12s" % ("reader", "records", "wall s", "records/s", "CPU us/record",
+                                                  "(user + sys)", "peak RSS"))
     base = {}
     for reader, got, res, own in rows:
         cpu_us = (res["user"] + res["sys"]) * 1e6 / n
-        print("%-7s %9d %9.2f %10.0f %14.2f %17s %8.1f MiB" % (
+        print("%-10s %9d %9.2f %10.0f %14.2f %17s %8.1f MiB" % (
             reader, got, res["wall"], n / res["wall"] if res["wall"] else 0, cpu_us,
             "(%.2f + %.2f)" % (res["user"] * 1e6 / n, res["sys"] * 1e6 / n), res["rss"] / 1024.0))
         base.setdefault(reader, []).append(cpu_us)
     if "kncat" in base and "js" in base:
         print("CPU per record, js / kncat: %.1fx" % (min(base["js"]) / min(base["kncat"])))
+    for k in ("kncat", "kncat-json"):
+        if k in base and "reader" in base:
+            print("%s over the reader it runs on: %+.2f us CPU per record (best runs)" %
+                  (k, min(base[k]) - min(base["reader"])))
     print("wall s and records/s: the whole reading process, start-up included, until it exits caught up; CPU: "
           "user+sys of the reading process and its children (wait4); peak RSS: its ru_maxrss.")
     if loud:

@@ -22,6 +22,8 @@ if [ ! -d "$root/tests/bench/peers/node_modules/@aws-sdk/client-kinesis" ]; then
     echo "run.sh: tests/bench/peers/node_modules is missing: run tools/setup.sh first" >&2
     exit 1
 fi
-ninja -C "$build" tools/kncat/kncat tests/bench/producer/producer_bench >/dev/null
+ninja -C "$build" tools/kncat/kncat tests/bench/producer/producer_bench \
+    tests/bench/consumer/reader_bench >/dev/null
 exec python3 "$root/tests/bench/consumer/bench.py" --kncat "$build/tools/kncat/kncat" \
-    --loader "$build/tests/bench/producer/producer_bench" "$@"
+    --loader "$build/tests/bench/producer/producer_bench" \
+    --reader "$build/tests/bench/consumer/reader_bench" "$@"

@@ -9,12 +9,16 @@ random partition keys as fast as it can:
                150 % of a real shard's 1 MiB/s would make it wait for a limit that is not there)
   js           tests/bench/producer/peer_js.js: @aws-sdk/client-kinesis + aws-kinesis-agg
                (tests/bench/peers), aggregated per predicted shard, PutRecords of 500
+  kncat        `kncat -P -K :` reading the same records as "key:data" lines from a file (written by
+               producer_bench --lines before the clock starts), with the same properties as libkinesis:
+               the difference between the two rows is what the command line itself costs (reading and
+               splitting lines, handling results)
   boto3        tests/bench/producer/peer_boto3.py: put_records of 500, no aggregation
 CPU time and peak RSS of each child come from wait4() (the whole process: start-up included); each
 child also prints its own figures as a JSON line (shown as it finishes).
 
-Usage: bench.py --bin BUILD/tests/bench/producer/producer_bench [--records N | --quick]
-                [--only libkinesis,js,boto3] [--shards 4]
+Usage: bench.py --bin BUILD/tests/bench/producer/producer_bench [--kncat BUILD/tools/kncat/kncat]
+                [--records N | --quick] [--only libkinesis,kncat,js,boto3] [--shards 4]
 Needs node, tests/servers/node_modules (kinesalite) and tests/bench/peers/node_modules
 (tools/setup.sh installs both), and python3 with boto3.
 """
@@ -33,10 +37,14 @@ from bench_util import create_stream, kinesis, start_kinesalite  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
-def run_measured(cmd, env=None):
-    """Runs cmd; returns (its JSON line or None, exit status, user s, sys s, maxrss KiB, wall s, stderr tail)."""
+def run_measured(cmd, env=None, stdin_path=None):
+    """Runs cmd (stdin from stdin_path); returns (its JSON line or None, exit status, user s, sys s, maxrss KiB,
+    wall s, stderr tail)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    fin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    if stdin_path:
+        fin.close()
     # Read the pipes in threads so that a chatty child never blocks; wait4 gives the child's rusage.
     import threading
     out, err = [], []
@@ -65,11 +73,21 @@ def main():
     ap.add_argument("--bin", required=True, help="the built producer_bench")
     ap.add_argument("--records", type=int, default=1000000)
     ap.add_argument("--quick", action="store_true", help="100,000 records")
-    ap.add_argument("--only", default="libkinesis,js,boto3")
+    ap.add_argument("--kncat", help="the built kncat (for the kncat row)")
+    ap.add_argument("--only", default="libkinesis,kncat,js,boto3")
     ap.add_argument("--shards", type=int, default=4)
     args = ap.parse_args()
     n = 100000 if args.quick else args.records
     impls = [x.strip() for x in args.only.split(",") if x.strip()]
+    if "kncat" in impls and not args.kncat:
+        impls.remove("kncat")
+        print("(no --kncat: the kncat row is left out)")
+    lines = None
+    if "kncat" in impls:
+        import tempfile
+        fd, lines = tempfile.mkstemp(prefix="kn-bench-lines-")
+        with os.fdopen(fd, "wb") as f:
+            subprocess.run([args.bin, "--lines", str(n)], stdout=f, check=True)
 
     cpu = ""
     try:
@@ -90,16 +108,28 @@ def main():
         for impl in impls:
             name = "bench-%s-%d" % (impl, os.getpid())
             create_stream(k, name, args.shards)
+            stdin = None
             if impl == "libkinesis":
                 cmd = [args.bin, url, name, str(n), "-X", "producer.rate.limit.percent=10000"]
+            elif impl == "kncat":
+                cmd = [args.kncat, "-P", "-b", url, "-r", "us-east-1", "-t", name, "-K", ":", "-v",
+                       "-X", "producer.rate.limit.percent=10000"]
+                stdin = lines
             elif impl == "js":
                 cmd = ["node", os.path.join(HERE, "peer_js.js"), url, name, str(n)]
             elif impl == "boto3":
                 cmd = [sys.executable, os.path.join(HERE, "peer_boto3.py"), url, name, str(n)]
             else:
                 sys.exit("bench: unknown producer " + impl)
-            env = dict(os.environ, NODE_NO_WARNINGS="1")  # the SDK's notice about future node versions
-            line, rc, user, system, rss, wall, tail = run_measured(cmd, env)
+            env = dict(os.environ, NODE_NO_WARNINGS="1",  # the SDK's notice about future node versions
+                       AWS_ACCESS_KEY_ID="AKIDBENCH", AWS_SECRET_ACCESS_KEY="bench-secret",
+                       AWS_EC2_METADATA_DISABLED="true")
+            line, rc, user, system, rss, wall, tail = run_measured(cmd, env, stdin)
+            if impl == "kncat":
+                # kncat -v says "% N of M records acknowledged, F failed" at the end.
+                said = [t for t in tail if "records acknowledged" in t]
+                acked = int(said[-1].split()[1]) if said else 0
+                line = {"impl": "kncat", "records": n, "ok": acked, "wall_s": wall}
             ok = line["ok"] if line else 0
             rows.append((impl, n, ok, wall, user, system, rss, line, rc, tail))
             print("%-11s exit %d: %s" % (impl, rc, json.dumps(line) if line else "no result line; " + " | ".join(tail)))
@@ -109,6 +139,8 @@ def main():
     finally:
         ks.kill()
         ks.wait()
+        if lines:
+            os.unlink(lines)
 
     print()
     print("%-12s %9s %9s %9s %10s %14s %12s" % ("producer", "records", "put ok", "wall s", "records/s",
@@ -123,7 +155,10 @@ def main():
             base = cpu_us
     if base:
         for impl, total, ok, wall, user, system, rss, line, rc, tail in rows:
-            if impl != "libkinesis":
+            if impl == "kncat":
+                print("kncat -P over the library it runs on: %+.2f us CPU per record" %
+                      ((user + system) * 1e6 / total - base))
+            elif impl != "libkinesis":
                 print("CPU per record, %s / libkinesis: %.1fx" % (impl, (user + system) * 1e6 / total / base))
     print("wall s: the whole process; records/s: from the producer's own first-put-to-last-result time; CPU: "
           "user+sys of the whole producing process (wait4), start-up included; peak RSS: its ru_maxrss.")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The producer benchmark (figures only; never passes or fails on time): builds producer_bench and
 # runs tests/bench/producer/bench.py, which starts its own kinesalite and puts the same records with
-# our producer, the AWS SDK for JavaScript v3 + aws-kinesis-agg, and boto3.
+# our producer, kncat -P, the AWS SDK for JavaScript v3 + aws-kinesis-agg, and boto3.
 # Usage: tests/bench/producer/run.sh [BUILD_DIR] [bench.py options]
 #   e.g. tests/bench/producer/run.sh build                  (1,000,000 records)
 #        tests/bench/producer/run.sh build --quick          (100,000 records)
@@ -19,5 +19,6 @@ if [ ! -d "$root/tests/bench/peers/node_modules/@aws-sdk/client-kinesis" ]; then
     echo "run.sh: tests/bench/peers/node_modules is missing: run tools/setup.sh first" >&2
     exit 1
 fi
-ninja -C "$build" tests/bench/producer/producer_bench >/dev/null
-exec python3 "$root/tests/bench/producer/bench.py" --bin "$build/tests/bench/producer/producer_bench" "$@"
+ninja -C "$build" tests/bench/producer/producer_bench tools/kncat/kncat >/dev/null
+exec python3 "$root/tests/bench/producer/bench.py" --bin "$build/tests/bench/producer/producer_bench" \
+    --kncat "$build/tools/kncat/kncat" "$@"
