@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "sigv4.h"
 
 /* A signature error counts as clock skew when the server's clock is off by more than this. */
 #define SKEW_THRESHOLD_S 240
@@ -35,7 +36,8 @@ struct kn__aws_call_s {
     int timer_init;
     uv_timer_t timer;
     uint64_t started_ms;
-    char hdr_store[3072];
+    char payload_hash[65]; /* hex SHA-256 of the body, computed once (not on the loop) */
+    kn_buf_t hdr_store;    /* "Name: value\0" each, sized per request (tokens can be long) */
     const char *hdrs[12];
     kn__aws_result_t res;
 };
@@ -57,6 +59,7 @@ static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 static void call_free(call_t *call)
 {
     kn__buf_free(&call->body);
+    kn__buf_free(&call->hdr_store);
     kn__aws_result_free(&call->res);
     if (call->timer_init)
         uv_close((uv_handle_t *)&call->timer, on_timer_closed);
@@ -316,14 +319,18 @@ static void on_http_done(kn__http_resp_t *resp, void *opaque)
     fail(call, &e);
 }
 
-static int add_header(call_t *call, size_t *used, int *nh, const char *name, const char *value)
+/*
+ * Appends "name: value" to the call's header store; offs[*nh] gets its
+ * offset (pointers are made once the store stops growing).
+ */
+static int add_header(call_t *call, size_t offs[], int *nh, const char *name, const char *value)
 {
-    int n = snprintf(call->hdr_store + *used, sizeof(call->hdr_store) - *used, "%s: %s", name, value);
-    if (n < 0 || (size_t)n >= sizeof(call->hdr_store) - *used || *nh >= 11)
+    if (*nh >= 11)
         return -1;
-    call->hdrs[(*nh)++] = call->hdr_store + *used;
-    *used += (size_t)n + 1;
-    return 0;
+    offs[(*nh)++] = call->hdr_store.len;
+    size_t a = strlen(name), b = strlen(value);
+    return kn__buf_append(&call->hdr_store, name, a) || kn__buf_append(&call->hdr_store, ": ", 2) ||
+           kn__buf_append(&call->hdr_store, value, b) || kn__buf_append(&call->hdr_store, "", 1);
 }
 
 static void attempt_send(call_t *call)
@@ -363,6 +370,7 @@ static void attempt_send(call_t *call)
         .n_headers = 3,
         .body = call->body.data,
         .body_len = call->body.len,
+        .payload_sha256_hex = call->payload_hash,
         .region = c->region,
         .service = kn__service_signing_name(call->svc),
         .now = kn__client_now(c),
@@ -371,25 +379,28 @@ static void attempt_send(call_t *call)
     kn__sigv4_creds_t sc = {cr.access_key_id, cr.secret_access_key, cr.session_token};
     kn__sigv4_out_t out;
     kn_err_t rc = kn__sigv4_sign(c->sigv4, &sc, &sreq, &out, NULL, NULL, &e);
-    size_t used = 0;
+    size_t offs[12];
     int nh = 0;
+    kn__buf_reset(&call->hdr_store);
     if (rc == KN_ERR_OK) {
-        int bad = add_header(call, &used, &nh, "Host", c->host[call->svc]) ||
-                  add_header(call, &used, &nh, "Content-Type", kn__service_content_type(call->svc)) ||
-                  add_header(call, &used, &nh, "X-Amz-Target", call->target) ||
-                  add_header(call, &used, &nh, "X-Amz-Date", out.amz_date) ||
-                  (out.add_token_header && add_header(call, &used, &nh, "X-Amz-Security-Token", cr.session_token)) ||
-                  add_header(call, &used, &nh, "Authorization", out.authorization) ||
-                  add_header(call, &used, &nh, "User-Agent", "libkinesis/" KN_VERSION_STR) ||
-                  add_header(call, &used, &nh, "Accept", "application/json");
+        int bad = add_header(call, offs, &nh, "Host", c->host[call->svc]) ||
+                  add_header(call, offs, &nh, "Content-Type", kn__service_content_type(call->svc)) ||
+                  add_header(call, offs, &nh, "X-Amz-Target", call->target) ||
+                  add_header(call, offs, &nh, "X-Amz-Date", out.amz_date) ||
+                  (out.add_token_header && add_header(call, offs, &nh, "X-Amz-Security-Token", cr.session_token)) ||
+                  add_header(call, offs, &nh, "Authorization", out.authorization) ||
+                  add_header(call, offs, &nh, "User-Agent", "libkinesis/" KN_VERSION_STR) ||
+                  add_header(call, offs, &nh, "Accept", "application/json");
         if (bad)
-            rc = kn__error_set(&e, KN_ERR_INVALID_ARG, "request headers too large");
+            rc = kn__error_set(&e, KN_ERR_NOMEM, "out of memory building the request headers");
     }
     kn__creds_free(&cr);
     if (rc != KN_ERR_OK) {
         fail(call, &e);
         return;
     }
+    for (int i = 0; i < nh; i++)
+        call->hdrs[i] = call->hdr_store.data + offs[i];
     call->hdrs[nh] = NULL;
     call->attempt++;
     kn__http_req_t hreq = {
@@ -444,6 +455,15 @@ kn_err_t kn__aws_call(kn_client_t *c, kn__aws_req_t *req, kn_error_t *err)
     call->cb = req->cb;
     call->opaque = req->opaque;
     call->raw_body = req->raw_body;
+    /*
+     * The payload hash once per call, here on the calling thread (or given by
+     * a caller that hashed on its own worker): every attempt re-signs with a
+     * new date, never re-reads the body, and the loop never hashes megabytes.
+     */
+    if (req->payload_sha256_hex && strlen(req->payload_sha256_hex) == 64)
+        memcpy(call->payload_hash, req->payload_sha256_hex, 65);
+    else
+        kn__sha256_hex(call->body.data ? call->body.data : "", call->body.len, call->payload_hash);
     kn_err_t rc = kn__client_post(c, start_task, call);
     if (rc != KN_ERR_OK) {
         kn__buf_free(&call->body);

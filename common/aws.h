@@ -37,6 +37,12 @@ typedef struct kn__aws_req_s {
      * large answers that the caller parses off the loop thread (GetRecords).
      */
     bool raw_body;
+    /*
+     * Optional: the body's hex SHA-256 when the caller computed it already
+     * (off the loop thread); else kn__aws_call computes it on the calling
+     * thread. Copied.
+     */
+    const char *payload_sha256_hex;
     kn__aws_cb_t *cb;
     void *opaque;
 } kn__aws_req_t;

@@ -16,6 +16,7 @@
 
 #include "aws.h"
 #include "producer_int.h"
+#include "sigv4.h"
 
 typedef struct preq_s {
     kn_producer_t *p;
@@ -25,6 +26,7 @@ typedef struct preq_s {
     kn__put_entry_t *entries; /* NULL: no memory */
     kn__kinesis_limits_t lim;
     kn_buf_t body;
+    char body_sha256[65]; /* hashed on the thread pool with the body, not on the loop */
     kn_err_t rc;
     kn_error_t err;
     int64_t bytes; /* counted in p->inflight_bytes */
@@ -345,6 +347,9 @@ static void build_work(uv_work_t *w)
         }
     }
     q->rc = kn__put_records_build(&q->body, &q->s->ref, q->entries, q->n, &q->lim, &q->err);
+    q->body_sha256[0] = '\0';
+    if (q->rc == KN_ERR_OK)
+        kn__sha256_hex(q->body.data, q->body.len, q->body_sha256);
 }
 
 /* Loop thread: send the built body, or fail its records. status 1: called inline from a pump. */
@@ -369,6 +374,7 @@ static void build_after(uv_work_t *w, int status)
         req.cb = on_put_done;
         req.opaque = q;
         req.body = q->body;
+        req.payload_sha256_hex = q->body_sha256;
         memset(&q->body, 0, sizeof(q->body));
         if (kn__aws_call(p->client, &req, e) == KN_ERR_OK)
             return;

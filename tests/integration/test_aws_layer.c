@@ -131,6 +131,36 @@ static void list_streams_succeeds_against_kinesalite(void **state)
     kn_client_destroy(c);
 }
 
+/*
+ * A session token of 8 KB (session tags and inline policies make real ones
+ * long): the request headers are sized per request, so the call goes out
+ * and succeeds instead of failing locally.
+ */
+static void long_session_token_is_sent(void **state)
+{
+    (void)state;
+    static char token[8193];
+    for (size_t i = 0; i < sizeof(token) - 1; i++)
+        token[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i % 64];
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
+                                 sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.region", "us-east-1", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.access.key.id", "AKIDLONGTOKEN", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", SECRET, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.session.token", token, err, sizeof(err)), KN_ERR_OK);
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(c);
+    kn_error_t e;
+    kn__error_clear(&e);
+    kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &e);
+    if (rc != KN_ERR_OK)
+        fail_msg("ListStreams with an 8 KB session token: %s", e.message);
+    kn_client_destroy(c);
+}
+
 static void service_errors_fail_fast_with_the_service_message(void **state)
 {
     (void)state;
@@ -473,6 +503,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(list_streams_succeeds_against_kinesalite),
+        cmocka_unit_test(long_session_token_is_sent),
         cmocka_unit_test(service_errors_fail_fast_with_the_service_message),
         cmocka_unit_test(server_errors_are_retried_until_success),
         cmocka_unit_test(retries_end_after_max_attempts_with_the_last_error),
