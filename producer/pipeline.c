@@ -627,7 +627,15 @@ static void on_timer_closed(uv_handle_t *h)
 static void finish_close(kn_producer_t *p)
 {
     p->closing = true;
+    kn__plist_t done = {0};
     for (kn__pstream_t *s = p->loop_streams; s; s = s->loop_next) {
+        /*
+         * Answers that came after the cancel step may have parked aggregates
+         * that landed on an unexpected shard; no new map will come for them:
+         * decide them with the map we have (records it does not show inside
+         * the shard they landed on fail as destroyed).
+         */
+        kn__resolve_mismatches(p, s, s->map, &done, kn__mono_ms());
         if (s->refresher)
             kn__shard_refresher_close(s->refresher);
         s->refresher = NULL;
@@ -649,6 +657,7 @@ static void finish_close(kn_producer_t *p)
         free(p->krec_free);
         p->krec_free = next;
     }
+    kn__results_push(p, &done);
     kn__agg_builder_destroy(p->agg);
     p->agg = NULL;
     if (p->timer_init) {

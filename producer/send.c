@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "aws.h"
+#include "fault.h"
 #include "producer_int.h"
 #include "sigv4.h"
 
@@ -145,6 +146,8 @@ void kn__resolve_mismatches(kn_producer_t *p, kn__pstream_t *s, const kn__shard_
         const kn__shard_entry_t *e = map ? kn__shard_map_find(map, m->landing->shard_id) : NULL;
         uint64_t j = 0;
         kn__prec_t *r;
+        /* One backoff for all its records put again: they come back together and in order. */
+        int64_t wait_ms = -1;
         while ((r = kn__pl_pop(&k->recs))) {
             bool inside = e && kn__hashkey_cmp(r->hash, e->start) >= 0 &&
                           kn__hashkey_cmp(r->hash, e->end) <= 0;
@@ -175,13 +178,23 @@ void kn__resolve_mismatches(kn_producer_t *p, kn__pstream_t *s, const kn__shard_
                 /*
                  * With backoff: a server that keeps routing to the same shard
                  * (moto writes to closed parents) must not cause a busy loop.
+                 * It waits as a record of the shard that now holds its key,
+                 * so that strict ordering keeps that shard's later records
+                 * behind it.
                  */
-                kn__retry_or_fail(p, s, r, NULL, KN_ERR_STATE, msg, backoff(p, r), done, now);
+                kn__pshard_t *target = NULL;
+                if (map && map == s->map && s->shards)
+                    target = s->shards[kn__shard_map_lookup(map, r->hash)->index];
+                if (wait_ms < 0)
+                    wait_ms = backoff(p, r);
+                kn__retry_or_fail(p, s, r, target, KN_ERR_STATE, msg, wait_ms, done, now);
             }
             j++;
         }
         if (atomic_load(&m->landing->refcnt) == 0)
             free(m->landing);
+        if (p->strict)
+            k->shard->in_ready = false;
         kn__krec_release(p, k);
         free(m);
         m = next;
@@ -211,7 +224,7 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
         }
         atomic_fetch_add_explicit(&p->stats.kinesis_put, 1, memory_order_relaxed);
         if (k->aggregated && strcmp(en->shard_id, k->shard->shard_id) != 0) {
-            kn__mismatch_t *m = malloc(sizeof(*m));
+            kn__mismatch_t *m = kn__fault(KN__FP_PRODUCER_MISMATCH_ALLOC) ? NULL : malloc(sizeof(*m));
             if (m) {
                 m->krec = k;
                 m->landing = l;
@@ -219,8 +232,19 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
                                               now - q->start_ms, KN_ERR_OK, ""};
                 if (m->attempt.delay_ms < 0)
                     m->attempt.delay_ms = 0;
-                m->next = s->mismatches;
-                s->mismatches = m;
+                /* In arrival order: they are decided in the order they were sent. */
+                m->next = NULL;
+                kn__mismatch_t **tail = &s->mismatches;
+                while (*tail)
+                    tail = &(*tail)->next;
+                *tail = m;
+                /*
+                 * Strict ordering: the shard sends nothing more until this is
+                 * decided, or a later record of a key could overtake one that
+                 * must be put again.
+                 */
+                if (p->strict)
+                    k->shard->in_ready = true;
                 KN_LOG(p->client->log, KN_LOG_INFO, KN_DBG_PRODUCER,
                        "stream %s: an aggregate predicted for %s landed on %s; refreshing the "
                        "shard map",
@@ -231,7 +255,19 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
                     kn__resolve_mismatches(p, s, s->map, done, now);
                 return;
             }
-            /* No memory to wait for the map: re-put everything (duplicates, never loss). */
+            /*
+             * No memory to wait for the map: put every record again (a
+             * duplicate at worst, never one reported put where it may not be).
+             */
+            free(l);
+            char msg[300];
+            snprintf(msg, sizeof(msg),
+                     "landed in an aggregate on shard %s (predicted %s); no memory to check it "
+                     "against a new shard map",
+                     en->shard_id, k->shard->shard_id);
+            krec_failed(p, s, k, KN_ERR_STATE, "WrongShard", msg, true, q->start_ms, now, done);
+            kn__krec_release(p, k);
+            return;
         }
         uint64_t j = 0;
         kn__prec_t *r;

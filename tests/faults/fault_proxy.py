@@ -37,6 +37,11 @@ Random faults (seeded; they apply only to requests whose X-Amz-Target operation 
   --partial-error CODE   error code of failed entries (repeatable; one is picked at random per entry;
                          default ProvisionedThroughputExceededException). InternalFailure is the other
                          code the service uses.
+  --rewrite-shard FROM=TO  PutRecords: in answers the upstream sends, say that entries stored on shard FROM
+                         landed on shard TO (repeatable): what a producer sees when the service routes a
+                         record to a shard its map did not predict (after a reshard). The records stay where
+                         the upstream put them. Counted in kinds.rewritten (entries). Independent of
+                         --fault-target.
   --add-child-shards     GetRecords: when the upstream's answer ends a closed shard (no NextShardIterator)
                          and has no ChildShards, add them as the service does, from a ListShards of the
                          upstream (children: shards naming the shard as parent or adjacent parent). The
@@ -206,6 +211,7 @@ def main():
     ap.add_argument("--corrupt-fraction", type=float, default=0.0)
     ap.add_argument("--expire-fraction", type=float, default=0.0)
     ap.add_argument("--add-child-shards", action="store_true")
+    ap.add_argument("--rewrite-shard", action="append", default=[])
     ap.add_argument("--slow-fraction", type=float, default=0.0)
     ap.add_argument("--slow-ms", type=int, default=2000)
     ap.add_argument("--partial-every", type=int, default=0)
@@ -228,7 +234,8 @@ def main():
     lock = threading.Lock()
     rng = random.Random(args.seed)
     kinds = {k: 0 for k in ("reset", "error", "throttle", "lost_answer", "corrupt", "slow", "partial_requests",
-                            "partial_entries", "upstream_down", "expire", "child_shards")}
+                            "partial_entries", "upstream_down", "expire", "child_shards", "rewritten")}
+    rewrite = dict(x.split("=", 1) for x in args.rewrite_shard)
     stats = {"requests": 0, "forwarded": 0, "injected": 0, "dates": [], "kinds": kinds, "targets": {},
              "put_entries": 0, "upstream": args.upstream}
     entry_counter = [0]
@@ -493,7 +500,23 @@ def main():
             status, rhdrs, data = res
             if status == 200 and op in ("GetShardIterator", "GetRecords"):
                 data = self._track_iterators(op, body, hdrs, data)
+            if status == 200 and op == "PutRecords" and rewrite:
+                data = self._rewrite_shards(data)
             self._pass(status, rhdrs, data, slow, lost, corrupt)
+
+        def _rewrite_shards(self, data):
+            try:
+                answer = json.loads(data)
+            except ValueError:
+                return data
+            n = 0
+            for e in answer.get("Records") or []:
+                if e.get("ShardId") in rewrite:
+                    e["ShardId"] = rewrite[e["ShardId"]]
+                    n += 1
+            with lock:
+                kinds["rewritten"] += n
+            return json.dumps(answer).encode()
 
         def _track_iterators(self, op, body, hdrs, data):
             """Remembers whose iterators pass by; with --add-child-shards, adds ChildShards to the last

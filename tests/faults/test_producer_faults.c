@@ -35,7 +35,9 @@
 #include "agg.h"
 #include "client.h"
 #include "err.h"
+#include "fault.h"
 #include "fault_util.h"
+#include "hashkey.h"
 #include "kinesis/producer.h"
 #include "kinesis_ops.h"
 
@@ -635,6 +637,162 @@ static void test_server_down_ttl(void **state)
     kn_fproxy_stop(&px);
 }
 
+/* ---------------------------------------------------------------- wrong shards */
+
+/*
+ * The proxy says that records stored on shard 0 landed on shard 1 (what a
+ * producer sees when the service routes an aggregate elsewhere than its map
+ * predicted, after a reshard). owner[i] receives the shard id whose hash range
+ * holds record i's key (from a listing of the upstream).
+ */
+static void owners(kn_client_t *direct, const char *stream, run_t *run, char (*owner)[80])
+{
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {stream, NULL};
+    kn__shard_list_t shards = {0};
+    CHECK(kn__kinesis_list_shards(direct, &ref, NULL, &shards, &e), e);
+    for (int i = 0; i < run->n; i++) {
+        char key[32];
+        key_of(i, run->nkeys, key, sizeof(key));
+        kn__hashkey_t h = kn__hashkey_from_partition_key(key, strlen(key));
+        owner[i][0] = 0;
+        for (size_t k = 0; k < shards.count; k++)
+            if (kn__hashkey_cmp(h, shards.shards[k].start_hash) >= 0 &&
+                kn__hashkey_cmp(h, shards.shards[k].end_hash) <= 0)
+                snprintf(owner[i], 80, "%s", shards.shards[k].shard_id);
+    }
+    kn__shard_list_free(&shards);
+}
+
+static kn_producer_t *wrong_shard_producer(const char *url, run_t *run, const char *const *conf_kv)
+{
+    kn_conf_t *conf = base_conf(url);
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "5", err, sizeof(err)), KN_ERR_OK);
+    for (int i = 0; conf_kv && conf_kv[i]; i += 2)
+        if (kn_conf_set(conf, conf_kv[i], conf_kv[i + 1], err, sizeof(err)) != KN_ERR_OK)
+            fail_msg("conf %s: %s", conf_kv[i], err);
+    kn_conf_set_result_cb(conf, on_result, run);
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    if (!p)
+        fail_msg("kn_producer_new: %s", err);
+    return p;
+}
+
+/*
+ * Destroy while the answers of aggregates that "landed on the wrong shard"
+ * are still on their way: they arrive after the producer has cancelled what
+ * was left, when no new shard map can come any more. Every record still gets
+ * exactly one result: put for those whose shard holds their key, failed with
+ * KN_ERR_DESTROYED (naming the shard) for the others.
+ */
+static void test_wrong_shard_answers_at_destroy(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--rewrite-shard", "shardId-000000000000=shardId-000000000001", "--slow-fraction",
+                           "1", "--slow-ms", "1500", NULL};
+    kn_fproxy_t px;
+    kn_fproxy_start(&px, kn_test_server_url("KN_TEST_KINESALITE_URL"), proxy);
+    kn_client_t *direct = direct_client(px.upstream);
+    char stream[128];
+    kn_fault_stream_name(stream, sizeof(stream), "wrongdestroy");
+    create_stream(direct, stream, 2);
+    run_t run = {0};
+    run.n = 400;
+    run.nkeys = 40;
+    run.recs = calloc((size_t)run.n, sizeof(rec_t));
+    char(*owner)[80] = calloc((size_t)run.n, sizeof(*owner));
+    assert_non_null(run.recs);
+    assert_non_null(owner);
+    owners(direct, stream, &run, owner);
+    const char *conf[] = {"producer.shutdown.timeout.ms", "200", NULL};
+    kn_producer_t *p = wrong_shard_producer(px.url, &run, conf);
+    put_range(p, stream, &run, 0, run.n);
+    kn_producer_destroy(p); /* cancels after 200 ms; the answers come 1.5 s after the server's */
+
+    assert_int_equal(run.bad_opaque, 0);
+    int on0 = 0, destroyed = 0;
+    for (int i = 0; i < run.n; i++) {
+        rec_t *r = &run.recs[i];
+        if (r->results != 1)
+            fail_msg("record %d (key owned by %s): %d results", i, owner[i], r->results);
+        if (strcmp(owner[i], "shardId-000000000000") != 0)
+            continue;
+        on0++;
+        if (r->err == KN_ERR_OK)
+            fail_msg("record %d reported put on %s, which does not hold its key", i, r->shard);
+        if (r->err == KN_ERR_DESTROYED && strstr(r->errstr, "shardId-000000000001"))
+            destroyed++;
+    }
+    print_message("wrongdestroy: %d records owned by shard 0, %d failed as destroyed naming shard 1; %ld "
+                  "entries rewritten\n", on0, destroyed, kn_fproxy_stat(&px, "kinds.rewritten"));
+    assert_true(on0 > 0);
+    assert_true(destroyed > 0);
+    assert_true(kn_fproxy_stat(&px, "kinds.rewritten") > 0);
+    free(owner);
+    free(run.recs);
+    delete_stream(direct, stream);
+    kn_client_destroy(direct);
+    kn_fproxy_stop(&px);
+}
+
+/*
+ * No memory to wait for a shard map after a wrong-shard landing: the records
+ * are put again (a duplicate at worst), never reported as put on a shard
+ * that does not hold their key.
+ */
+static void test_wrong_shard_without_memory(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--rewrite-shard", "shardId-000000000000=shardId-000000000001", NULL};
+    kn_fproxy_t px;
+    kn_fproxy_start(&px, kn_test_server_url("KN_TEST_KINESALITE_URL"), proxy);
+    kn_client_t *direct = direct_client(px.upstream);
+    char stream[128];
+    kn_fault_stream_name(stream, sizeof(stream), "wrongnomem");
+    create_stream(direct, stream, 2);
+    run_t run = {0};
+    run.n = 200;
+    run.nkeys = 20;
+    run.recs = calloc((size_t)run.n, sizeof(rec_t));
+    char(*owner)[80] = calloc((size_t)run.n, sizeof(*owner));
+    assert_non_null(run.recs);
+    assert_non_null(owner);
+    owners(direct, stream, &run, owner);
+    /* Shard 0's records can never be confirmed through this proxy: they end at their TTL. */
+    const char *conf[] = {"producer.record.ttl.ms", "2500", NULL};
+    kn_producer_t *p = wrong_shard_producer(px.url, &run, conf);
+    kn__fault_arm(KN__FP_PRODUCER_MISMATCH_ALLOC, 1000);
+    put_range(p, stream, &run, 0, run.n);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    int used = 1000 - kn__fault_left(KN__FP_PRODUCER_MISMATCH_ALLOC);
+    kn__fault_arm(KN__FP_PRODUCER_MISMATCH_ALLOC, 0);
+    kn_producer_destroy(p);
+
+    assert_int_equal(run.bad_opaque, 0);
+    int on0 = 0;
+    for (int i = 0; i < run.n; i++) {
+        rec_t *r = &run.recs[i];
+        assert_int_equal(r->results, 1);
+        if (r->err == KN_ERR_OK && strcmp(r->shard, owner[i]) != 0)
+            fail_msg("record %d reported put on %s; its key belongs to %s", i, r->shard, owner[i]);
+        if (strcmp(owner[i], "shardId-000000000000") == 0) {
+            on0++;
+            if (r->err != KN_ERR_TIMEOUT)
+                fail_msg("record %d (shard 0): %s: %s, expected a timeout", i, kn_err2name(r->err), r->errstr);
+        }
+    }
+    print_message("wrongnomem: %d allocation failures injected, %d records of shard 0 timed out\n", used, on0);
+    assert_true(used > 0);
+    assert_true(on0 > 0);
+    free(owner);
+    free(run.recs);
+    delete_stream(direct, stream);
+    kn_client_destroy(direct);
+    kn_fproxy_stop(&px);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -652,6 +810,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_strict_order_no_faults),
         cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_server_down_ttl),
+        cmocka_unit_test(test_wrong_shard_answers_at_destroy),
+        cmocka_unit_test(test_wrong_shard_without_memory),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
