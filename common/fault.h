@@ -16,7 +16,7 @@
 typedef enum kn__fault_point_e {
     KN__FP_PRODUCER_MISMATCH_ALLOC, /* send.c: waiting for a map after a wrong-shard landing */
     KN__FP_READER_BATCH_ALLOC,      /* reader.c: a parsed answer's batch */
-    KN__FP_READER_QUEUE_ALLOC,      /* reader.c: queueing a batch or an event for serving */
+    KN__FP_READER_QUEUE_ALLOC,      /* reader.c: an event of the poller's own (caught up, stopped) */
     KN__FP__COUNT
 } kn__fault_point_t;
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "fault.h"
 #include "reader_int.h"
 
 /* Longest wait of destroy for the loop to acknowledge the stop. */
@@ -457,9 +458,8 @@ KN_API void kn_reader_destroy(kn_reader_t *r)
     kn__rout_t *o = r->out_head;
     while (o) {
         kn__rout_t *next = o->next;
-        batch_free(o->batch);
+        batch_free(o->batch); /* o is part of the batch or the item: gone with it */
         item_free(o->event);
-        free(o);
         o = next;
     }
     r->out_head = r->out_tail = NULL;
@@ -488,18 +488,11 @@ static void release_bytes(kn_reader_t *r, kn__rshard_t *s, int64_t bytes)
     kn__reader_kick(r);
 }
 
+/* Queues a batch (b) or an event item (ev) for serving, through the entry it carries. */
 static void out_append(kn_reader_t *r, kn__rbatch_t *b, kn__ritem_t *ev)
 {
-    kn__rout_t *o = calloc(1, sizeof(*o));
-    if (!o) {
-        /* Out of memory: the entry is lost; keep the accounting right. */
-        if (b) {
-            release_bytes(r, b->shard, b->bytes);
-            batch_free(b);
-        }
-        item_free(ev);
-        return;
-    }
+    kn__rout_t *o = b ? &b->out : &ev->out;
+    o->next = NULL;
     o->batch = b;
     o->event = ev;
     if (r->out_tail)
@@ -509,16 +502,18 @@ static void out_append(kn_reader_t *r, kn__rbatch_t *b, kn__ritem_t *ev)
     r->out_tail = o;
 }
 
-static void out_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t ev, int64_t mbl)
+/* Queues an event of the poller's own; false when there is no memory for it. */
+static bool out_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t ev, int64_t mbl)
 {
-    kn__ritem_t *it = calloc(1, sizeof(*it));
+    kn__ritem_t *it = kn__fault(KN__FP_READER_QUEUE_ALLOC) ? NULL : calloc(1, sizeof(*it));
     if (!it)
-        return;
+        return false;
     it->kind = KN__RI_EVENT;
     it->shard = s;
     it->ev = ev;
     it->bytes = mbl; /* events carry MillisBehindLatest here */
     out_append(r, NULL, it);
+    return true;
 }
 
 static kn_err_t parse_answer(kn__ritem_t *it, kn__get_records_result_t *res, kn_error_t *e)
@@ -553,7 +548,7 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
     kn__rshard_t *s = it->shard;
     kn__handback_t hb;
     memset(&hb, 0, sizeof(hb));
-    kn__rbatch_t *b = calloc(1, sizeof(*b));
+    kn__rbatch_t *b = kn__fault(KN__FP_READER_BATCH_ALLOC) ? NULL : calloc(1, sizeof(*b));
     kn_error_t e;
     kn__error_clear(&e);
     if (!b) {
@@ -608,14 +603,11 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
         release_bytes(r, s, b->bytes);
         batch_free(b);
     }
-    if (hb.caught_up && !s->p_caught_up && !hb.stop) {
-        s->p_caught_up = true;
-        out_event(r, s, KN_READER_SHARD_CAUGHT_UP, mbl);
-    }
-    if (hb.stop && !s->p_stopped) {
-        s->p_stopped = true;
-        out_event(r, s, KN_READER_SHARD_STOPPED, mbl);
-    }
+    /* Without memory for the event, the next caught-up read of the shard says it instead. */
+    if (hb.caught_up && !s->p_caught_up && !hb.stop)
+        s->p_caught_up = out_event(r, s, KN_READER_SHARD_CAUGHT_UP, mbl);
+    if (hb.stop && !s->p_stopped)
+        s->p_stopped = out_event(r, s, KN_READER_SHARD_STOPPED, mbl);
 handback:
     hb.ready = true;
     pthread_mutex_lock(&r->lock);
@@ -665,13 +657,13 @@ static void msg_reset(kn_reader_t *r)
     m->millis_behind = -1;
 }
 
+/* Unlinks the head entry (its batch or item is freed by the caller). */
 static void pop_head(kn_reader_t *r)
 {
     kn__rout_t *o = r->out_head;
     r->out_head = o->next;
     if (!r->out_head)
         r->out_tail = NULL;
-    free(o);
 }
 
 static int set_key(kn_buf_t *b, const char *p, size_t n)

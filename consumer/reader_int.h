@@ -118,11 +118,23 @@ struct kn__rshard_s {
     bool p_stopped;
 };
 
+/*
+ * The poller's serve queue links batches and event items through this entry,
+ * which each of them carries: queueing never allocates, so it cannot fail
+ * and drop what it queues.
+ */
+typedef struct kn__rout_s {
+    struct kn__rout_s *next;
+    struct kn__rbatch_s *batch; /* the batch this entry is part of, or NULL */
+    struct kn__ritem_s *event;  /* the event item this entry is part of, or NULL */
+} kn__rout_t;
+
 /* An item from the loop to the poller (the inbox), in order. */
 typedef enum kn__ritem_kind_e { KN__RI_ANSWER, KN__RI_EVENT } kn__ritem_kind_t;
 
 typedef struct kn__ritem_s {
     struct kn__ritem_s *next;
+    kn__rout_t out;        /* its entry in the serve queue */
     kn__ritem_kind_t kind;
     kn__rshard_t *shard;   /* NULL for AT_END */
     /* ANSWER */
@@ -139,6 +151,7 @@ typedef struct kn__ritem_s {
 
 /* One parsed answer being served (poller only). */
 typedef struct kn__rbatch_s {
+    kn__rout_t out;     /* its entry in the serve queue */
     kn__rshard_t *shard;
     kn__get_records_result_t res;
     size_t count;       /* records to serve (a stop may cut res.count) */
@@ -146,12 +159,7 @@ typedef struct kn__rbatch_s {
     int64_t bytes;      /* to release when served */
 } kn__rbatch_t;
 
-/* An entry of the poller's serve queue: a batch or an event item. */
-typedef struct kn__rout_s {
-    struct kn__rout_s *next;
-    kn__rbatch_t *batch;
-    kn__ritem_t *event;
-} kn__rout_t;
+
 
 struct kn_reader_msg_s {
     kn_reader_msg_type_t type;

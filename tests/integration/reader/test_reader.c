@@ -15,6 +15,7 @@
 
 #include "agg.h"
 #include "hashkey.h"
+#include "fault.h"
 #include "reader_util.h"
 
 static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL", NULL, "", NULL};
@@ -505,6 +506,46 @@ static void test_too_large_answer_asks_for_fewer(void **state)
     free(recs);
 }
 
+/*
+ * Small allocations fail while answers are served (fault points): the
+ * answer is read again, or served later, and every record still arrives
+ * exactly once and in order; nothing is dropped.
+ */
+static void test_allocation_failures_lose_nothing(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "nomem", 2);
+    int n = 2000;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    const char *plain[] = {"producer.aggregation.enabled", "false", NULL};
+    produce(s, recs, 0, n, 20, plain);
+    const char *extra[] = {"consumer.max.records", "100", "consumer.getrecords.interval.ms", "0",
+                           "aws.retry.base.ms", "5", NULL};
+    kn__fault_arm(KN__FP_READER_BATCH_ALLOC, 3);
+    kn__fault_arm(KN__FP_READER_QUEUE_ALLOC, 1);
+    kn_reader_t *r = reader_with(s, NULL, extra);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 90000);
+    /* The caught-up event that found no memory comes with the shard's next empty read. */
+    int64_t until = now_ms() + 3000;
+    while (run.caught_up < 2 && now_ms() < until) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run, m);
+    }
+    assert_int_equal(run.caught_up, 2);
+    int left = kn__fault_left(KN__FP_READER_BATCH_ALLOC) + kn__fault_left(KN__FP_READER_QUEUE_ALLOC);
+    kn__fault_arm(KN__FP_READER_BATCH_ALLOC, 0);
+    kn__fault_arm(KN__FP_READER_QUEUE_ALLOC, 0);
+    print_message("nomem: %zu records, %d injected failures unused\n", run.n, left);
+    assert_int_equal(left, 0);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 20);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
 /* The reader's fd is readable when messages wait. */
 static void test_fd_and_destroy_while_reading(void **state)
 {
@@ -671,6 +712,7 @@ int main(int argc, char **argv)
         ON(kinesalite, test_prefetch_bound_with_slow_polling),
         ON(kinesalite, test_answers_sized_to_the_budget),
         ON(kinesalite, test_too_large_answer_asks_for_fewer),
+        ON(kinesalite, test_allocation_failures_lose_nothing),
         ON(kinesalite, test_fd_and_destroy_while_reading),
         ON(kinesalite, test_shared_client),
         ON(kinesalite, test_bad_input),
