@@ -97,6 +97,7 @@ struct kn__rshard_s {
     int64_t last_call_ms; /* start of the last GetRecords */
     int64_t not_before_ms; /* idle or backoff */
     int fails;          /* consecutive failed calls (backoff exponent) */
+    int bad_answers;    /* consecutive 2xx answers that could not be parsed */
     /*
      * Answer sizing: the next GetRecords asks for limit records, expected to
      * come to about budget bytes (avg_bytes per Kinesis record, as measured on

@@ -26,6 +26,12 @@ static bool step(kn_reader_t *r, kn__rshard_t *s);
 
 /* The Limit of a shard's first GetRecords, before its record sizes are known. */
 #define FIRST_LIMIT 10
+/*
+ * A shard whose GetRecords answers come back unreadable this many times in
+ * a row (cut short, not JSON, records that do not parse) is given up with a
+ * KN_READER_SHARD_ERROR instead of being read again for ever.
+ */
+#define MAX_BAD_ANSWERS 10
 /* The least budget of a call: room for a few records of any size seen in practice. */
 #define MIN_BUDGET (256 * 1024)
 
@@ -207,6 +213,15 @@ static void call_iterator(kn_reader_t *r, kn__rshard_t *s)
 
 /* ------------------------------------------------------------ GetRecords */
 
+static void bad_answers_fail(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *last)
+{
+    kn_error_t e;
+    kn__error_clear(&e);
+    kn__error_set(&e, KN_ERR_BAD_RESPONSE, "%d answers in a row could not be read; the last: %s",
+                  s->bad_answers, last->message);
+    shard_fail(r, s, &e, "GetRecords");
+}
+
 static void on_records(kn__aws_result_t *res, void *opaque)
 {
     kn__rshard_t *s = opaque;
@@ -268,6 +283,9 @@ static void on_records(kn__aws_result_t *res, void *opaque)
             s->budget /= 2;
             s->phase = KN__RS_READY;
             shard_backoff(r, s, &e, "GetRecords");
+        } else if (e.code == KN_ERR_BAD_RESPONSE && e.http_status / 100 == 2 &&
+                   ++s->bad_answers >= MAX_BAD_ANSWERS) {
+            bad_answers_fail(r, s, &e);
         } else if (retriable(&e)) {
             s->phase = KN__RS_READY;
             shard_backoff(r, s, &e, "GetRecords");
@@ -339,13 +357,18 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
     if (!ready)
         return;
     if (hb.retry) {
-        /* A corrupt answer: read again with the same iterator. */
-        s->phase = KN__RS_READY;
-        shard_backoff(r, s, &hb.err, "GetRecords (parsing the answer)");
+        /* A corrupt answer: read again with the same iterator, a bounded number of times. */
+        if (hb.err.code == KN_ERR_BAD_RESPONSE && ++s->bad_answers >= MAX_BAD_ANSWERS) {
+            bad_answers_fail(r, s, &hb.err);
+        } else {
+            s->phase = KN__RS_READY;
+            shard_backoff(r, s, &hb.err, "GetRecords (parsing the answer)");
+        }
         kn__handback_clear(&hb);
         return;
     }
     s->fails = 0;
+    s->bad_answers = 0;
     size_next(r, s, hb.records);
     if (hb.last_seq) {
         free(s->last_seq);

@@ -46,7 +46,8 @@
  * iterator is renewed after the last sequence number read from that shard
  * (else at the shard's start position). Errors that a retry cannot fix
  * (ResourceNotFound, validation, access denied) end that shard with a
- * KN_READER_SHARD_ERROR message.
+ * KN_READER_SHARD_ERROR message, and so do 10 answers in a row that cannot
+ * be read (cut short, not JSON, records that do not parse).
  *
  * Resharding. A shard that is closed and read to its end (no next iterator)
  * delivers KN_READER_SHARD_END after its last record. Its children are taken

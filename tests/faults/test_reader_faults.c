@@ -157,6 +157,37 @@ static void test_500s_resets_and_corrupt_answers(void **state)
     stop_proxy(&px, s);
 }
 
+/*
+ * Every answer of one shard comes back cut in half: after 10 unreadable
+ * answers in a row the shard ends with KN_READER_SHARD_ERROR naming the
+ * cause, instead of being read again for ever; the reader reaches its end.
+ */
+static void test_always_corrupt_answers_end_the_shard(void **state)
+{
+    server_t *s = *state;
+    kn_fproxy_t px;
+    const char *extra[] = {"--fault-target", "GetRecords", "--corrupt-fraction", "1", NULL};
+    start_proxy(&px, s, extra);
+    create_stream(s, "corrupt", 1);
+    put_t *recs = calloc(50, sizeof(put_t));
+    produce(s, recs, 0, 50, 5, NULL);
+    const char *rx[] = {"aws.retry.base.ms", "5", "aws.retry.max.backoff.ms", "50", NULL};
+    kn_reader_t *r = reader_with(s, NULL, rx);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 60000);
+    long calls = proxy_target_count(&px, "GetRecords");
+    print_message("corrupt: %d shard errors after %ld GetRecords: %s\n", run.errors, calls, run.last_error);
+    assert_int_equal(run.errors, 1);
+    assert_int_equal(run.n, 0);
+    assert_non_null(strstr(run.last_error, "10 answers in a row could not be read"));
+    assert_non_null(strstr(run.last_error, "shardId-000000000000"));
+    assert_int_equal(calls, 10);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+    stop_proxy(&px, s);
+}
+
 /* ChildShards from GetRecords: the children are found without a ListShards. */
 static void test_child_shards_from_getrecords(void **state)
 {
@@ -323,6 +354,7 @@ int main(int argc, char **argv)
         ON(upstream, test_throttled_getrecords),
         ON(upstream, test_expired_iterators),
         ON(upstream, test_500s_resets_and_corrupt_answers),
+        ON(upstream, test_always_corrupt_answers_end_the_shard),
         ON(upstream, test_child_shards_from_getrecords),
         ON(upstream, test_faults_across_reshard),
         ON(upstream, test_destroy_with_slow_answers),
