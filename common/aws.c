@@ -105,13 +105,6 @@ static void fail_code(call_t *call, kn_err_t code, const char *msg)
 
 /* ---------------------------------------------------------- credentials */
 
-static void creds_work(uv_work_t *w)
-{
-    kn_client_t *c = w->data;
-    kn__error_clear(&c->creds_err);
-    kn__creds_cache_refresh(c->creds, &c->creds_err);
-}
-
 static void start_refresh(kn_client_t *c);
 
 static void on_creds_timer(uv_timer_t *t) { start_refresh(t->data); }
@@ -138,12 +131,11 @@ static void schedule_refresh(kn_client_t *c, int failed)
     uv_timer_start(&c->creds_timer, on_creds_timer, (uint64_t)in_s * 1000, 0);
 }
 
-static void creds_after(uv_work_t *w, int status)
+void kn__aws_creds_done(kn_client_t *c, void *arg)
 {
-    kn_client_t *c = w->data;
+    (void)arg;
     c->creds_refreshing = 0;
-    if (status == 0)
-        schedule_refresh(c, c->creds_err.code != KN_ERR_OK);
+    schedule_refresh(c, c->creds_err.code != KN_ERR_OK);
     if (c->creds_err.code != KN_ERR_OK)
         KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CREDS, "credential refresh failed: %s", c->creds_err.message);
     /* Resume (or fail) every call that waited for credentials. Mark first: resuming may add waiters. */
@@ -156,7 +148,7 @@ static void creds_after(uv_work_t *w, int status)
         call_t *next = call->next;
         if (call->resume) {
             call->resume = 0;
-            if (status != 0 || c->stop_started) {
+            if (c->stop_started) {
                 fail_code(call, KN_ERR_DESTROYED, "client destroyed while waiting for credentials");
             } else {
                 kn__creds_t cr = {0};
@@ -183,10 +175,9 @@ static void start_refresh(kn_client_t *c)
     if (c->creds_refreshing || c->stop_started)
         return;
     c->creds_refreshing = 1;
-    c->creds_work.data = c;
-    if (uv_queue_work(&c->loop, &c->creds_work, creds_work, creds_after) != 0) {
+    if (kn__client_creds_refresh(c) != KN_ERR_OK) {
         c->creds_refreshing = 0;
-        KN_LOG(c->log, KN_LOG_ERROR, KN_DBG_CREDS, "cannot queue a credential refresh");
+        KN_LOG(c->log, KN_LOG_ERROR, KN_DBG_CREDS, "cannot start the credentials thread");
     }
 }
 

@@ -66,6 +66,8 @@ void kn__aws_result_free(kn__aws_result_t *res);
 
 /* Loop thread, at client shutdown: fails every call in progress with KN_ERR_DESTROYED. */
 void kn__aws_shutdown(kn_client_t *c);
+/* Loop task posted by the credentials thread: resumes (or fails) the calls that waited. */
+void kn__aws_creds_done(kn_client_t *c, void *arg);
 
 /* ---- pure helpers, exposed for unit tests ---- */
 

@@ -87,6 +87,45 @@ time_t kn__client_now(kn_client_t *c)
     return time(NULL) + (time_t)__atomic_load_n(&c->clock_skew_s, __ATOMIC_RELAXED);
 }
 
+static void *creds_thread(void *arg)
+{
+    kn_client_t *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->creds_wanted && !c->creds_quit)
+            pthread_cond_wait(&c->creds_cond, &c->lock);
+        if (c->creds_quit)
+            break;
+        c->creds_wanted = false;
+        pthread_mutex_unlock(&c->lock);
+        kn__error_clear(&c->creds_err);
+        kn__creds_cache_refresh(c->creds, &c->creds_err);
+        /* Refused once the client stops: the loop fails what waited for credentials itself. */
+        kn__client_post(c, kn__aws_creds_done, NULL);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+kn_err_t kn__client_creds_refresh(kn_client_t *c)
+{
+    kn_err_t rc = KN_ERR_OK;
+    pthread_mutex_lock(&c->lock);
+    if (!c->creds_thread_started) {
+        if (pthread_create(&c->creds_thread, NULL, creds_thread, c) == 0)
+            c->creds_thread_started = true;
+        else
+            rc = KN_ERR_IO;
+    }
+    if (rc == KN_ERR_OK) {
+        c->creds_wanted = true;
+        pthread_cond_signal(&c->creds_cond);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 static void on_http_closed(void *opaque)
 {
     kn_client_t *c = opaque;
@@ -118,6 +157,7 @@ static void client_free(kn_client_t *c)
     kn__sigv4_cache_destroy(c->sigv4);
     kn__logger_destroy(c->log);
     kn_conf_destroy(c->conf);
+    pthread_cond_destroy(&c->creds_cond);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -138,6 +178,7 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
     }
     atomic_init(&c->refcnt, 1);
     pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->creds_cond, NULL);
     int loop_ok = 0;
 
     c->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
@@ -291,10 +332,17 @@ KN_API void kn_client_destroy(kn_client_t *c)
     pthread_mutex_lock(&c->lock);
     c->stopping = 1;
     pthread_mutex_unlock(&c->lock);
-    /* A credential refresh on the thread pool keeps the loop alive: stop it now. */
+    /* A refresh that blocks (a hanging credential source) is cut short. */
     kn__creds_cache_cancel(c->creds);
     uv_async_send(&c->wakeup);
     pthread_join(c->thread, NULL);
+    pthread_mutex_lock(&c->lock);
+    c->creds_quit = true;
+    pthread_cond_signal(&c->creds_cond);
+    bool joined = c->creds_thread_started;
+    pthread_mutex_unlock(&c->lock);
+    if (joined)
+        pthread_join(c->creds_thread, NULL);
     uv_loop_close(&c->loop);
     client_free(c);
 }

@@ -38,10 +38,9 @@ struct kn_client_s {
     kn__http_t *http;
     pthread_t thread;
     int64_t clock_skew_s; /* added to time(NULL) when signing (atomic access) */
-    int creds_refreshing;   /* a refresh runs on the thread pool */
-    uv_work_t creds_work;
+    int creds_refreshing;   /* a refresh runs on the credentials thread */
     uv_timer_t creds_timer; /* refreshes temporary credentials before they expire */
-    kn_error_t creds_err;   /* result of the last refresh (written by the worker) */
+    kn_error_t creds_err;   /* result of the last refresh (written by the credentials thread) */
     struct kn__aws_call_s *calls; /* every call in progress (list for shutdown) */
 
     /* Shared state (synced_data), under lock. */
@@ -49,6 +48,16 @@ struct kn_client_s {
     kn__task_t *tasks_head, *tasks_tail;
     int stopping;
     int stop_started;
+    /*
+     * The credentials thread, started with the first refresh: refreshes that
+     * may block for long (IMDS, STS, SSO, a credential_process) run there,
+     * never on the loop and never on libuv's thread pool, where request
+     * bodies are built. It posts kn__aws_creds_done to the loop when done.
+     */
+    pthread_t creds_thread;
+    bool creds_thread_started;
+    pthread_cond_t creds_cond;
+    bool creds_wanted, creds_quit;
 };
 
 /*
@@ -60,5 +69,10 @@ kn_err_t kn__client_post(kn_client_t *c, void (*fn)(kn_client_t *c, void *arg), 
 int kn__client_on_loop(const kn_client_t *c);
 /* time(NULL) corrected by the measured clock skew. */
 time_t kn__client_now(kn_client_t *c);
+/*
+ * Loop thread: asks the credentials thread for a refresh of c->creds; its
+ * result (c->creds_err) comes with kn__aws_creds_done on the loop.
+ */
+kn_err_t kn__client_creds_refresh(kn_client_t *c);
 
 #endif

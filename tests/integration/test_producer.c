@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "agg.h"
+#include "aws.h"
 #include "record_codec.h"
 #include "client.h"
 #include "kinesis/producer.h"
@@ -703,6 +706,79 @@ static void test_flush_timeout_and_destroy_pending(void **state)
     sink_free(sink);
 }
 
+static void count_cb(kn__aws_result_t *res, void *opaque)
+{
+    (void)res;
+    atomic_fetch_add((atomic_int *)opaque, 1);
+}
+
+/*
+ * Credential sources that hang (six clients whose credential_process sleeps)
+ * do not hold up a producer on another client: refreshes run on each
+ * client's own credentials thread, and libuv's thread pool (four threads for
+ * the whole process) stays free to build request bodies.
+ */
+static void test_hanging_credential_sources_leave_body_building_alone(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "hangcreds", 2);
+    char home[] = "/tmp/kn-hangcreds-XXXXXX";
+    assert_non_null(mkdtemp(home));
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = sleep 30\\n' > '%s/.aws/config'",
+             home, home);
+    assert_int_equal(system(cmd), 0);
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    enum { HANGING = 6 };
+    kn_client_t *hung[HANGING];
+    atomic_int answered = 0;
+    for (int i = 0; i < HANGING; i++) {
+        kn_conf_t *conf = kn_conf_new();
+        conf_set(conf, "kinesis.endpoint", kn_test_server_url(s->env));
+        conf_set(conf, "aws.region", "us-east-1");
+        char err[512];
+        hung[i] = kn_client_new(conf, err, sizeof(err));
+        kn_conf_destroy(conf);
+        assert_non_null(hung[i]);
+        kn__aws_req_t req = {.service = KN__SVC_KINESIS, .operation = "ListStreams", .cb = count_cb,
+                             .opaque = &answered};
+        kn__buf_puts(&req.body, "{}");
+        kn_error_t e;
+        assert_int_equal(kn__aws_call(hung[i], &req, &e), KN_ERR_OK);
+    }
+    usleep(300000); /* every refresh is now waiting for its credential_process */
+
+    int n = 300;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"producer.record.max.buffered.ms", "5", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char key[16], data[32], err[256];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "hc-%d", i % 17);
+        int len = snprintf(data, sizeof(data), "hanging creds %d", i);
+        assert_int_equal(put_one(p, s->stream, key, data, (size_t)len, i, err, sizeof(err)), KN_ERR_OK);
+    }
+    kn_err_t rc = kn_producer_flush(p, 8000);
+    kn_producer_destroy(p);
+    assert_int_equal(rc, KN_ERR_OK);
+    for (int i = 0; i < n; i++)
+        if (sink->r[i].err != KN_ERR_OK)
+            fail_msg("record %d: %s", i, sink->r[i].errstr);
+    assert_int_equal(atomic_load(&answered), 0); /* they really were still hanging */
+    for (int i = 0; i < HANGING; i++)
+        kn_client_destroy(hung[i]);
+    assert_int_equal(atomic_load(&answered), HANGING);
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    free(old_home);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+    assert_int_equal(system(cmd), 0);
+    sink_free(sink);
+}
+
 /* Strict ordering: records of one partition key are in the stream in put order. */
 static void test_strict_ordering(void **state)
 {
@@ -1302,6 +1378,7 @@ int main(int argc, char **argv)
         ON(kinesalite, test_flush_timeout_and_destroy_pending),
         ON(kinesalite, test_many_threads),
         ON(kinesalite, test_strict_ordering),
+        ON(kinesalite, test_hanging_credential_sources_leave_body_building_alone),
         ON(kinesalite, test_strict_ordering_across_split),
         ON(kinesalite, test_reshard_while_producing),
         ON(kinesalite, test_merge_while_producing),
