@@ -231,6 +231,7 @@ static void list_complete(kn_reader_t *r)
     }
     kn__shard_list_free(&r->page_acc);
     r->listing = 0;
+    r->list_fails = 0;
     for (kn__rshard_t *s = r->shards; s; s = s->next) {
         if (s->resolving) {
             s->resolving = false;
@@ -244,11 +245,48 @@ static void list_complete(kn_reader_t *r)
     kn__lineage_check_end(r);
 }
 
+static void on_list_timer(uv_timer_t *t)
+{
+    kn_reader_t *r = t->data;
+    if (!r->stopping)
+        list_page(r, NULL);
+}
+
+static void on_list_timer_closed(uv_handle_t *h) { kn__reader_unref(h->data); }
+
+void kn__lineage_close(kn_reader_t *r)
+{
+    if (r->list_timer_init) {
+        r->list_timer_init = false;
+        uv_close((uv_handle_t *)&r->list_timer, on_list_timer_closed);
+    }
+}
+
 static void list_failed(kn_reader_t *r, const kn_error_t *e)
 {
     kn__shard_list_free(&r->page_acc);
-    r->listing = 0;
     r->listing_again = false;
+    if (kn__reader_retriable(e)) {
+        /*
+         * A shard read to its end waits for its children: list again after a
+         * backoff (a control-plane or credential outage passes; the shard is
+         * not given up).
+         */
+        long delay = kn__aws_backoff_ms(r->list_fails++, (long)r->retry_base_ms, (long)r->retry_cap_ms);
+        KN_LOG(r->client->log, r->list_fails == 1 ? KN_LOG_WARN : KN_LOG_DEBUG, KN_DBG_CONSUMER,
+               "stream \"%s\": listing the children of finished shards failed (%s); again in %ld ms",
+               r->stream, e->message, delay);
+        kn__rstat_add(r, KN_READER_STAT_RETRIES, 1);
+        if (!r->list_timer_init) {
+            uv_timer_init(&r->client->loop, &r->list_timer);
+            r->list_timer.data = r;
+            r->list_timer_init = true;
+            atomic_fetch_add(&r->refs, 1); /* dropped when the timer is closed */
+        }
+        uv_timer_start(&r->list_timer, on_list_timer, (uint64_t)delay, 0);
+        return; /* r->listing stays 1: the shards keep waiting */
+    }
+    r->listing = 0;
     for (kn__rshard_t *s = r->shards; s; s = s->next) {
         if (!s->resolving)
             continue;

@@ -208,6 +208,7 @@ static void stop_task(kn_client_t *c, void *arg)
     r->stopping = true;
     for (kn__rshard_t *s = r->shards; s; s = s->next)
         kn__walker_close(r, s);
+    kn__lineage_close(r);
     pthread_mutex_lock(&r->lock);
     r->stop_done = true;
     pthread_cond_broadcast(&r->cond);

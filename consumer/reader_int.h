@@ -205,8 +205,11 @@ struct kn_reader_s {
     bool at_end_sent;
     int64_t reserved_bytes; /* budgets of the GetRecords calls in flight */
     kn__rshard_t *kick_from; /* where the next round of kicks starts (fair share of room) */
-    int listing;         /* ListShards in flight (0/1) */
+    int listing;         /* ListShards in flight (0/1), or waiting out a backoff */
     bool listing_again;  /* another listing wanted after this one */
+    int list_fails;      /* consecutive failed listings (backoff exponent) */
+    bool list_timer_init;
+    uv_timer_t list_timer; /* backoff before listing again */
     kn__shard_list_t page_acc;
 
     /* Synced, under lock. */
@@ -247,6 +250,8 @@ static inline void kn__rstat_add(kn_reader_t *r, kn_reader_stat_t s, int64_t v)
 }
 
 /* shard_walker.c (loop thread) */
+/* Whether a failed read or listing is worth trying again (with backoff). */
+bool kn__reader_retriable(const kn_error_t *e);
 /* Starts reading s (lstate becomes ACTIVE) with its start position set. */
 void kn__walker_start(kn_reader_t *r, kn__rshard_t *s);
 /* Advances s as far as it can go now (iterator, pacing, room, hand-back); true if a read started. */
@@ -267,5 +272,7 @@ void kn__lineage_shard_finished(kn_reader_t *r, kn__rshard_t *s);
 /* Loop thread: delivers AT_END once when everything is at its end. */
 void kn__lineage_check_end(kn_reader_t *r);
 kn__rshard_t *kn__lineage_find(kn_reader_t *r, const char *id);
+/* Loop thread, at stop: closes the listing's backoff timer. */
+void kn__lineage_close(kn_reader_t *r);
 
 #endif

@@ -122,9 +122,10 @@ static void shard_backoff(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, 
     if (e->code == KN_ERR_THROTTLED)
         kn__rstat_add(r, KN_READER_STAT_THROTTLES, 1);
     long delay = kn__aws_backoff_ms(s->fails, (long)r->retry_base_ms, (long)r->retry_cap_ms);
+    /* A credential outage is worth a warning when it begins; other retries are routine. */
+    KN_LOG(r->client->log, e->code == KN_ERR_CREDENTIALS && s->fails == 0 ? KN_LOG_WARN : KN_LOG_DEBUG,
+           KN_DBG_CONSUMER, "shard %s: %s failed (%s); retry in %ld ms", s->id, what, e->message, delay);
     s->fails++;
-    KN_LOG(r->client->log, KN_LOG_DEBUG, KN_DBG_CONSUMER,
-           "shard %s: %s failed (%s); retry in %ld ms", s->id, what, e->message, delay);
     int64_t due = kn__mono_ms() + delay;
     if (due < s->not_before_ms)
         due = s->not_before_ms;
@@ -134,15 +135,19 @@ static void shard_backoff(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, 
 
 /*
  * Reads are idempotent, so besides what the request layer calls retriable a
- * broken 2xx answer (cut short, not JSON) is tried again too.
+ * broken 2xx answer (cut short, not JSON) is tried again too, and so is a
+ * credential source that failed for now (an IMDS, STS or credential_process
+ * timeout): a long-running reader rides out the outage with backoff.
  */
-static bool retriable(const kn_error_t *e)
+bool kn__reader_retriable(const kn_error_t *e)
 {
     return e->retriable || e->cls == KN__EC_RETRY || e->code == KN_ERR_THROTTLED ||
            e->code == KN_ERR_TRANSPORT || e->code == KN_ERR_TIMEOUT ||
-           (e->http_status >= 500 && e->http_status <= 599) ||
+           e->code == KN_ERR_CREDENTIALS || (e->http_status >= 500 && e->http_status <= 599) ||
            (e->code == KN_ERR_BAD_RESPONSE && e->http_status / 100 == 2);
 }
+
+#define retriable kn__reader_retriable
 
 /* ------------------------------------------------------------ GetShardIterator */
 

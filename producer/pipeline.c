@@ -187,7 +187,8 @@ static void install_map(kn_producer_t *p, kn__pstream_t *s, kn__shard_map_t *map
 static bool retriable(const kn_error_t *e)
 {
     return e->retriable || e->cls == KN__EC_RETRY || e->code == KN_ERR_TRANSPORT ||
-           e->code == KN_ERR_TIMEOUT || e->code == KN_ERR_THROTTLED || e->code == KN_ERR_NOMEM;
+           e->code == KN_ERR_TIMEOUT || e->code == KN_ERR_THROTTLED || e->code == KN_ERR_NOMEM ||
+           e->code == KN_ERR_CREDENTIALS;
 }
 
 static void on_map(kn__shard_map_t *map, const kn_error_t *err, void *opaque)

@@ -205,9 +205,10 @@ static bool whole_retriable(const kn_error_t *e)
 {
     if (e->code == KN_ERR_DESTROYED)
         return false;
+    /* A credential source that failed for now: the records wait within their TTL. */
     return e->retriable || e->cls == KN__EC_RETRY || e->code == KN_ERR_TRANSPORT ||
            e->code == KN_ERR_TIMEOUT || e->code == KN_ERR_THROTTLED ||
-           e->code == KN_ERR_BAD_RESPONSE || e->code == KN_ERR_NOMEM;
+           e->code == KN_ERR_BAD_RESPONSE || e->code == KN_ERR_NOMEM || e->code == KN_ERR_CREDENTIALS;
 }
 
 static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__put_result_entry_t *en,

@@ -188,6 +188,63 @@ static void test_always_corrupt_answers_end_the_shard(void **state)
     stop_proxy(&px, s);
 }
 
+/*
+ * ListShards fails (500s, past the request layer's attempts) just when a
+ * shard is read to its end and its children must be found: the listing is
+ * tried again with backoff until it works, and the children are read; the
+ * parent is not given up with a shard error.
+ */
+static void test_children_listed_again_after_failures(void **state)
+{
+    server_t *s = *state;
+    kn_fproxy_t px;
+    start_proxy(&px, s, NULL);
+    create_stream(s, "relist", 1);
+    int n = 300;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, 100, 10, NULL);
+    const char *rx[] = {"aws.retry.base.ms", "20", "aws.retry.max.backoff.ms", "200",
+                        "aws.retry.max.attempts", "2", NULL};
+    kn_reader_t *r = reader_with(s, NULL, rx);
+    run_t run = {0};
+    poll_until(r, &run, true, 100, 60000);
+    /* From now on every ListShards fails; then split the shard (upstream, not through the proxy). */
+    char *res = kn_fproxy_http(px.port, "POST", "/__proxy/config",
+                               "{\"fault_target\":\"ListShards\",\"error_fraction\":1}");
+    assert_non_null(res);
+    free(res);
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    kn__hashkey_t mid = {0x8000000000000000ULL, 0};
+    if (kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e) != KN_ERR_OK)
+        fail_msg("SplitShard: %s", e.message);
+    if (kn__kinesis_wait_active(s->client, &ref, 30000, 100, &e) != KN_ERR_OK)
+        fail_msg("wait: %s", e.message);
+    produce(s, recs, 100, n, 10, NULL);
+    int64_t until = now_ms() + 3000;
+    while (now_ms() < until) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run, m);
+    }
+    long failed_lists = kn_fproxy_stat(&px, "kinds.error");
+    assert_true(failed_lists >= 3);
+    assert_int_equal(run.errors, 0);
+    res = kn_fproxy_http(px.port, "POST", "/__proxy/config", "{\"error_fraction\":0}");
+    assert_non_null(res);
+    free(res);
+    poll_until(r, &run, false, (size_t)n, 60000);
+    print_message("relist: %ld failed ListShards, then %zu records, %d shards ended\n", failed_lists, run.n,
+                  run.ended);
+    assert_int_equal(run.errors, 0);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 10);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+    stop_proxy(&px, s);
+}
+
 /* ChildShards from GetRecords: the children are found without a ListShards. */
 static void test_child_shards_from_getrecords(void **state)
 {
@@ -355,6 +412,7 @@ int main(int argc, char **argv)
         ON(upstream, test_expired_iterators),
         ON(upstream, test_500s_resets_and_corrupt_answers),
         ON(upstream, test_always_corrupt_answers_end_the_shard),
+        ON(upstream, test_children_listed_again_after_failures),
         ON(upstream, test_child_shards_from_getrecords),
         ON(upstream, test_faults_across_reshard),
         ON(upstream, test_destroy_with_slow_answers),

@@ -779,6 +779,71 @@ static void test_hanging_credential_sources_leave_body_building_alone(void **sta
     sink_free(sink);
 }
 
+/*
+ * The credential source is down when the producer starts (a credential_process
+ * that fails while a marker file exists) and back 2 s later: the records wait
+ * within their TTL (the shard map and PutRecords are retried), then all are put.
+ */
+static void test_records_wait_out_a_credential_outage(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "credwait", 2);
+    char home[] = "/tmp/kn-credwait-XXXXXX";
+    assert_non_null(mkdtemp(home));
+    char path[512], marker[512], cmd[2048];
+    snprintf(path, sizeof(path), "%s/creds.sh", home);
+    snprintf(marker, sizeof(marker), "%s/broken", home);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\n"
+               "if [ -e '%s' ]; then echo 'credential source down' >&2; exit 1; fi\n"
+               "printf '{\"Version\":1,\"AccessKeyId\":\"AKIDCREDWAIT\",\"SecretAccessKey\":\"s\"}'\n",
+            marker);
+    fclose(f);
+    f = fopen(marker, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "chmod +x '%s' && mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = %s\\n' > "
+             "'%s/.aws/config'",
+             path, home, path, home);
+    assert_int_equal(system(cmd), 0);
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+
+    int n = 100;
+    sink_t *sink = sink_new(n);
+    const char *extra[] = {"aws.access.key.id", "", "aws.secret.access.key", "", "aws.retry.base.ms", "50",
+                           "aws.retry.max.backoff.ms", "300", "aws.retry.max.attempts", "2",
+                           "producer.record.ttl.ms", "15000", "producer.record.max.buffered.ms", "10", NULL};
+    kn_producer_t *p = producer_with(s, sink, extra);
+    char key[16], data[32], err[256];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "cw-%d", i % 7);
+        int len = snprintf(data, sizeof(data), "credential wait %d", i);
+        assert_int_equal(put_one(p, s->stream, key, data, (size_t)len, i, err, sizeof(err)), KN_ERR_OK);
+    }
+    kn_producer_poll(p, 2000);
+    int early = 0;
+    for (int i = 0; i < n; i++)
+        early += sink->r[i].served;
+    assert_int_equal(unlink(marker), 0);
+    assert_int_equal(kn_producer_flush(p, 20000), KN_ERR_OK);
+    kn_producer_destroy(p);
+    print_message("credwait: %d results during the outage\n", early);
+    assert_int_equal(early, 0);
+    for (int i = 0; i < n; i++)
+        if (sink->r[i].err != KN_ERR_OK)
+            fail_msg("record %d: %s", i, sink->r[i].errstr);
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    free(old_home);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+    assert_int_equal(system(cmd), 0);
+    sink_free(sink);
+}
+
 /* Strict ordering: records of one partition key are in the stream in put order. */
 static void test_strict_ordering(void **state)
 {
@@ -1379,6 +1444,7 @@ int main(int argc, char **argv)
         ON(kinesalite, test_many_threads),
         ON(kinesalite, test_strict_ordering),
         ON(kinesalite, test_hanging_credential_sources_leave_body_building_alone),
+        ON(kinesalite, test_records_wait_out_a_credential_outage),
         ON(kinesalite, test_strict_ordering_across_split),
         ON(kinesalite, test_reshard_while_producing),
         ON(kinesalite, test_merge_while_producing),

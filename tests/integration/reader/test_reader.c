@@ -546,6 +546,83 @@ static void test_allocation_failures_lose_nothing(void **state)
     free(recs);
 }
 
+/*
+ * A credential source that fails for a while (a credential_process that
+ * exits 1 while a marker file exists, after the credentials it gave have
+ * expired): the reads that meet KN_ERR_CREDENTIALS (counted as retries) are
+ * tried again with backoff instead of ending their shards, and every record
+ * arrives. (kinesalite does not check expiry, so reads with the expired
+ * credentials may still succeed in between; a shard error is what must not
+ * happen.)
+ */
+static void test_credential_outage_is_ridden_out(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "credout", 2);
+    char home[] = "/tmp/kn-credout-XXXXXX";
+    assert_non_null(mkdtemp(home));
+    char path[512], marker[512], cmd[2048];
+    snprintf(path, sizeof(path), "%s/creds.sh", home);
+    snprintf(marker, sizeof(marker), "%s/broken", home);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    /* Credentials that expire 3 s after they are handed out. */
+    fprintf(f, "#!/bin/sh\n"
+               "if [ -e '%s' ]; then echo 'credential source down' >&2; exit 1; fi\n"
+               "exp=$(date -u -d '+3 seconds' +%%Y-%%m-%%dT%%H:%%M:%%SZ)\n"
+               "printf '{\"Version\":1,\"AccessKeyId\":\"AKIDCREDOUT\",\"SecretAccessKey\":\"s\","
+               "\"SessionToken\":\"t\",\"Expiration\":\"%%s\"}' \"$exp\"\n",
+            marker);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "chmod +x '%s' && mkdir -p '%s/.aws' && printf '[default]\\ncredential_process = %s\\n' > "
+             "'%s/.aws/config'",
+             path, home, path, home);
+    assert_int_equal(system(cmd), 0);
+    char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", home, 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+
+    int n = 400;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, 200, 10, NULL); /* the producer has static keys */
+    const char *chain[] = {"aws.access.key.id", "", "aws.secret.access.key", "", "aws.retry.base.ms", "50",
+                           "aws.retry.max.backoff.ms", "500", "aws.retry.max.attempts", "2", NULL};
+    kn_reader_t *r = reader_with(s, NULL, chain);
+    run_t run = {0};
+    poll_until(r, &run, true, 200, 60000);
+    /* The source goes down; the credentials the reader holds run out. */
+    f = fopen(marker, "w");
+    assert_non_null(f);
+    fclose(f);
+    produce(s, recs, 200, n, 10, NULL);
+    int64_t until = now_ms() + 5000;
+    while (now_ms() < until) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run, m);
+    }
+    int64_t retries = kn_reader_stat(r, KN_READER_STAT_RETRIES);
+    size_t during = run.n;
+    assert_int_equal(run.errors, 0);
+    assert_true(retries > 0);
+    /* Back up: everything put meanwhile arrives. */
+    assert_int_equal(unlink(marker), 0);
+    poll_until(r, &run, false, (size_t)n, 60000);
+    print_message("credout: %zu records before the outage ended, %lld retries, %zu in all\n", during,
+                  (long long)retries, run.n);
+    assert_int_equal(run.errors, 0);
+    check_exact(&run, recs, n);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+    if (old_home)
+        setenv("HOME", old_home, 1);
+    free(old_home);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The reader's fd is readable when messages wait. */
 static void test_fd_and_destroy_while_reading(void **state)
 {
@@ -713,6 +790,7 @@ int main(int argc, char **argv)
         ON(kinesalite, test_answers_sized_to_the_budget),
         ON(kinesalite, test_too_large_answer_asks_for_fewer),
         ON(kinesalite, test_allocation_failures_lose_nothing),
+        ON(kinesalite, test_credential_outage_is_ridden_out),
         ON(kinesalite, test_fd_and_destroy_while_reading),
         ON(kinesalite, test_shared_client),
         ON(kinesalite, test_bad_input),
