@@ -420,11 +420,30 @@ out:
 
 /* ------------------------------------------------------------ poll / flush */
 
+/* poll and flush count as active calls: destroy waits until they have left the producer. */
+static void call_enter(kn_producer_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->active_calls++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void call_leave(kn_producer_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (--p->active_calls == 0 && p->destroying)
+        pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
 KN_API int kn_producer_poll(kn_producer_t *p, int timeout_ms)
 {
     if (!p || p->background)
         return 0;
-    return kn__results_serve(p, timeout_ms);
+    call_enter(p);
+    int n = kn__results_serve(p, timeout_ms);
+    call_leave(p);
+    return n;
 }
 
 KN_API int kn_producer_fd(kn_producer_t *p) { return p && !p->background ? p->efd : -1; }
@@ -496,19 +515,41 @@ KN_API kn_err_t kn_producer_flush(kn_producer_t *p, int timeout_ms)
     /* The callback's own thread serves results: waiting here would only wait for itself. */
     if (in_callback(p))
         return KN_ERR_STATE;
-    return flush_wait(p, timeout_ms);
+    call_enter(p);
+    kn_err_t rc = flush_wait(p, timeout_ms);
+    call_leave(p);
+    return rc;
 }
 
 /* ------------------------------------------------------------ destroy */
 
-KN_API void kn_producer_destroy(kn_producer_t *p)
+KN_API kn_err_t kn_producer_destroy(kn_producer_t *p)
 {
     if (!p)
-        return;
+        return KN_ERR_OK;
+    if (in_callback(p)) {
+        /* Freeing the producer under the loop that serves (or joining our own thread) cannot work. */
+        KN_LOG(p->client->log, KN_LOG_ERROR, KN_DBG_PRODUCER,
+               "kn_producer_destroy called from the result or stats callback: refused "
+               "(KN_ERR_STATE); destroy the producer after the callback returns");
+        return KN_ERR_STATE;
+    }
     pthread_mutex_lock(&p->lock);
+    if (p->destroying) {
+        pthread_mutex_unlock(&p->lock);
+        return KN_ERR_STATE; /* a second destroy while the first runs */
+    }
     p->destroying = true;
     pthread_cond_broadcast(&p->room_cond);
     pthread_mutex_unlock(&p->lock);
+    /*
+     * A poll on another thread waiting for a result that may never come
+     * returns now (in background mode nobody polls; its thread keeps waiting).
+     */
+    pthread_mutex_lock(&p->rlock);
+    p->stop_waits = !p->background;
+    pthread_cond_broadcast(&p->rcond);
+    pthread_mutex_unlock(&p->rlock);
 
     flush_wait(p, p->shutdown_ms);
 
@@ -553,6 +594,7 @@ KN_API void kn_producer_destroy(kn_producer_t *p)
     kn_client_t *c = p->client;
     producer_free(p);
     kn_client_destroy(c);
+    return KN_ERR_OK;
 }
 
 /* ------------------------------------------------------------ stats */

@@ -191,6 +191,7 @@ struct kn_producer_s {
     pthread_t server;
     int efd;
     bool bg_stop;
+    bool stop_waits; /* destroy: a poll waiting for results returns instead */
     pthread_t bg_thread;
     bool bg_started;
 

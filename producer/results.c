@@ -117,12 +117,12 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
     pthread_mutex_lock(&p->rlock);
     if (!p->res_head && timeout_ms != 0) {
         if (timeout_ms < 0) {
-            while (!p->res_head && !p->bg_stop)
+            while (!p->res_head && !p->bg_stop && !p->stop_waits)
                 pthread_cond_wait(&p->rcond, &p->rlock);
         } else {
             struct timespec ts;
             kn__abs_after(&ts, timeout_ms);
-            while (!p->res_head && !p->bg_stop)
+            while (!p->res_head && !p->bg_stop && !p->stop_waits)
                 if (pthread_cond_timedwait(&p->rcond, &p->rlock, &ts) == ETIMEDOUT)
                     break;
         }

@@ -157,10 +157,14 @@ KN_API char *kn_producer_stats_json(kn_producer_t *p);
  * Flushes for up to producer.shutdown.timeout.ms, then fails every record
  * still pending with KN_ERR_DESTROYED and serves all results (on this thread,
  * also in background mode), then frees. Never hangs beyond the timeout plus
- * the request timeout. Must not be called from the result callback. NULL is a
- * no-op.
+ * the request timeout. Calls of put, poll and flush running on other threads
+ * when it starts are waited for (they return KN_ERR_DESTROYED, or their count,
+ * promptly); none may start after destroy has returned. Returns KN_ERR_OK, or
+ * KN_ERR_STATE without touching the producer when called from inside its
+ * result or stats callback (the thread serving results cannot wait for
+ * itself): destroy it after the callback has returned. NULL: KN_ERR_OK.
  */
-KN_API void kn_producer_destroy(kn_producer_t *p);
+KN_API kn_err_t kn_producer_destroy(kn_producer_t *p);
 
 #ifdef __cplusplus
 }

@@ -125,6 +125,13 @@ static kn_conf_t *base_conf(const server_t *s)
     return conf;
 }
 
+static int64_t now_ms_local(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void conf_set(kn_conf_t *conf, const char *k, const char *v)
 {
     char err[512];
@@ -1031,6 +1038,105 @@ static void test_flush_from_callback(void **state)
     kn_producer_destroy(p);
 }
 
+typedef struct destroycb_s {
+    kn_err_t rc;
+    int calls;
+    bool background;
+} destroycb_t;
+
+static void on_result_destroy(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    (void)r;
+    destroycb_t *x = opaque;
+    if (x->calls++ == 0)
+        x->rc = kn_producer_destroy(p);
+}
+
+/*
+ * kn_producer_destroy from inside the result callback (in poll mode and in
+ * background mode, where the serving thread would join itself) is refused
+ * with KN_ERR_STATE and leaves the producer working; destroyed afterwards
+ * from the application's thread it ends normally.
+ */
+static void destroy_from_callback(server_t *s, bool background)
+{
+    create_stream(s, background ? "destroycbbg" : "destroycb", 1);
+    destroycb_t x = {KN_ERR_OK, 0, background};
+    kn_conf_t *conf = base_conf(s);
+    if (background)
+        conf_set(conf, "producer.results.background", "true");
+    kn_conf_set_result_cb(conf, on_result_destroy, &x);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.rc, KN_ERR_STATE);
+    /* Still usable. */
+    assert_int_equal(put_one(p, s->stream, "k", "w", 1, 1, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_producer_flush(p, 30000), KN_ERR_OK);
+    assert_int_equal(x.calls, 2);
+    assert_int_equal(kn_producer_destroy(p), KN_ERR_OK);
+}
+
+static void test_destroy_from_callback(void **state) { destroy_from_callback(*state, false); }
+static void test_destroy_from_callback_background(void **state) { destroy_from_callback(*state, true); }
+
+typedef struct poller_s {
+    kn_producer_t *p;
+    atomic_int in_poll, polls;
+} poller_t;
+
+static void on_result_slow(kn_producer_t *p, const kn_result_t *r, void *opaque)
+{
+    (void)p, (void)r, (void)opaque;
+    usleep(20000);
+}
+
+static void *poll_loop(void *arg)
+{
+    poller_t *t = arg;
+    for (;;) {
+        atomic_store(&t->in_poll, 1);
+        int n = kn_producer_poll(t->p, -1); /* returns when destroy begins, or with results */
+        atomic_store(&t->in_poll, 0);
+        atomic_fetch_add(&t->polls, 1);
+        if (n == 0)
+            return NULL; /* destroy has begun: no more calls after this one */
+    }
+}
+
+/*
+ * destroy while another thread is inside kn_producer_poll (serving results
+ * with a slow callback, or waiting for results without a limit): destroy
+ * waits for that call to leave the producer before freeing it (the
+ * sanitizer build sees any use after free), and the waiting poll returns.
+ */
+static void test_destroy_during_poll_on_another_thread(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "destroypoll", 1);
+    kn_conf_t *conf = base_conf(s);
+    kn_conf_set_result_cb(conf, on_result_slow, NULL);
+    char err[512];
+    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(p);
+    poller_t t = {p, 0, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, poll_loop, &t);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(put_one(p, s->stream, "k", "v", 1, i, err, sizeof(err)), KN_ERR_OK);
+    usleep(300000); /* results are being served slowly on the other thread */
+    int64_t t0 = now_ms_local();
+    assert_int_equal(kn_producer_destroy(p), KN_ERR_OK);
+    assert_true(now_ms_local() - t0 < 20000);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&t.polls) >= 1);
+}
+
 typedef struct feeder_s {
     kn_producer_t *p;
     const char *stream;
@@ -1456,6 +1562,9 @@ int main(int argc, char **argv)
         ON(kinesalite, test_stats_callback),
         ON(kinesalite, test_put_from_callback_when_full),
         ON(kinesalite, test_flush_from_callback),
+        ON(kinesalite, test_destroy_from_callback),
+        ON(kinesalite, test_destroy_from_callback_background),
+        ON(kinesalite, test_destroy_during_poll_on_another_thread),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
