@@ -26,6 +26,22 @@ int kn__buf_reserve(kn_buf_t *b, size_t extra)
     return 0;
 }
 
+int kn__buf_reserve_exact(kn_buf_t *b, size_t extra)
+{
+    if (extra > SIZE_MAX - b->len - 1)
+        return -1;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    char *p = realloc(b->data, need);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = need;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
 int kn__buf_append(kn_buf_t *b, const void *p, size_t n)
 {
     if (kn__buf_reserve(b, n) != 0)

@@ -15,6 +15,8 @@ typedef struct kn_buf_s {
 
 /* All return 0 on success, -1 on allocation failure (the buffer is unchanged). */
 int kn__buf_reserve(kn_buf_t *b, size_t extra);
+/* As kn__buf_reserve, but grows to exactly what is needed (no doubling): for a known final size. */
+int kn__buf_reserve_exact(kn_buf_t *b, size_t extra);
 int kn__buf_append(kn_buf_t *b, const void *p, size_t n);
 int kn__buf_puts(kn_buf_t *b, const char *s);
 int kn__buf_putc(kn_buf_t *b, char c);

@@ -32,6 +32,9 @@
 #define EASY_POOL_MAX 8
 #define HEADER_LOG_MAX 4096
 
+/* Most bytes reserved for a response body from its Content-Length before they arrive. */
+#define PRERESERVE_MAX ((size_t)4 << 20)
+
 typedef struct sock_s sock_t;
 typedef struct xfer_s xfer_t;
 
@@ -202,9 +205,15 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userp)
                 x->too_large = true;
                 return 0; /* aborts the transfer */
             }
-            /* Size the body once instead of growing it by doubling. */
-            if (cl > x->resp.body.len)
-                (void)kn__buf_reserve(&x->resp.body, (size_t)cl - x->resp.body.len);
+            /*
+             * Size the body from the announced length, but never reserve more
+             * than PRERESERVE_MAX before the bytes arrive: a server (or
+             * something in between) that announces 64 MiB and sends nothing
+             * costs no more than that. Beyond it the body grows as it comes.
+             */
+            size_t want = cl < PRERESERVE_MAX ? (size_t)cl : PRERESERVE_MAX;
+            if (want > x->resp.body.len)
+                (void)kn__buf_reserve_exact(&x->resp.body, want - x->resp.body.len);
         }
     }
     return len;

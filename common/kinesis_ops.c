@@ -897,6 +897,18 @@ static const char *arena_ptr(const kn_buf_t *a, size_t off)
     return off == SIZE_MAX ? NULL : a->data + off;
 }
 
+/* Replaces control characters in s (in place): white space by a space, the rest by '?'. */
+static void clean_text(char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n' || c == '\r' || c == '\t')
+            *s = ' ';
+        else if (c < 0x20 || c == 0x7F)
+            *s = '?';
+    }
+}
+
 kn_err_t kn__put_records_parse(json_object *resp, size_t n, kn__put_result_t *out,
                                kn_error_t *err)
 {
@@ -973,6 +985,9 @@ kn_err_t kn__put_records_parse(json_object *resp, size_t n, kn__put_result_t *ou
         out->entries[i].sequence_number = arena_ptr(&out->strings, o[1]);
         out->entries[i].error_code = arena_ptr(&out->strings, o[2]);
         out->entries[i].error_message = arena_ptr(&out->strings, o[3]);
+        /* They end up in results and logs: no terminal escapes, bells or line breaks from a server. */
+        clean_text((char *)out->entries[i].error_code);
+        clean_text((char *)out->entries[i].error_message);
     }
     out->encryption_type = arena_ptr(&out->strings, enc_off);
     out->count = n;

@@ -24,18 +24,27 @@ typedef struct kn__intern_s {
     char name[];
 } intern_t;
 
+/*
+ * Error names come from the service, so the set is bounded: at most
+ * KN__PINTERN_MAX names of at most KN__PINTERN_NAME_MAX bytes are kept; a
+ * server that makes up new names for ever gets KN__PINTERN_OTHER for the rest.
+ */
 const char *kn__pintern(kn_producer_t *p, const char *name)
 {
     if (!name || !*name)
         return "";
-    for (intern_t *i = p->interned; i; i = i->next)
-        if (strcmp(i->name, name) == 0)
+    size_t n = strnlen(name, KN__PINTERN_NAME_MAX);
+    int count = 0;
+    for (intern_t *i = p->interned; i; i = i->next, count++)
+        if (strncmp(i->name, name, n) == 0 && i->name[n] == '\0')
             return i->name;
-    size_t n = strlen(name);
+    if (count >= KN__PINTERN_MAX)
+        return KN__PINTERN_OTHER;
     intern_t *i = malloc(sizeof(*i) + n + 1);
     if (!i)
         return "";
-    memcpy(i->name, name, n + 1);
+    memcpy(i->name, name, n);
+    i->name[n] = '\0';
     i->next = p->interned;
     p->interned = i;
     return i->name;

@@ -236,7 +236,10 @@ void kn__pipeline_take(kn_client_t *c, void *arg);
 void kn__pipeline_kick(kn_client_t *c, void *arg);
 /* Loop task: destroy's cancel step; sets p->loop_closed (under lock) when all is done. */
 void kn__pipeline_cancel(kn_client_t *c, void *arg);
-/* Interned error names (loop thread). */
+/* Interned error names (loop thread): at most KN__PINTERN_MAX, cut at KN__PINTERN_NAME_MAX bytes. */
+#define KN__PINTERN_MAX 64
+#define KN__PINTERN_NAME_MAX 128
+#define KN__PINTERN_OTHER "OtherError"
 const char *kn__pintern(kn_producer_t *p, const char *name);
 void kn__pintern_free(kn_producer_t *p);
 

@@ -26,6 +26,7 @@
 #include "record_codec.h"
 #include "client.h"
 #include "kinesis/producer.h"
+#include "producer_int.h"
 #include "kinesis_ops.h"
 #include "testutil.h"
 
@@ -851,6 +852,33 @@ static void test_records_wait_out_a_credential_outage(void **state)
     sink_free(sink);
 }
 
+/* Error names a server makes up are kept in a bounded set: the 65th distinct name is "OtherError". */
+static void test_interned_error_names_are_bounded(void **state)
+{
+    (void)state;
+    kn_producer_t *p = calloc(1, sizeof(*p)); /* kn__pintern uses only the interned list */
+    assert_non_null(p);
+    char name[300];
+    const char *first = NULL;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "MadeUpError%d", i);
+        const char *got = kn__pintern(p, name);
+        if (i == 0)
+            first = got;
+        if (i < KN__PINTERN_MAX)
+            assert_string_equal(got, name);
+        else
+            assert_string_equal(got, KN__PINTERN_OTHER);
+    }
+    assert_ptr_equal(kn__pintern(p, "MadeUpError0"), first); /* known names stay known */
+    memset(name, 'x', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    kn__pintern_free(p);
+    assert_int_equal(strlen(kn__pintern(p, name)), KN__PINTERN_NAME_MAX);
+    kn__pintern_free(p);
+    free(p);
+}
+
 /* Strict ordering: records of one partition key are in the stream in put order. */
 static void test_strict_ordering(void **state)
 {
@@ -1549,6 +1577,7 @@ int main(int argc, char **argv)
         ON(kinesalite, test_flush_timeout_and_destroy_pending),
         ON(kinesalite, test_many_threads),
         ON(kinesalite, test_strict_ordering),
+        ON(kinesalite, test_interned_error_names_are_bounded),
         ON(kinesalite, test_hanging_credential_sources_leave_body_building_alone),
         ON(kinesalite, test_records_wait_out_a_credential_outage),
         ON(kinesalite, test_strict_ordering_across_split),

@@ -57,6 +57,7 @@ Route file: {"routes": [ROUTE, ...]} or a plain list of ROUTE.
                    hang      never answer; hold the connection until the
                              client goes away
                    stall     send the headers and half the body, then hang
+                             (with size: Content-Length is len(body)+size)
                    echo      200 with JSON {"method", "target", "path",
                              "headers": [[n, v]...], "body", "body_len"}
   A Content-Length is added unless given or chunked; a Date header too.
@@ -407,7 +408,8 @@ class Handler(socketserver.BaseRequestHandler):
             return False
         if behavior == "stall":
             hdrs = [h for h in hdrs if h[0].lower() != "content-length"]
-            hdrs.append(("Content-Length", str(max(len(out), 2))))
+            # With "size": announce that many bytes more than the body (a length never sent).
+            hdrs.append(("Content-Length", str(len(out) + int(size)) if size else str(max(len(out), 2))))
             self.respond(status, hdrs, out[:len(out) // 2], reason=resp.get("reason"))
             hold_until_gone(self.sock)
             return False

@@ -539,6 +539,22 @@ static void test_put_records_parse_mixed_results_in_order(void **state)
     json_object_put(o);
 }
 
+/* Per-entry errors from a server may hold terminal escapes and line breaks: they are made plain. */
+static void test_put_records_parse_cleans_error_text(void **state)
+{
+    (void)state;
+    kn_error_t e = {0};
+    kn__put_result_t r;
+    json_object *o = J("{\"FailedRecordCount\":1,\"Records\":["
+                       "{\"ErrorCode\":\"Internal\\u0007Failure\",\"ErrorMessage\":"
+                       "\"line one\\nline two\\r\\t\\u001b[31mred\\u007f\"}]}");
+    assert_int_equal(kn__put_records_parse(o, 1, &r, &e), KN_ERR_OK);
+    assert_string_equal(r.entries[0].error_code, "Internal?Failure");
+    assert_string_equal(r.entries[0].error_message, "line one line two  ?[31mred?");
+    kn__put_result_free(&r);
+    json_object_put(o);
+}
+
 static void test_put_records_parse_rejects_inconsistent_responses(void **state)
 {
     (void)state;
@@ -769,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_put_records_partition_key_and_hash_key_validation),
         cmocka_unit_test(test_utf8_count),
         cmocka_unit_test(test_put_records_parse_mixed_results_in_order),
+        cmocka_unit_test(test_put_records_parse_cleans_error_text),
         cmocka_unit_test(test_put_records_parse_rejects_inconsistent_responses),
         cmocka_unit_test(test_get_shard_iterator_all_types),
         cmocka_unit_test(test_get_shard_iterator_parse),
