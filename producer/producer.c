@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "aws.h"
 #include "buf.h"
 #include "conf.h"
 #include "json_fields.h"
@@ -237,25 +238,108 @@ static kn__pstream_t *stream_get(kn_producer_t *p, const char *name)
 
 /*
  * A record over kinesis.record.max.bytes may still fit the stream's own
- * limit (MaxRecordSizeInKiB): ask DescribeStreamSummary once per stream, on
- * this (application) thread. Called with p->lock held; drops it meanwhile.
+ * limit (MaxRecordSizeInKiB): the first such record starts one asynchronous
+ * DescribeStreamSummary for its stream, and every large put of that stream
+ * waits for its answer (within producer.put.timeout.ms, serving results
+ * meanwhile) instead of failing. A failure that may pass (throttling, the
+ * network, credentials) is asked again 5 s later; a refusal (access denied:
+ * the permission is optional) leaves the default limit. The call counts as an
+ * active call, so destroy waits for it.
  */
-static void stream_learn_limit(kn_producer_t *p, kn__pstream_t *s)
+#define LIMIT_RETRY_MS 5000
+
+typedef struct limit_call_s {
+    kn_producer_t *p;
+    kn__pstream_t *s;
+} limit_call_t;
+
+static void on_limit(kn__aws_result_t *res, void *opaque)
 {
-    kn__stream_ref_t ref = s->ref;
-    s->summary_done = true;
-    pthread_mutex_unlock(&p->lock);
+    limit_call_t *lc = opaque;
+    kn_producer_t *p = lc->p;
+    kn__pstream_t *s = lc->s;
+    free(lc);
     kn__stream_summary_t sum;
-    kn_error_t e;
     memset(&sum, 0, sizeof(sum));
+    kn_error_t e;
     kn__error_clear(&e);
-    int64_t kib = 0;
-    if (kn__kinesis_describe_stream_summary(p->client, &ref, &sum, &e) == KN_ERR_OK)
-        kib = sum.max_record_size_kib;
-    kn__stream_summary_free(&sum);
+    kn_err_t rc = res->err.code;
+    if (rc == KN_ERR_OK)
+        rc = kn__describe_stream_summary_parse(res->json, &sum, &e);
+    else
+        kn__error_copy(&e, &res->err);
+    bool again = rc != KN_ERR_OK && (e.retriable || e.cls == KN__EC_RETRY ||
+                                     e.code == KN_ERR_THROTTLED || e.code == KN_ERR_TRANSPORT ||
+                                     e.code == KN_ERR_TIMEOUT || e.code == KN_ERR_CREDENTIALS);
     pthread_mutex_lock(&p->lock);
-    if (kib * 1024 > s->record_max_bytes)
-        s->record_max_bytes = kib * 1024;
+    if (rc == KN_ERR_OK && sum.max_record_size_kib * 1024 > s->record_max_bytes)
+        s->record_max_bytes = sum.max_record_size_kib * 1024;
+    if (rc != KN_ERR_OK) {
+        /* Cut to fit; the whole message goes to the log below. */
+        size_t n = strnlen(e.message, sizeof(s->limit_err) - 1);
+        memcpy(s->limit_err, e.message, n);
+        s->limit_err[n] = '\0';
+    }
+    s->limit_state = again ? 0 : 2;
+    s->limit_retry_ms = again ? kn__mono_ms() + LIMIT_RETRY_MS : 0;
+    if (--p->active_calls == 0 && p->destroying)
+        pthread_cond_broadcast(&p->room_cond);
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->lock);
+    kn__stream_summary_free(&sum);
+    if (rc != KN_ERR_OK)
+        KN_LOG(p->client->log, KN_LOG_WARN, KN_DBG_PRODUCER,
+               "stream %s: cannot learn its record size limit (%s)%s", s->name, e.message,
+               again ? "; asking again later" : "; records over kinesis.record.max.bytes fail");
+}
+
+/* Under p->lock: starts learning s's limit unless it is known, being learnt or waiting to retry. */
+static void limit_start(kn_producer_t *p, kn__pstream_t *s)
+{
+    if (s->limit_state != 0 || kn__mono_ms() < s->limit_retry_ms || p->destroying)
+        return;
+    limit_call_t *lc = malloc(sizeof(*lc));
+    kn__aws_req_t req = {0};
+    kn_error_t e;
+    kn__error_clear(&e);
+    if (!lc || kn__describe_stream_summary_build(&req.body, &s->ref, &e) != KN_ERR_OK) {
+        free(lc);
+        kn__buf_free(&req.body);
+        return;
+    }
+    lc->p = p;
+    lc->s = s;
+    req.service = KN__SVC_KINESIS;
+    req.operation = "DescribeStreamSummary";
+    req.cb = on_limit;
+    req.opaque = lc;
+    s->limit_state = 1;
+    p->active_calls++;
+    if (kn__aws_call(p->client, &req, &e) != KN_ERR_OK) {
+        free(lc);
+        s->limit_state = 0;
+        p->active_calls--;
+    }
+}
+
+/*
+ * Under p->lock: waits up to left ms (at most WAIT_SLICE_MS) for room or
+ * news, serving this producer's results on this thread unless in background
+ * mode, so that a single-threaded program cannot deadlock.
+ */
+static void wait_slice(kn_producer_t *p, int64_t left)
+{
+    if (left > WAIT_SLICE_MS)
+        left = WAIT_SLICE_MS;
+    if (p->background) {
+        struct timespec ts;
+        kn__abs_after(&ts, left);
+        pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
+    } else {
+        pthread_mutex_unlock(&p->lock);
+        kn__results_serve(p, (int)left);
+        pthread_mutex_lock(&p->lock);
+    }
 }
 
 static kn_err_t put_fail(char *errstr, size_t size, kn_err_t code, const char *fmt, ...)
@@ -346,20 +430,28 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
         rc = put_fail(errstr, errstr_size, KN_ERR_NOMEM, "put: out of memory");
         goto out;
     }
-    if (wire > (uint64_t)p->limits.record_max_bytes) {
-        if (wire > (uint64_t)s->record_max_bytes && !s->summary_done)
-            stream_learn_limit(p, s);
+    int64_t wait_until = now + p->put_timeout_ms;
+    if (wire > (uint64_t)s->record_max_bytes) {
+        limit_start(p, s);
+        /* Wait for the stream's limit like for room: bounded, serving results meanwhile. */
+        while (s->limit_state == 1 && !p->destroying) {
+            int64_t left = wait_until - kn__mono_ms();
+            if (left <= 0 || in_callback(p))
+                break;
+            wait_slice(p, left);
+        }
         if (wire > (uint64_t)s->record_max_bytes) {
             rc = put_fail(errstr, errstr_size, KN_ERR_TOO_LARGE,
                           "put: record is %" PRIu64 " bytes (data plus partition key), over the "
                           "limit of %" PRId64 " (kinesis.record.max.bytes or the stream's "
-                          "MaxRecordSizeInKiB)",
-                          wire, s->record_max_bytes);
+                          "MaxRecordSizeInKiB%s%s%s)",
+                          wire, s->record_max_bytes,
+                          s->limit_state == 1 ? ", still being asked for" : "",
+                          s->limit_err[0] ? ", not learnt: " : "", s->limit_err);
             goto out;
         }
     }
     r->stream = s;
-    int64_t wait_until = now + p->put_timeout_ms;
     while (p->mem_records + 1 > p->buf_max_records ||
            (p->mem_records > 0 && p->mem_bytes + need > p->buf_max_bytes)) {
         int64_t left = wait_until - kn__mono_ms();
@@ -379,18 +471,7 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
                           p->buf_max_bytes);
             goto out;
         }
-        if (left > WAIT_SLICE_MS)
-            left = WAIT_SLICE_MS;
-        if (p->background) {
-            struct timespec ts;
-            kn__abs_after(&ts, left);
-            pthread_cond_timedwait(&p->room_cond, &p->lock, &ts);
-        } else {
-            /* Serve this producer's results here: a single-threaded program cannot deadlock. */
-            pthread_mutex_unlock(&p->lock);
-            kn__results_serve(p, (int)left);
-            pthread_mutex_lock(&p->lock);
-        }
+        wait_slice(p, left);
     }
     p->mem_records++;
     p->mem_bytes += need;

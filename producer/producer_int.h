@@ -120,7 +120,14 @@ struct kn__pstream_s {
     char *name;
     kn__stream_ref_t ref;
     int64_t record_max_bytes; /* under p->lock */
-    bool summary_done;        /* under p->lock */
+    /*
+     * Learning the stream's record size limit (MaxRecordSizeInKiB) for the
+     * first record over the default, under p->lock: 0 not yet, 1 a
+     * DescribeStreamSummary in flight, 2 learnt (or refused for good).
+     */
+    int limit_state;
+    int64_t limit_retry_ms; /* after a failure that may pass: ask again from then on */
+    char limit_err[300];    /* why the last attempt failed, for put's message */
     /* Loop only. */
     bool started;
     kn__shard_refresher_t *refresher;

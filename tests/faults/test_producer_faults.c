@@ -793,6 +793,57 @@ static void test_wrong_shard_without_memory(void **state)
     kn_fproxy_stop(&px);
 }
 
+/*
+ * A record over the default size limit makes the producer ask the stream's
+ * own limit (DescribeStreamSummary, answered 3 s late here): the put waits at
+ * most producer.put.timeout.ms for it, then fails with KN_ERR_TOO_LARGE
+ * saying the limit is still being asked for; small records go on meanwhile.
+ */
+static void test_large_record_waits_within_put_timeout(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--fault-target", "DescribeStreamSummary", "--slow-fraction", "1", "--slow-ms",
+                           "3000", NULL};
+    kn_fproxy_t px;
+    kn_fproxy_start(&px, kn_test_server_url("KN_TEST_KINESALITE_URL"), proxy);
+    kn_client_t *direct = direct_client(px.upstream);
+    char stream[128];
+    kn_fault_stream_name(stream, sizeof(stream), "bigwait");
+    create_stream(direct, stream, 1);
+    run_t run = {0};
+    run.n = 10;
+    run.nkeys = 2;
+    run.recs = calloc((size_t)run.n, sizeof(rec_t));
+    const char *conf[] = {"producer.put.timeout.ms", "800", NULL};
+    kn_producer_t *p = wrong_shard_producer(px.url, &run, conf);
+    size_t big_len = 1024 * 1024;
+    char *big = calloc(1, big_len);
+    assert_non_null(big);
+    char err[512];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kn_record_t r = {stream, "big", 0, NULL, big, big_len, &run.recs[0]};
+    kn_err_t rc = kn_producer_put(p, &r, err, sizeof(err));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("bigwait: put returned %s after %.2f s: %s\n", kn_err2name(rc), waited, err);
+    assert_int_equal(rc, KN_ERR_TOO_LARGE);
+    assert_non_null(strstr(err, "still being asked for"));
+    assert_true(waited >= 0.7 && waited < 2.5);
+    /* Small records are not held up by the question in flight. */
+    put_range(p, stream, &run, 1, run.n);
+    assert_int_equal(kn_producer_flush(p, 20000), KN_ERR_OK);
+    for (int i = 1; i < run.n; i++)
+        assert_int_equal(run.recs[i].err, KN_ERR_OK);
+    kn_producer_destroy(p); /* waits for the DescribeStreamSummary still in flight */
+    assert_true(kn_fproxy_stat(&px, "kinds.slow") >= 1);
+    free(big);
+    free(run.recs);
+    delete_stream(direct, stream);
+    kn_client_destroy(direct);
+    kn_fproxy_stop(&px);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -812,6 +863,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_server_down_ttl),
         cmocka_unit_test(test_wrong_shard_answers_at_destroy),
         cmocka_unit_test(test_wrong_shard_without_memory),
+        cmocka_unit_test(test_large_record_waits_within_put_timeout),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
