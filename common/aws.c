@@ -367,6 +367,12 @@ static void attempt_send(call_t *call)
         .now = kn__client_now(c),
         .normalize_path = true,
     };
+    if (c->plain_remote[call->svc] && cr.session_token && *cr.session_token &&
+        !atomic_exchange(&c->token_warned[call->svc], true))
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_AWS,
+               "a session token goes to %s over plain http://: anyone on the path can read it and "
+               "use it until it expires; use an https:// endpoint",
+               c->host[call->svc]);
     kn__sigv4_creds_t sc = {cr.access_key_id, cr.secret_access_key, cr.session_token};
     kn__sigv4_out_t out;
     kn_err_t rc = kn__sigv4_sign(c->sigv4, &sc, &sreq, &out, NULL, NULL, &e);

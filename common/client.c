@@ -162,6 +162,19 @@ static void client_free(kn_client_t *c)
     free(c);
 }
 
+/* Whether a Host header value (host[:port], [v6]:port) names this machine. */
+static bool host_is_loopback(const char *host)
+{
+    char h[256];
+    snprintf(h, sizeof(h), "%s", host);
+    char *end = h[0] == '[' ? strchr(h, ']') : strrchr(h, ':');
+    if (end && h[0] == '[')
+        end[1] = '\0';
+    else if (end)
+        *end = '\0';
+    return strcmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || strcmp(h, "[::1]") == 0;
+}
+
 static void log_discard(void *opaque, kn_log_level_t level, const char *ctx, const char *msg)
 {
     (void)opaque, (void)level, (void)ctx, (void)msg;
@@ -231,6 +244,7 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
         }
         snprintf(c->url[i], n, "%s%s", ep, has_path ? "" : "/");
         c->path[i] = strchr(strstr(c->url[i], "://") + 3, '/');
+        c->plain_remote[i] = strncmp(ep, "http://", 7) == 0 && !host_is_loopback(c->host[i]);
     }
 
     const char *ca = kn__conf_str(c->conf, KN_P_CA_BUNDLE);
@@ -241,7 +255,7 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
         .region = c->region,
         .sts_endpoint = kn__conf_str(c->conf, KN_P_STS_ENDPOINT),
         .ca_bundle = ca,
-        .tls_verify = kn__conf_bool(c->conf, KN_P_TLS_VERIFY),
+        .tls_verify = kn__conf_bool(c->conf, KN_P_CREDS_TLS_VERIFY),
         .timeout_ms = (long)kn__conf_int(c->conf, KN_P_REQUEST_TIMEOUT_MS),
         .static_access_key_id = kn__conf_str(c->conf, KN_P_ACCESS_KEY_ID),
         .static_secret_access_key = kn__conf_str(c->conf, KN_P_SECRET_ACCESS_KEY),
@@ -249,6 +263,15 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
         .log = c->log,
         .clock_skew_s = &c->clock_skew_s,
     };
+    if (!kn__conf_bool(c->conf, KN_P_TLS_VERIFY))
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_GENERIC,
+               "http.tls.verify=false: the TLS certificates of the Kinesis and DynamoDB endpoints are "
+               "not verified, so anyone on the path can impersonate them (credential traffic still "
+               "is verified unless aws.credentials.tls.verify=false)");
+    if (!copts.tls_verify)
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CREDS,
+               "aws.credentials.tls.verify=false: the TLS certificates of STS, SSO and the container "
+               "and instance metadata endpoints are not verified");
     kn__logger_add_secret(c->log, copts.static_secret_access_key);
     kn__logger_add_secret(c->log, copts.static_session_token);
     c->creds = kn__creds_cache_new(&copts);

@@ -29,6 +29,8 @@ struct kn_client_s {
     char *url[KN__SVC__COUNT];      /* URL to POST to (endpoint, with "/" when it has no path) */
     char *host[KN__SVC__COUNT];     /* Host header value for signing */
     const char *path[KN__SVC__COUNT]; /* path part of url (points into url) */
+    bool plain_remote[KN__SVC__COUNT];  /* http:// to a host that is not this machine */
+    atomic_bool token_warned[KN__SVC__COUNT]; /* a session token went there in clear: said once */
     kn__creds_cache_t *creds;
     kn__sigv4_cache_t *sigv4;
 

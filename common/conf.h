@@ -45,7 +45,11 @@ typedef enum kn__ctype_e {
     X(CA_BUNDLE, "http.ca.bundle", KN__CT_STR, "", 0, 0,                                         \
       "PEM file of CA certificates. Empty: AWS_CA_BUNDLE, else the system store")                \
     X(TLS_VERIFY, "http.tls.verify", KN__CT_BOOL, "true", 0, 0,                                  \
-      "Verify the server's TLS certificate and host name")                                       \
+      "Verify the TLS certificate and host name of the Kinesis and DynamoDB endpoints (false "    \
+      "logs a warning; credential traffic stays verified, see aws.credentials.tls.verify)")      \
+    X(CREDS_TLS_VERIFY, "aws.credentials.tls.verify", KN__CT_BOOL, "true", 0, 0,                 \
+      "Verify the TLS certificates of credential traffic (STS, SSO, container and instance "    \
+      "metadata endpoints over https), independently of http.tls.verify")                       \
     X(MAX_CONNECTIONS, "http.max.connections", KN__CT_INT, "24", 1, 256,                         \
       "Maximum concurrent HTTP connections per client")                                          \
     X(CONNECT_TIMEOUT_MS, "http.connect.timeout.ms", KN__CT_INT, "6000", 100, 300000,            \

@@ -412,17 +412,33 @@ static void xfer_free(xfer_t *x)
 }
 
 /* Runs the user callback once and frees the transfer. x is already off every list. */
+/*
+ * A URL as logs show it: without its query string, which can carry
+ * credentials (presigned requests, SSO role names and tokens); "?..." says
+ * there was one.
+ */
+static const char *url_for_log(const char *url, char *out, size_t size)
+{
+    const char *q = strchr(url, '?');
+    if (!q)
+        return url;
+    snprintf(out, size, "%.*s?...", (int)(q - url < 1000 ? q - url : 1000), url);
+    return out;
+}
+
 static void xfer_deliver(kn__http_t *h, xfer_t *x)
 {
     h->n_inflight--;
     x->resp.total_s = (double)(uv_hrtime() - x->start_ns) / 1e9;
+    char ubuf[1100];
     if (x->resp.err.code == KN_ERR_OK) {
         KN_LOG(h->opts.log, KN_LOG_TRACE, KN_DBG_HTTP, "< %s %s -> %ld in %.1f ms (%zu bytes, request id %s)",
-               x->method, x->url, x->resp.status, x->resp.total_s * 1e3, x->resp.body.len,
-               x->resp.request_id[0] ? x->resp.request_id : "-");
+               x->method, url_for_log(x->url, ubuf, sizeof(ubuf)), x->resp.status, x->resp.total_s * 1e3,
+               x->resp.body.len, x->resp.request_id[0] ? x->resp.request_id : "-");
     } else {
-        KN_LOG(h->opts.log, KN_LOG_DEBUG, KN_DBG_HTTP, "< %s %s -> %s after %.1f ms: %s", x->method, x->url,
-               kn_err2name(x->resp.err.code), x->resp.total_s * 1e3, x->resp.err.message);
+        KN_LOG(h->opts.log, KN_LOG_DEBUG, KN_DBG_HTTP, "< %s %s -> %s after %.1f ms: %s", x->method,
+               url_for_log(x->url, ubuf, sizeof(ubuf)), kn_err2name(x->resp.err.code),
+               x->resp.total_s * 1e3, x->resp.err.message);
     }
     x->cb(&x->resp, x->opaque);
     xfer_free(x);
@@ -544,6 +560,7 @@ static CURL *easy_get(kn__http_t *h)
     return curl_easy_init();
 }
 
+
 static void log_request(kn__http_t *h, const xfer_t *x, const kn__http_req_t *req)
 {
     if (!kn__log_enabled(h->opts.log, KN_LOG_TRACE, KN_DBG_HTTP))
@@ -559,8 +576,9 @@ static void log_request(kn__http_t *h, const xfer_t *x, const kn__http_req_t *re
             break;
         used += (size_t)n;
     }
-    KN_LOG(h->opts.log, KN_LOG_TRACE, KN_DBG_HTTP, "> %s %s (%zu body bytes)%s", x->method, x->url, req->body_len,
-           all);
+    char ubuf[1100];
+    KN_LOG(h->opts.log, KN_LOG_TRACE, KN_DBG_HTTP, "> %s %s (%zu body bytes)%s", x->method,
+           url_for_log(x->url, ubuf, sizeof(ubuf)), req->body_len, all);
 }
 
 /* Sets every per-request option; the first refusal from curl is returned. */

@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <cmocka.h>
 
 #include "aws.h"
@@ -485,6 +488,148 @@ static void destroy_does_not_wait_for_a_hanging_credential_source(void **state)
     restore_home(home, old_home);
 }
 
+/* Starts tests/servers/fixture_server.py with args; returns its pid, the port in *port. */
+static pid_t start_fixture(const char *const *args, const char *port_file, int *port)
+{
+    char script[4096];
+    snprintf(script, sizeof(script), "%s", kn_test_source_path("tests/servers/fixture_server.py"));
+    const char *argv[24] = {"python3", script, "--port-file", port_file, "--quiet"};
+    int n = 5;
+    for (int i = 0; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    unlink(port_file);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execvp("python3", (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            int ok = fscanf(f, "%d", port) == 1;
+            fclose(f);
+            if (ok && *port > 0)
+                return pid;
+        }
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("fixture_server.py did not start");
+    return -1;
+}
+
+/*
+ * http.tls.verify=false turns verification off for the service endpoints
+ * only, with a warning: credentials from an https container endpoint whose
+ * certificate is not trusted are still refused, until the separate
+ * aws.credentials.tls.verify=false says so too.
+ */
+static void credential_traffic_stays_verified(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kn-credtls-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[6000], port_file[600], cert[600], key[600], url[128];
+    snprintf(cmd, sizeof(cmd), "python3 '%s' --gen-certs '%s/certs' >/dev/null",
+             kn_test_source_path("tests/servers/fixture_server.py"), dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cert, sizeof(cert), "%s/certs/server.pem", dir);
+    snprintf(key, sizeof(key), "%s/certs/server.key", dir);
+    snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    const char *route = "GET /creds {\"body_json\": {\"AccessKeyId\": \"AKIDCONTAINER\", "
+                        "\"SecretAccessKey\": \"container-secret\", \"Token\": \"container-token\", "
+                        "\"Expiration\": \"2099-01-01T00:00:00Z\"}}";
+    const char *args[] = {"--cert", cert, "--key", key, "--route", route, NULL};
+    int port = 0;
+    pid_t pid = start_fixture(args, port_file, &port);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/creds", port);
+    char home[700];
+    snprintf(home, sizeof(home), "%s/home", dir);
+    char *old_home = use_credential_process(home, "false");
+    /* No profile file step succeeds: the container endpoint is the source. */
+    snprintf(cmd, sizeof(cmd), "rm -f '%s/.aws/config'", home);
+    assert_int_equal(system(cmd), 0);
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url, 1);
+    for (int relax = 0; relax < 2; relax++) {
+        kn_conf_t *conf = kn_conf_new();
+        char err[512];
+        assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", kn_test_server_url("KN_TEST_KINESALITE_URL"), err,
+                                     sizeof(err)), KN_ERR_OK);
+        assert_int_equal(kn_conf_set(conf, "http.tls.verify", "false", err, sizeof(err)), KN_ERR_OK);
+        if (relax)
+            assert_int_equal(kn_conf_set(conf, "aws.credentials.tls.verify", "false", err, sizeof(err)), KN_ERR_OK);
+        kn_conf_set_log_cb(conf, collect_log, NULL);
+        pthread_mutex_lock(&log_lock);
+        size_t mark = log_len;
+        pthread_mutex_unlock(&log_lock);
+        kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+        kn_conf_destroy(conf);
+        assert_non_null(c);
+        kn_error_t e;
+        kn__error_clear(&e);
+        kn_err_t rc = kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &e);
+        kn_client_destroy(c);
+        pthread_mutex_lock(&log_lock);
+        bool warned = log_text && strstr(log_text + mark, "http.tls.verify=false") != NULL;
+        bool warned_creds = log_text && strstr(log_text + mark, "aws.credentials.tls.verify=false") != NULL;
+        pthread_mutex_unlock(&log_lock);
+        print_message("relax %d: %s: %s\n", relax, kn_err2name(rc), e.message);
+        assert_true(warned);
+        if (!relax) {
+            assert_int_not_equal(rc, KN_ERR_OK);
+            if (!strstr(e.message, "certificate") && !strstr(e.message, "TLS") && !strstr(e.message, "SSL"))
+                fail_msg("the refusal does not name the certificate: %s", e.message);
+        } else {
+            if (rc != KN_ERR_OK)
+                fail_msg("with aws.credentials.tls.verify=false: %s", e.message);
+            assert_true(warned_creds);
+        }
+    }
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    restore_home(dir, old_home);
+}
+
+/* A session token sent over plain http:// to a host that is not this machine is warned about, once. */
+static void session_token_over_plain_http_is_warned_about(void **state)
+{
+    (void)state;
+    /* 127.0.0.2 is this machine too, but the client cannot tell: "localhost" and 127.* are exempt. */
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", "http://kinesis.example.invalid:1", err, sizeof(err)),
+                     KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.access.key.id", "AKIDPLAIN", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", SECRET, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.session.token", TOKEN, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "aws.retry.max.attempts", "1", err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "http.connect.timeout.ms", "500", err, sizeof(err)), KN_ERR_OK);
+    kn_conf_set_log_cb(conf, collect_log, NULL);
+    pthread_mutex_lock(&log_lock);
+    size_t mark = log_len;
+    pthread_mutex_unlock(&log_lock);
+    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++) {
+        kn_error_t e;
+        kn__error_clear(&e);
+        kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &e);
+    }
+    kn_client_destroy(c);
+    pthread_mutex_lock(&log_lock);
+    const char *a = strstr(log_text + mark, "a session token goes to kinesis.example.invalid:1 over plain http://");
+    const char *b = a ? strstr(a + 40, "a session token goes to") : NULL;
+    pthread_mutex_unlock(&log_lock);
+    assert_non_null(a);
+    assert_null(b);
+}
+
 static void no_secret_reaches_the_log_at_trace_level(void **state)
 {
     (void)state;
@@ -516,6 +661,8 @@ int main(void)
         cmocka_unit_test(destroy_fails_calls_waiting_in_backoff),
         cmocka_unit_test(temporary_credentials_are_refreshed_in_the_background),
         cmocka_unit_test(destroy_does_not_wait_for_a_hanging_credential_source),
+        cmocka_unit_test(credential_traffic_stays_verified),
+        cmocka_unit_test(session_token_over_plain_http_is_warned_about),
         cmocka_unit_test(no_secret_reaches_the_log_at_trace_level),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

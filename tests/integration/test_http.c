@@ -30,6 +30,7 @@
 #include <json-c/json.h>
 
 #include "http.h"
+#include "log.h"
 #include "testutil.h"
 
 /* ---- fixture servers (started by pid, stopped by pid) ---- */
@@ -800,6 +801,43 @@ static void test_announced_length_is_not_reserved_up_front(void **state)
     env_close(&e);
 }
 
+static char g_urllog[16384];
+
+static void urllog_cb(void *opaque, kn_log_level_t level, const char *ctx, const char *msg)
+{
+    (void)opaque, (void)level, (void)ctx;
+    size_t n = strlen(g_urllog);
+    snprintf(g_urllog + n, sizeof(g_urllog) - n, "%s\n", msg);
+}
+
+/* Logs show request URLs without their query strings (which can carry credentials), even at trace level. */
+static void test_logged_urls_leave_out_the_query(void **state)
+{
+    g_urllog[0] = '\0';
+    kn__http_opts_t o;
+    kn__http_opts_default(&o);
+    o.log = kn__logger_new(urllog_cb, NULL, KN_LOG_TRACE, 0xffffffffu);
+    assert_non_null(o.log);
+    env_t e;
+    env_open(&e, &o);
+    char url[256];
+    url_of(url, sizeof(url), &g_plain, "/hello?X-Amz-Security-Token=QuErYsEcReT&role_name=admin");
+    call_t c;
+    do_req(&e, &c, "GET", url, 10000);
+    assert_int_equal(c.got.code, KN_ERR_OK);
+    got_free(&c.got);
+    url_of(url, sizeof(url), &g_plain, "/no-reply?token=QuErYsEcReT2");
+    do_req(&e, &c, "GET", url, 10000);
+    assert_int_not_equal(c.got.code, KN_ERR_OK);
+    got_free(&c.got);
+    env_close(&e);
+    kn__logger_destroy(o.log);
+    assert_non_null(strstr(g_urllog, "/hello?..."));
+    assert_non_null(strstr(g_urllog, "/no-reply?..."));
+    assert_null(strstr(g_urllog, "QuErYsEcReT"));
+    assert_null(strstr(g_urllog, "role_name"));
+}
+
 /* Bodies over max_response_bytes fail with KN_ERR_TOO_LARGE, announced or chunked; the limit itself passes. */
 static void test_body_over_cap_is_too_large(void **state)
 {
@@ -1056,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_broken_responses_fail_cleanly),
         cmocka_unit_test(test_body_over_cap_is_too_large),
         cmocka_unit_test(test_announced_length_is_not_reserved_up_front),
+        cmocka_unit_test(test_logged_urls_leave_out_the_query),
         cmocka_unit_test(test_tls_verification),
         cmocka_unit_test(test_callbacks_never_run_inside_send),
         cmocka_unit_test(test_close_cancels_inflight_exactly_once),
