@@ -82,12 +82,17 @@ kn_err_t kn__rc_compress_record(kn__zctx_t *z, kn__codec_t codec, int level, con
         out->data[start] = '\0';
         return KN_ERR_OK;
     }
+    kn__rc_record_tag(codec, tag);
+    *compressed = true;
+    return KN_ERR_OK;
+}
+
+void kn__rc_record_tag(kn__codec_t codec, kn__agg_tag_t *tag)
+{
     tag->key = KN__RC_TAG_KEY;
     tag->key_len = TAG_KEY_LEN;
     tag->value = kn__codec_name(codec);
     tag->value_len = strlen(tag->value);
-    *compressed = true;
-    return KN_ERR_OK;
 }
 
 static void put_be32(unsigned char *p, uint32_t v)

@@ -83,6 +83,9 @@ kn_err_t kn__rc_compress_record(kn__zctx_t *z, kn__codec_t codec, int level, con
                                 size_t len, bool only_if_smaller, kn_buf_t *out, kn__agg_tag_t *tag,
                                 bool *compressed, kn_error_t *err);
 
+/* The content-encoding tag of a record compressed with codec (static strings). */
+void kn__rc_record_tag(kn__codec_t codec, kn__agg_tag_t *tag);
+
 /* Bytes a content-encoding tag for codec adds to the serialised Record. */
 size_t kn__rc_tag_cost(kn__codec_t codec);
 

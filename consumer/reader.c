@@ -459,8 +459,10 @@ KN_API void kn_reader_destroy(kn_reader_t *r)
     kn__rout_t *o = r->out_head;
     while (o) {
         kn__rout_t *next = o->next;
-        batch_free(o->batch); /* o is part of the batch or the item: gone with it */
-        item_free(o->event);
+        kn__rbatch_t *b = o->batch;
+        kn__ritem_t *ev = o->event;
+        batch_free(b); /* o is part of the batch or the item: gone with it */
+        item_free(ev);
         o = next;
     }
     r->out_head = r->out_tail = NULL;

@@ -328,52 +328,128 @@ static void note_buffered(kn_producer_t *p, kn__prec_t *r, int64_t now)
 }
 
 /*
- * Adds r to the aggregate if it fits in max_bytes (record scope: its data
- * compressed and tagged when that is smaller). KN_ERR_TOO_LARGE when not.
+ * Adds r to the aggregate if it fits in max_bytes; a record compressed at put
+ * (record scope) goes in with its content-encoding tag. KN_ERR_TOO_LARGE when
+ * it does not fit.
  */
 static kn_err_t agg_try(kn_producer_t *p, const kn__prec_t *r, size_t max_bytes, size_t max_count,
                         kn_error_t *e)
 {
     kn__agg_in_t in = {r->key, r->key_len, r->ehk, r->ehk_len, r->data, r->data_len, NULL, 0};
     kn__agg_tag_t tag;
-    if (p->codec != KN__CODEC_NONE && p->zscope == KN__RC_SCOPE_RECORD) {
-        bool compressed = false;
-        kn__buf_reset(&p->zscratch);
-        kn_err_t rc = kn__rc_compress_record(p->zctx, p->codec, p->zlevel, r->data, r->data_len, true,
-                                             &p->zscratch, &tag, &compressed, e);
-        if (rc != KN_ERR_OK)
-            return rc;
-        if (compressed) {
-            in.data = p->zscratch.data;
-            in.data_len = p->zscratch.len;
-            in.tags = &tag;
-            in.n_tags = 1;
-        }
+    if (r->zcodec != KN__CODEC_NONE) {
+        kn__rc_record_tag(r->zcodec, &tag);
+        in.tags = &tag;
+        in.n_tags = 1;
     }
     return kn__agg_builder_try_add(p->agg, &in, max_bytes, max_count, e);
 }
 
-/* Aggregate scope: replaces the Kinesis record's data by a frame when that is smaller. */
-static void wrap_krec(kn_producer_t *p, kn__krec_t *k)
+/*
+ * Aggregate scope: the Kinesis record's data becomes a frame when that is
+ * smaller. Runs on libuv's thread pool (compress_work below), not the loop:
+ * compressing an aggregate takes about a millisecond, which every reader and
+ * producer sharing the client would otherwise wait for.
+ */
+typedef struct zjob_s {
+    uv_work_t work;
+    kn_producer_t *p;
+    kn__pstream_t *s;
+    kn__pshard_t *sh;
+    kn__krec_t *k;
+    kn__zslot_t *zs;
+    bool wrapped;
+} zjob_t;
+
+static void compress_work(uv_work_t *w)
 {
-    if (p->codec == KN__CODEC_NONE || p->zscope != KN__RC_SCOPE_AGGREGATE)
-        return;
+    zjob_t *j = w->data;
+    kn__krec_t *k = j->k;
     const void *data = k->aggregated ? (const void *)k->out.data.data : k->recs.head->data;
     size_t len = k->aggregated ? k->out.data.len : k->recs.head->data_len;
-    kn_buf_t frame = KN_BUF_INIT;
-    bool wrapped = false;
     kn_error_t e;
     e.code = KN_ERR_OK;
-    if (kn__rc_wrap(p->zctx, p->codec, p->zlevel, data, len, true, &frame, &wrapped, &e) != KN_ERR_OK ||
-        !wrapped) {
-        kn__buf_free(&frame); /* sent as it is */
+    j->wrapped = false;
+    if (kn__rc_wrap(j->zs->z, j->p->codec, j->p->zlevel, data, len, true, &j->zs->out, &j->wrapped, &e) !=
+        KN_ERR_OK)
+        j->wrapped = false; /* sent as it is */
+}
+
+static void ready_push(kn__pstream_t *s, kn__krec_t *k);
+
+/* Loop thread: the compressed Kinesis record joins the ready list, as if built just now. */
+static void compress_after(uv_work_t *w, int status)
+{
+    (void)status;
+    zjob_t *j = w->data;
+    kn_producer_t *p = j->p;
+    kn__krec_t *k = j->k;
+    kn__pshard_t *sh = j->sh;
+    p->zcompressing--;
+    sh->compressing = false;
+    if (j->wrapped) {
+        size_t key_len = k->aggregated ? k->out.partition_key.len : k->recs.head->key_len;
+        kn__buf_free(&k->out.data);
+        k->out.data = j->zs->out; /* the frame moves into the Kinesis record */
+        memset(&j->zs->out, 0, sizeof(j->zs->out));
+        k->wrapped = !k->aggregated;
+        k->wire_bytes = k->out.data.len + key_len;
+    }
+    kn__zslot_put(p, j->zs);
+    kn__pstream_t *s = j->s;
+    free(j);
+    if (p->cancelled) {
+        kn__plist_t done = {0};
+        kn__prec_t *r;
+        while ((r = kn__pl_pop(&k->recs))) {
+            kn__prec_fail(r, KN_ERR_DESTROYED, "the producer was destroyed before the record was sent");
+            kn__pl_push(&done, r);
+        }
+        kn__krec_release(p, k);
+        if (p->strict)
+            sh->in_ready = false;
+        kn__results_push(p, &done);
+        kn__pipeline_maybe_close(p);
         return;
     }
-    size_t key_len = k->aggregated ? k->out.partition_key.len : k->recs.head->key_len;
-    kn__buf_free(&k->out.data);
-    k->out.data = frame;
-    k->wrapped = !k->aggregated;
-    k->wire_bytes = frame.len + key_len;
+    kn__bucket_take(&sh->bucket, k->wire_bytes);
+    ready_push(s, k);
+    kn__pipeline_pump(p);
+}
+
+/* Whether k must be compressed before it is ready (aggregate scope). */
+static bool wants_wrap(const kn_producer_t *p)
+{
+    return p->codec != KN__CODEC_NONE && p->zscope == KN__RC_SCOPE_AGGREGATE;
+}
+
+/*
+ * Starts compressing k on the thread pool; the shard builds nothing more
+ * until it is done (order and the rate limit stay per shard). False when it
+ * cannot start: k is then sent as it is.
+ */
+static bool compress_start(kn_producer_t *p, kn__pstream_t *s, kn__pshard_t *sh, kn__krec_t *k)
+{
+    zjob_t *j = calloc(1, sizeof(*j));
+    kn__zslot_t *zs = j ? kn__zslot_get(p) : NULL;
+    if (!zs) {
+        free(j);
+        return false;
+    }
+    j->work.data = j;
+    j->p = p;
+    j->s = s;
+    j->sh = sh;
+    j->k = k;
+    j->zs = zs;
+    if (uv_queue_work(&p->client->loop, &j->work, compress_work, compress_after) != 0) {
+        kn__zslot_put(p, zs);
+        free(j);
+        return false;
+    }
+    sh->compressing = true;
+    p->zcompressing++;
+    return true;
 }
 
 /* Turns the shard's head records into one Kinesis record (an aggregate, or one record raw). */
@@ -433,7 +509,6 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
                 k->out = out;
                 k->aggregated = true;
                 k->wire_bytes = out.data.len + out.partition_key.len;
-                wrap_krec(p, k);
                 return k;
             }
             kn__agg_out_free(&out);
@@ -457,7 +532,6 @@ static kn__krec_t *build_krec(kn_producer_t *p, kn__pshard_t *sh, kn__plist_t *d
     k->min_deadline = r->deadline_ms;
     k->wire_bytes = kn__prec_wire(r);
     note_buffered(p, r, now);
-    wrap_krec(p, k);
     return k;
 }
 
@@ -563,7 +637,7 @@ static int64_t pump_stream(kn_producer_t *p, kn__pstream_t *s, bool flush_all, i
         while (sh->queue.head && sh->queue.head->expire_ms <= now)
             expire(p, s, kn__pl_pop(&sh->queue), done);
         while (sh->queue.head) {
-            if (p->strict && (sh->in_ready || sh->retry_wait > 0))
+            if (sh->compressing || (p->strict && (sh->in_ready || sh->retry_wait > 0)))
                 break;
             kn__prec_t *h = sh->queue.head;
             bool full = !p->agg_enabled || sh->queue.bytes >= (size_t)p->agg_max_bytes ||
@@ -582,12 +656,14 @@ static int64_t pump_stream(kn_producer_t *p, kn__pstream_t *s, bool flush_all, i
             kn__krec_t *k = build_krec(p, sh, done, now);
             if (!k)
                 break;
+            if (p->strict)
+                sh->in_ready = true;
+            if (wants_wrap(p) && compress_start(p, s, sh, k))
+                break; /* ready (and its tokens taken) once compressed */
             kn__bucket_take(&sh->bucket, k->wire_bytes);
             ready_push(s, k);
-            if (p->strict) {
-                sh->in_ready = true;
+            if (p->strict)
                 break;
-            }
         }
         if (sh->queue.head && sh->queue.head->expire_ms > now)
             wake = min64(wake, sh->queue.head->expire_ms);
@@ -680,7 +756,7 @@ static void finish_close(kn_producer_t *p)
 
 void kn__pipeline_maybe_close(kn_producer_t *p)
 {
-    if (p->closing_wait && !p->closing && p->inflight == 0)
+    if (p->closing_wait && !p->closing && p->inflight == 0 && p->zcompressing == 0)
         finish_close(p);
 }
 

@@ -56,6 +56,48 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
+/* ------------------------------------------------------------ compression slots */
+
+/* Idle slots kept beyond this are freed when they come back. */
+#define ZSLOTS_KEPT 8
+
+kn__zslot_t *kn__zslot_get(kn_producer_t *p)
+{
+    pthread_mutex_lock(&p->zlock);
+    kn__zslot_t *zs = p->zfree;
+    if (zs)
+        p->zfree = zs->next;
+    pthread_mutex_unlock(&p->zlock);
+    if (zs)
+        return zs;
+    zs = calloc(1, sizeof(*zs));
+    if (zs && !(zs->z = kn__zctx_new())) {
+        free(zs);
+        zs = NULL;
+    }
+    return zs;
+}
+
+void kn__zslot_put(kn_producer_t *p, kn__zslot_t *zs)
+{
+    kn__buf_reset(&zs->out);
+    pthread_mutex_lock(&p->zlock);
+    int n = 0;
+    for (kn__zslot_t *x = p->zfree; x; x = x->next)
+        n++;
+    if (n < ZSLOTS_KEPT) {
+        zs->next = p->zfree;
+        p->zfree = zs;
+        zs = NULL;
+    }
+    pthread_mutex_unlock(&p->zlock);
+    if (zs) {
+        kn__zctx_destroy(zs->z);
+        kn__buf_free(&zs->out);
+        free(zs);
+    }
+}
+
 /* ------------------------------------------------------------ creation */
 
 static void producer_free(kn_producer_t *p)
@@ -68,8 +110,14 @@ static void producer_free(kn_producer_t *p)
         s = next;
     }
     kn__pintern_free(p);
-    kn__zctx_destroy(p->zctx);
-    kn__buf_free(&p->zscratch);
+    while (p->zfree) {
+        kn__zslot_t *next = p->zfree->next;
+        kn__zctx_destroy(p->zfree->z);
+        kn__buf_free(&p->zfree->out);
+        free(p->zfree);
+        p->zfree = next;
+    }
+    pthread_mutex_destroy(&p->zlock);
     free(p->outer_key);
     kn__results_fini(p);
     pthread_cond_destroy(&p->rcond);
@@ -99,6 +147,7 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     pthread_mutex_init(&p->rlock, NULL);
     pthread_cond_init(&p->rcond, NULL);
     pthread_mutex_init(&p->serve_lock, NULL);
+    pthread_mutex_init(&p->zlock, NULL);
     p->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
     if (!p->conf) {
         kn__errstr(errstr, errstr_size, "out of memory");
@@ -173,10 +222,12 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
                        "(the content-encoding tag lives inside an aggregate)");
             goto fail_early;
         }
-        if (!(p->zctx = kn__zctx_new())) {
+        kn__zslot_t *zs = kn__zslot_get(p); /* one ready from the start */
+        if (!zs) {
             kn__errstr(errstr, errstr_size, "out of memory");
             goto fail_early;
         }
+        kn__zslot_put(p, zs);
     }
     p->outer_key = strdup(outer);
     if (!p->outer_key || kn__results_init(p) != 0) {
@@ -389,10 +440,41 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
         hash = kn__hashkey_from_partition_key(rec->partition_key, klen);
     }
     uint64_t wire = (uint64_t)rec->data_len + klen;
+    /*
+     * Record scope: the data is compressed here, on the caller's thread, so
+     * that this work scales with the application's threads and never holds
+     * up the I/O thread; what is kept (and counted) is the frame.
+     */
+    const void *data = rec->data;
+    size_t data_len = rec->data_len;
+    kn__codec_t zcodec = KN__CODEC_NONE;
+    kn__zslot_t *zs = NULL;
+    if (p->codec != KN__CODEC_NONE && p->zscope == KN__RC_SCOPE_RECORD && data_len > 0) {
+        kn_error_t ze;
+        kn__error_clear(&ze);
+        kn__agg_tag_t tag;
+        bool compressed = false;
+        if (!(zs = kn__zslot_get(p)))
+            return put_fail(errstr, errstr_size, KN_ERR_NOMEM, "put: out of memory");
+        kn_err_t zrc = kn__rc_compress_record(zs->z, p->codec, p->zlevel, data, data_len, true, &zs->out,
+                                              &tag, &compressed, &ze);
+        if (zrc != KN_ERR_OK) {
+            kn__zslot_put(p, zs);
+            return put_fail(errstr, errstr_size, zrc, "put: compressing the record: %s", ze.message);
+        }
+        if (compressed) {
+            data = zs->out.data;
+            data_len = zs->out.len;
+            zcodec = p->codec;
+        }
+    }
 
-    kn__prec_t *r = malloc(sizeof(*r) + klen + 1 + elen + 1 + rec->data_len);
-    if (!r)
+    kn__prec_t *r = malloc(sizeof(*r) + klen + 1 + elen + 1 + data_len);
+    if (!r) {
+        if (zs)
+            kn__zslot_put(p, zs);
         return put_fail(errstr, errstr_size, KN_ERR_NOMEM, "put: out of memory");
+    }
     memset(r, 0, sizeof(*r));
     char *tail = (char *)(r + 1);
     memcpy(tail, rec->partition_key, klen);
@@ -406,10 +488,13 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
         r->ehk_len = (uint32_t)elen;
         tail += elen + 1;
     }
-    if (rec->data_len)
-        memcpy(tail, rec->data, rec->data_len);
+    if (data_len)
+        memcpy(tail, data, data_len);
     r->data = (const unsigned char *)tail;
-    r->data_len = rec->data_len;
+    r->data_len = data_len;
+    r->zcodec = zcodec;
+    if (zs)
+        kn__zslot_put(p, zs);
     r->hash = hash;
     r->opaque = rec->opaque;
     int64_t now = kn__mono_ms();

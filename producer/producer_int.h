@@ -56,6 +56,7 @@ struct kn_result_s {
     const unsigned char *data;
     uint32_t key_len, ehk_len;
     size_t data_len;
+    kn__codec_t zcodec; /* record scope: data is a frame of this codec (tagged); NONE: as put */
     uint32_t gen;  /* flush generation slot */
     uint32_t shard_index; /* predicted shard in the stream's current map */
     bool aggregated, sent;
@@ -91,6 +92,7 @@ struct kn__pshard_s {
     int retry_wait;    /* records of this shard waiting out a backoff (strict mode blocks on them) */
     bool retired;      /* no longer in the map: kept (krecs may point here) until the end */
     bool in_ready;     /* strict mode: a krec of this shard is ready or in flight */
+    bool compressing;  /* a krec of this shard is being compressed (aggregate scope) */
     kn__pshard_t *next_retired;
 };
 
@@ -216,13 +218,28 @@ struct kn_producer_s {
     atomic_int flush_req; /* loop reads: a flush asked for "send now" */
     kn__krec_t *krec_free;
     struct kn__intern_s *interned;
-    kn__zctx_t *zctx;      /* compression context (loop thread) */
-    kn_buf_t zscratch;     /* record scope: one record's compressed data */
+    /*
+     * Compression contexts with their output buffers, lent to whichever
+     * thread compresses (record scope: the caller of put; aggregate scope:
+     * libuv's thread pool), never the loop. Under zlock.
+     */
+    pthread_mutex_t zlock;
+    struct kn__zslot_s *zfree;
+    int zcompressing; /* loop only: aggregates being compressed on the thread pool */
 
     kn__pstats_t stats;
 };
 
 /* producer.c */
+/* A compression context and its output buffer, lent by kn__zslot_get (any thread). */
+typedef struct kn__zslot_s {
+    struct kn__zslot_s *next;
+    kn__zctx_t *z;
+    kn_buf_t out;
+} kn__zslot_t;
+/* NULL when out of memory. The slot goes back with kn__zslot_put (its buffer reset). */
+kn__zslot_t *kn__zslot_get(kn_producer_t *p);
+void kn__zslot_put(kn_producer_t *p, kn__zslot_t *zs);
 
 /* results.c: the result queue and serving. */
 int kn__results_init(kn_producer_t *p);
