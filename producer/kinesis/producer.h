@@ -2,11 +2,16 @@
  * libkinesis producer: the KPL equivalent. Installed as <kinesis/producer.h>.
  *
  * Records are put from any thread and collected per shard into KPL
- * aggregates and PutRecords requests on the client's I/O thread. Every
+ * aggregates and PutRecords requests on the client's I/O thread. The heavy
+ * work stays off that thread, so that readers and consumers sharing the
+ * client are not held up: the partition key's MD5 and, with record-scope
+ * compression, the compression of the data run in put on the caller's
+ * thread; aggregate-scope compression, the request body (base64, JSON) and
+ * its SHA-256 run on libuv's thread pool. Every
  * record gets exactly one result, delivered through the result callback:
  * by default from kn_producer_poll()/kn_producer_flush() on the application's
- * thread (the librdkafka model); with producer.results.mode=background from an
- * internal thread. Memory is bounded: records buffered plus results not yet
+ * thread (the librdkafka model); with producer.results.background=true from
+ * an internal thread. Memory is bounded: records buffered plus results not yet
  * served count toward producer.buffer.max.records / .max.bytes; a put that
  * finds no room waits up to producer.put.timeout.ms while serving the
  * caller's pending results (so a single-threaded program never deadlocks),
@@ -14,7 +19,7 @@
  *
  * Ordering (default mode): records of one shard are sent in put order, but a
  * retried record may land after records put later (as with the KPL). With
- * producer.ordering=strict, at most one request per shard is in flight and
+ * producer.ordering.strict=true, at most one request per shard is in flight and
  * retries go before later records of that shard, so records of one partition
  * key land in put order.
  */
