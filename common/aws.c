@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "client_int.h"
 #include "sigv4.h"
 
 /* A signature error counts as clock skew when the server's clock is off by more than this. */

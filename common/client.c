@@ -3,7 +3,7 @@
  * I/O thread running a libuv loop that owns the HTTP multi handle. Other
  * threads post tasks to the loop through a locked queue and uv_async_send.
  */
-#include "client.h"
+#include "client_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +79,10 @@ kn_err_t kn__client_post(kn_client_t *c, void (*fn)(kn_client_t *c, void *arg), 
     uv_async_send(&c->wakeup);
     return KN_ERR_OK;
 }
+
+uv_loop_t *kn__client_loop(kn_client_t *c) { return &c->loop; }
+kn__logger_t *kn__client_log(const kn_client_t *c) { return c->log; }
+const kn_conf_t *kn__client_conf(const kn_client_t *c) { return c->conf; }
 
 int kn__client_on_loop(const kn_client_t *c) { return pthread_equal(pthread_self(), c->thread); }
 
@@ -180,13 +184,14 @@ static void log_discard(void *opaque, kn_log_level_t level, const char *ctx, con
     (void)opaque, (void)level, (void)ctx, (void)msg;
 }
 
-KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t errstr_size)
+KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, kn_error_t *errp)
 {
     kn_error_t err;
     kn__error_clear(&err);
     kn_client_t *c = calloc(1, sizeof(*c));
     if (!c) {
-        kn__errstr(errstr, errstr_size, "out of memory");
+        if (errp)
+            kn__error_set(errp, KN_ERR_NOMEM, "out of memory");
         return NULL;
     }
     atomic_init(&c->refcnt, 1);
@@ -317,7 +322,8 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t er
     return c;
 
 fail:
-    kn__error_to_errstr(&err, errstr, errstr_size);
+    if (errp)
+        kn__error_copy(errp, &err);
     if (loop_ok) {
         if (c->http) {
             kn__http_close(c->http, on_http_closed, c);

@@ -14,7 +14,7 @@
 
 #include "aws.h"
 #include "base64.h"
-#include "client.h"
+#include "client_int.h"
 #include "json_fields.h"
 
 static const char *const type_names[] = {"S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M"};

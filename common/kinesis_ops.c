@@ -17,7 +17,7 @@
 
 #include "aws.h"
 #include "base64.h"
-#include "client.h"
+#include "client_int.h"
 
 #define PARTITION_KEY_MAX_CHARS 256
 

@@ -206,7 +206,7 @@ static void end_with_children(kn_reader_t *r, kn__rshard_t *s)
         if (ids && (ids[k] = strdup(c->id)))
             k++;
     }
-    KN_LOG(r->client->log, KN_LOG_DEBUG, KN_DBG_CONSUMER, "shard %s read to its end; %zu children",
+    KN_LOG(kn__client_log(r->client), KN_LOG_DEBUG, KN_DBG_CONSUMER, "shard %s read to its end; %zu children",
            s->id, n);
     kn__reader_push_event(r, s, KN_READER_SHARD_END, KN_ERR_OK, NULL, ids, k);
     start_pending(r);
@@ -273,12 +273,12 @@ static void list_failed(kn_reader_t *r, const kn_error_t *e)
          * not given up).
          */
         long delay = kn__aws_backoff_ms(r->list_fails++, (long)r->retry_base_ms, (long)r->retry_cap_ms);
-        KN_LOG(r->client->log, r->list_fails == 1 ? KN_LOG_WARN : KN_LOG_DEBUG, KN_DBG_CONSUMER,
+        KN_LOG(kn__client_log(r->client), r->list_fails == 1 ? KN_LOG_WARN : KN_LOG_DEBUG, KN_DBG_CONSUMER,
                "stream \"%s\": listing the children of finished shards failed (%s); again in %ld ms",
                r->stream, e->message, delay);
         kn__rstat_add(r, KN_READER_STAT_RETRIES, 1);
         if (!r->list_timer_init) {
-            uv_timer_init(&r->client->loop, &r->list_timer);
+            uv_timer_init(kn__client_loop(r->client), &r->list_timer);
             r->list_timer.data = r;
             r->list_timer_init = true;
             atomic_fetch_add(&r->refs, 1); /* dropped when the timer is closed */
@@ -296,7 +296,7 @@ static void list_failed(kn_reader_t *r, const kn_error_t *e)
                  "shard %s of stream \"%s\" is read to its end, but its children "
                  "could not be listed: %s",
                  s->id, r->stream, e->message);
-        KN_LOG(r->client->log, KN_LOG_WARN, KN_DBG_CONSUMER, "%s", msg);
+        KN_LOG(kn__client_log(r->client), KN_LOG_WARN, KN_DBG_CONSUMER, "%s", msg);
         kn__reader_push_event(r, s, KN_READER_SHARD_ERROR, e->code, msg, NULL, 0);
     }
     kn__lineage_check_end(r);

@@ -218,11 +218,10 @@ static void stop_task(kn_client_t *c, void *arg)
 
 /* ------------------------------------------------------------ creation */
 
-static kn_err_t fail_new(kn_error_t *err, char *errstr, size_t size, kn_err_t code, const char *fmt,
-                         ...) __attribute__((format(printf, 5, 6)));
+static kn_err_t fail_new(kn_error_t *err, kn_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static kn_err_t fail_new(kn_error_t *err, char *errstr, size_t size, kn_err_t code, const char *fmt,
-                         ...)
+static kn_err_t fail_new(kn_error_t *err, kn_err_t code, const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -233,7 +232,6 @@ static kn_err_t fail_new(kn_error_t *err, char *errstr, size_t size, kn_err_t co
         kn__error_clear(err);
         kn__error_set(err, code, "%s", msg);
     }
-    kn__errstr(errstr, size, "%s", msg);
     return code;
 }
 
@@ -243,10 +241,9 @@ static bool valid_position(const kn_position_t *p)
 }
 
 KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf, const char *stream,
-                                     const kn_reader_opts_t *opts, kn_error_t *err, char *errstr,
-                                     size_t errstr_size)
+                                     const kn_reader_opts_t *opts, kn_error_t *err)
 {
-    static const kn_reader_opts_t defaults;
+    static const kn_reader_opts_t defaults = KN_READER_OPTS_INIT;
     kn_reader_t *r = NULL;
     kn__shard_list_t list = {0};
     kn_error_t e;
@@ -254,23 +251,30 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     if (err)
         kn__error_clear(err);
     if (!client) {
-        fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG, "kn_reader_new_on: client is NULL");
+        fail_new(err, KN_ERR_INVALID_ARG, "kn_reader_new_on: client is NULL");
         return NULL;
     }
     if (!stream || !*stream) {
-        fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+        fail_new(err, KN_ERR_INVALID_ARG,
                  "kn_reader_new: no stream name or ARN");
         return NULL;
     }
     if (!opts)
         opts = &defaults;
+    if (opts->struct_size < sizeof(kn_reader_opts_t)) {
+        fail_new(err, KN_ERR_INVALID_ARG,
+                 "kn_reader_new: opts->struct_size is %zu, not sizeof(kn_reader_opts_t) (%zu): "
+                 "start from KN_READER_OPTS_INIT",
+                 opts->struct_size, sizeof(kn_reader_opts_t));
+        return NULL;
+    }
     if (!valid_position(&opts->start)) {
-        fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+        fail_new(err, KN_ERR_INVALID_ARG,
                  "kn_reader_new: unknown start position type %d", (int)opts->start.type);
         return NULL;
     }
     if (opts->start.type == KN_POS_AT_TIMESTAMP && opts->start.timestamp_ms < 0) {
-        fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+        fail_new(err, KN_ERR_INVALID_ARG,
                  "kn_reader_new: AT_TIMESTAMP needs timestamp_ms >= 0 (got %" PRId64 ")",
                  opts->start.timestamp_ms);
         return NULL;
@@ -283,32 +287,32 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
         for (const char *q = sq; digits && *q; q++)
             digits = *q >= '0' && *q <= '9';
         if (!digits) {
-            fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+            fail_new(err, KN_ERR_INVALID_ARG,
                      "kn_reader_new: %s needs a decimal sequence_number",
                      opts->start.type == KN_POS_AT_SEQUENCE_NUMBER ? "AT_SEQUENCE_NUMBER"
                                                                    : "AFTER_SEQUENCE_NUMBER");
             return NULL;
         }
         if (!opts->shard_ids || opts->shard_count != 1) {
-            fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+            fail_new(err, KN_ERR_INVALID_ARG,
                      "kn_reader_new: a sequence-number start position needs exactly one shard id "
                      "(a sequence number belongs to one shard)");
             return NULL;
         }
     }
     if (opts->stop_at_ms < 0) {
-        fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+        fail_new(err, KN_ERR_INVALID_ARG,
                  "kn_reader_new: stop_at_ms must be >= 0 (got %" PRId64 ")", opts->stop_at_ms);
         return NULL;
     }
     if (opts->shard_count > 0 && !opts->shard_ids) {
-        fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+        fail_new(err, KN_ERR_INVALID_ARG,
                  "kn_reader_new: shard_count %zu with shard_ids NULL", opts->shard_count);
         return NULL;
     }
     for (size_t i = 0; opts->shard_ids && i < opts->shard_count; i++) {
         if (!opts->shard_ids[i] || !*opts->shard_ids[i]) {
-            fail_new(err, errstr, errstr_size, KN_ERR_INVALID_ARG,
+            fail_new(err, KN_ERR_INVALID_ARG,
                      "kn_reader_new: shard_ids[%zu] is NULL or empty", i);
             return NULL;
         }
@@ -316,7 +320,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
 
     r = calloc(1, sizeof(*r));
     if (!r) {
-        fail_new(err, errstr, errstr_size, KN_ERR_NOMEM, "out of memory");
+        fail_new(err, KN_ERR_NOMEM, "out of memory");
         return NULL;
     }
     atomic_init(&r->refs, 1);
@@ -366,7 +370,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     r->retry_cap_ms = kn__conf_int(r->conf, KN_P_RETRY_MAX_BACKOFF_MS);
 
     if ((r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        fail_new(err, errstr, errstr_size, KN_ERR_IO, "kn_reader_new: eventfd: %s",
+        fail_new(err, KN_ERR_IO, "kn_reader_new: eventfd: %s",
                  strerror(errno));
         goto fail;
     }
@@ -377,7 +381,6 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
         kn__error_prefix(&e, "stream \"%s\"", stream);
         if (err)
             kn__error_copy(err, &e);
-        kn__error_to_errstr(&e, errstr, errstr_size);
         goto fail;
     }
     for (size_t i = 0; i < r->sel_count; i++) {
@@ -385,7 +388,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
         for (size_t k = 0; k < list.count && !found; k++)
             found = strcmp(list.shards[k].shard_id, r->sel[i]) == 0;
         if (!found) {
-            fail_new(err, errstr, errstr_size, KN_ERR_NOT_FOUND,
+            fail_new(err, KN_ERR_NOT_FOUND,
                      "stream \"%s\" has no shard \"%s\" (%zu shards listed)", stream, r->sel[i],
                      list.count);
             goto fail;
@@ -394,7 +397,6 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     if (kn__lineage_init(r, &list, &e) != KN_ERR_OK) {
         if (err)
             kn__error_copy(err, &e);
-        kn__error_to_errstr(&e, errstr, errstr_size);
         goto fail;
     }
     kn__shard_list_free(&list);
@@ -403,7 +405,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     if (kn__client_post(client, begin_task, r) != KN_ERR_OK) {
         atomic_fetch_sub(&r->refs, 1);
         kn_client_destroy(client);
-        fail_new(err, errstr, errstr_size, KN_ERR_DESTROYED,
+        fail_new(err, KN_ERR_DESTROYED,
                  "kn_reader_new: the client is shutting down");
         r->client = NULL;
         goto fail;
@@ -411,7 +413,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     return r;
 
 nomem:
-    fail_new(err, errstr, errstr_size, KN_ERR_NOMEM, "out of memory");
+    fail_new(err, KN_ERR_NOMEM, "out of memory");
 fail:
     kn__shard_list_free(&list);
     kn__rc_decoder_destroy(r->dec);
@@ -421,19 +423,12 @@ fail:
 }
 
 KN_API kn_reader_t *kn_reader_new(const kn_conf_t *conf, const char *stream,
-                                  const kn_reader_opts_t *opts, kn_error_t *err, char *errstr,
-                                  size_t errstr_size)
+                                  const kn_reader_opts_t *opts, kn_error_t *err)
 {
-    kn_client_t *c = kn_client_new(conf, errstr, errstr_size);
-    if (!c) {
-        if (err) {
-            kn__error_clear(err);
-            kn__error_set(err, KN_ERR_CONF_INVALID, "%s",
-                          errstr ? errstr : "cannot create the client");
-        }
+    kn_client_t *c = kn_client_new(conf, err);
+    if (!c)
         return NULL;
-    }
-    kn_reader_t *r = kn_reader_new_on(c, conf, stream, opts, err, errstr, errstr_size);
+    kn_reader_t *r = kn_reader_new_on(c, conf, stream, opts, err);
     kn_client_destroy(c); /* the reader holds its own reference */
     return r;
 }

@@ -109,7 +109,7 @@ static void shard_fail(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, con
     char msg[1024];
     snprintf(msg, sizeof(msg), "shard %s of stream \"%s\": %s: %s", s->id, r->stream, what,
              e->message);
-    KN_LOG(r->client->log, KN_LOG_WARN, KN_DBG_CONSUMER, "%s", msg);
+    KN_LOG(kn__client_log(r->client), KN_LOG_WARN, KN_DBG_CONSUMER, "%s", msg);
     s->phase = KN__RS_OVER;
     kn__reader_push_event(r, s, KN_READER_SHARD_ERROR, e->code, msg, NULL, 0);
     kn__lineage_shard_finished(r, s);
@@ -123,7 +123,7 @@ static void shard_backoff(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *e, 
         kn__rstat_add(r, KN_READER_STAT_THROTTLES, 1);
     long delay = kn__aws_backoff_ms(s->fails, (long)r->retry_base_ms, (long)r->retry_cap_ms);
     /* A credential outage is worth a warning when it begins; other retries are routine. */
-    KN_LOG(r->client->log, e->code == KN_ERR_CREDENTIALS && s->fails == 0 ? KN_LOG_WARN : KN_LOG_DEBUG,
+    KN_LOG(kn__client_log(r->client), e->code == KN_ERR_CREDENTIALS && s->fails == 0 ? KN_LOG_WARN : KN_LOG_DEBUG,
            KN_DBG_CONSUMER, "shard %s: %s failed (%s); retry in %ld ms", s->id, what, e->message, delay);
     s->fails++;
     int64_t due = kn__mono_ms() + delay;
@@ -275,7 +275,7 @@ static void on_records(kn__aws_result_t *res, void *opaque)
         kn__error_copy(&e, &res->err);
         if (e.code == KN_ERR_EXPIRED_ITERATOR) {
             kn__rstat_add(r, KN_READER_STAT_ITERATOR_RENEWALS, 1);
-            KN_LOG(r->client->log, KN_LOG_DEBUG, KN_DBG_CONSUMER,
+            KN_LOG(kn__client_log(r->client), KN_LOG_DEBUG, KN_DBG_CONSUMER,
                    "shard %s: iterator expired; a new one %s", s->id,
                    s->last_seq ? "after the last sequence number read" : "at the start position");
             free(s->iterator);
@@ -456,7 +456,7 @@ void kn__walker_start(kn_reader_t *r, kn__rshard_t *s)
     s->budget = r->read_max_bytes;
     s->avg_bytes = 0;
     if (!s->timer_init) {
-        uv_timer_init(&r->client->loop, &s->timer);
+        uv_timer_init(kn__client_loop(r->client), &s->timer);
         s->timer.data = s;
         s->timer_init = true;
         atomic_fetch_add(&r->refs, 1); /* dropped when the timer is closed */

@@ -214,7 +214,7 @@ static void on_map(kn__shard_map_t *map, const kn_error_t *err, void *opaque)
         install_map(p, s, map, &done, now);
     } else {
         snprintf(s->last_err, sizeof(s->last_err), "%s", err ? err->message : "shard map refresh failed");
-        KN_LOG(p->client->log, KN_LOG_WARN, KN_DBG_PRODUCER, "stream %s: shard map: %s", s->name,
+        KN_LOG(kn__client_log(p->client), KN_LOG_WARN, KN_DBG_PRODUCER, "stream %s: shard map: %s", s->name,
                s->last_err);
         if (err && retriable(err)) {
             if (!s->map || s->mismatches)
@@ -255,7 +255,7 @@ static void ensure_timer(kn_producer_t *p)
 {
     if (p->timer_init)
         return;
-    uv_timer_init(&p->client->loop, &p->timer);
+    uv_timer_init(kn__client_loop(p->client), &p->timer);
     p->timer.data = p;
     p->timer_init = true;
 }
@@ -442,7 +442,7 @@ static bool compress_start(kn_producer_t *p, kn__pstream_t *s, kn__pshard_t *sh,
     j->sh = sh;
     j->k = k;
     j->zs = zs;
-    if (uv_queue_work(&p->client->loop, &j->work, compress_work, compress_after) != 0) {
+    if (uv_queue_work(kn__client_loop(p->client), &j->work, compress_work, compress_after) != 0) {
         kn__zslot_put(p, zs);
         free(j);
         return false;

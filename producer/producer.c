@@ -129,16 +129,31 @@ static void producer_free(kn_producer_t *p)
     free(p);
 }
 
-KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *conf, char *errstr,
-                                         size_t errstr_size)
+/* Fills err (may be NULL) for a failed creation. */
+static void new_fail(kn_error_t *err, kn_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void new_fail(kn_error_t *err, kn_err_t code, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kn__error_clear(err);
+    kn__error_set(err, code, "%s", msg);
+}
+
+KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *conf, kn_error_t *err)
 {
     if (!client) {
-        kn__errstr(errstr, errstr_size, "kn_producer_new_on: client is NULL");
+        new_fail(err, KN_ERR_INVALID_ARG, "kn_producer_new_on: client is NULL");
         return NULL;
     }
     kn_producer_t *p = calloc(1, sizeof(*p));
     if (!p) {
-        kn__errstr(errstr, errstr_size, "out of memory");
+        new_fail(err, KN_ERR_NOMEM, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&p->lock, NULL);
@@ -150,7 +165,7 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     pthread_mutex_init(&p->zlock, NULL);
     p->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
     if (!p->conf) {
-        kn__errstr(errstr, errstr_size, "out of memory");
+        new_fail(err, KN_ERR_NOMEM, "out of memory");
         goto fail_early;
     }
     const kn_conf_t *cf = p->conf;
@@ -191,19 +206,19 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
     const char *outer = kn__conf_str(cf, KN_P_P_OUTER_KEY);
     long outer_chars = kn__utf8_count(outer, strlen(outer));
     if (outer_chars < 1 || outer_chars > PARTITION_KEY_MAX_CHARS) {
-        kn__errstr(errstr, errstr_size,
-                   "producer.aggregation.partition.key: must be 1 to 256 Unicode characters");
+        new_fail(err, KN_ERR_CONF_INVALID,
+                 "producer.aggregation.partition.key: must be 1 to 256 Unicode characters");
         goto fail_early;
     }
     const char *codec = kn__conf_str(cf, KN_P_P_COMPRESSION);
     const char *scope = kn__conf_str(cf, KN_P_P_COMPRESSION_SCOPE);
     if (!kn__codec_from_name(codec, strlen(codec), &p->codec)) {
-        kn__errstr(errstr, errstr_size, "producer.compression.codec=%s: expected none, gzip or zstd",
+        new_fail(err, KN_ERR_CONF_INVALID, "producer.compression.codec=%s: expected none, gzip or zstd",
                    codec);
         goto fail_early;
     }
     if (!kn__rc_scope_from_name(scope, strlen(scope), &p->zscope)) {
-        kn__errstr(errstr, errstr_size, "producer.compression.scope=%s: expected aggregate or record",
+        new_fail(err, KN_ERR_CONF_INVALID, "producer.compression.scope=%s: expected aggregate or record",
                    scope);
         goto fail_early;
     }
@@ -212,32 +227,32 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
         int lo = 0, hi = 0;
         kn__codec_level_range(p->codec, &lo, &hi);
         if (p->zlevel != 0 && (p->zlevel < lo || p->zlevel > hi)) {
-            kn__errstr(errstr, errstr_size, "producer.compression.level=%d: %s takes %d to %d (0: default)",
+            new_fail(err, KN_ERR_CONF_INVALID, "producer.compression.level=%d: %s takes %d to %d (0: default)",
                        p->zlevel, codec, lo, hi);
             goto fail_early;
         }
         if (p->zscope == KN__RC_SCOPE_RECORD && !p->agg_enabled) {
-            kn__errstr(errstr, errstr_size,
+            new_fail(err, KN_ERR_CONF_INVALID,
                        "producer.compression.scope=record needs producer.aggregation.enabled=true "
                        "(the content-encoding tag lives inside an aggregate)");
             goto fail_early;
         }
         kn__zslot_t *zs = kn__zslot_get(p); /* one ready from the start */
         if (!zs) {
-            kn__errstr(errstr, errstr_size, "out of memory");
+            new_fail(err, KN_ERR_NOMEM, "out of memory");
             goto fail_early;
         }
         kn__zslot_put(p, zs);
     }
     p->outer_key = strdup(outer);
     if (!p->outer_key || kn__results_init(p) != 0) {
-        kn__errstr(errstr, errstr_size, "out of memory or no eventfd");
+        new_fail(err, KN_ERR_NOMEM, "out of memory or no eventfd");
         goto fail_early;
     }
     p->client = kn_client_ref(client);
     if (p->background) {
         if (pthread_create(&p->bg_thread, NULL, bg_main, p) != 0) {
-            kn__errstr(errstr, errstr_size, "cannot start the result thread");
+            new_fail(err, KN_ERR_IO, "cannot start the result thread");
             kn_client_destroy(p->client);
             goto fail_early;
         }
@@ -249,12 +264,12 @@ fail_early:
     return NULL;
 }
 
-KN_API kn_producer_t *kn_producer_new(const kn_conf_t *conf, char *errstr, size_t errstr_size)
+KN_API kn_producer_t *kn_producer_new(const kn_conf_t *conf, kn_error_t *err)
 {
-    kn_client_t *c = kn_client_new(conf, errstr, errstr_size);
+    kn_client_t *c = kn_client_new(conf, err);
     if (!c)
         return NULL;
-    kn_producer_t *p = kn_producer_new_on(c, conf, errstr, errstr_size);
+    kn_producer_t *p = kn_producer_new_on(c, conf, err);
     kn_client_destroy(c); /* the producer holds its own reference */
     return p;
 }
@@ -339,7 +354,7 @@ static void on_limit(kn__aws_result_t *res, void *opaque)
     pthread_mutex_unlock(&p->lock);
     kn__stream_summary_free(&sum);
     if (rc != KN_ERR_OK)
-        KN_LOG(p->client->log, KN_LOG_WARN, KN_DBG_PRODUCER,
+        KN_LOG(kn__client_log(p->client), KN_LOG_WARN, KN_DBG_PRODUCER,
                "stream %s: cannot learn its record size limit (%s)%s", s->name, e.message,
                again ? "; asking again later" : "; records over kinesis.record.max.bytes fail");
 }
@@ -412,6 +427,11 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
     if (!p || !rec)
         return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG, "put: %s is NULL",
                         !p ? "the producer" : "the record");
+    if (rec->struct_size < sizeof(kn_record_t))
+        return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
+                        "put: record.struct_size is %zu, not sizeof(kn_record_t) (%zu): start from "
+                        "KN_RECORD_INIT",
+                        rec->struct_size, sizeof(kn_record_t));
     if (!rec->stream || !*rec->stream)
         return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG, "put: no stream name");
     if (!rec->partition_key)
@@ -695,7 +715,7 @@ KN_API kn_err_t kn_producer_destroy(kn_producer_t *p)
         return KN_ERR_OK;
     if (in_callback(p)) {
         /* Freeing the producer under the loop that serves (or joining our own thread) cannot work. */
-        KN_LOG(p->client->log, KN_LOG_ERROR, KN_DBG_PRODUCER,
+        KN_LOG(kn__client_log(p->client), KN_LOG_ERROR, KN_DBG_PRODUCER,
                "kn_producer_destroy called from the result or stats callback: refused "
                "(KN_ERR_STATE); destroy the producer after the callback returns");
         return KN_ERR_STATE;

@@ -224,7 +224,7 @@ KN_API int kn_result_attempt_count(const kn_result_t *r) { return r->n_attempts;
 
 KN_API bool kn_result_attempt(const kn_result_t *r, int i, kn_attempt_t *out)
 {
-    if (!r || !out || i < 0 || i >= r->n_attempts)
+    if (!r || !out || i < 0 || i >= r->n_attempts || out->struct_size < sizeof(kn_attempt_t))
         return false;
     const kn__pattempt_t *a = i == 0 ? &r->attempt0 : &r->more[i - 1];
     out->delay_ms = a->delay_ms;

@@ -246,7 +246,7 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
                  */
                 if (p->strict)
                     k->shard->in_ready = true;
-                KN_LOG(p->client->log, KN_LOG_INFO, KN_DBG_PRODUCER,
+                KN_LOG(kn__client_log(p->client), KN_LOG_INFO, KN_DBG_PRODUCER,
                        "stream %s: an aggregate predicted for %s landed on %s; refreshing the "
                        "shard map",
                        s->name, k->shard->shard_id, en->shard_id);
@@ -500,7 +500,7 @@ void kn__send_request(kn_producer_t *p, kn__pstream_t *s, int64_t now)
     for (size_t i = 0; i < n; i++)
         q->krecs[i]->shard->inflight++;
     atomic_fetch_add_explicit(&p->stats.requests, 1, memory_order_relaxed);
-    if (uv_queue_work(&p->client->loop, &q->work, build_work, build_after) != 0) {
+    if (uv_queue_work(kn__client_loop(p->client), &q->work, build_work, build_after) != 0) {
         build_work(&q->work);
         build_after(&q->work, 1);
     }

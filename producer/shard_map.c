@@ -350,7 +350,7 @@ static void schedule(kn__shard_refresher_t *r)
     }
     if (r->timer_armed)
         return;
-    uint64_t now = uv_now(&r->c->loop);
+    uint64_t now = uv_now(kn__client_loop(r->c));
     if (r->not_before > now) {
         arm_timer(r, r->not_before - now);
         return;
@@ -371,12 +371,12 @@ static void run_done(kn__shard_refresher_t *r, kn__shard_map_t *map, kn_error_t 
         return;
     }
     const char *label = r->name ? r->name : r->arn;
-    uint64_t now = uv_now(&r->c->loop);
+    uint64_t now = uv_now(kn__client_loop(r->c));
     if (map) {
         r->failures = 0;
         r->not_before = 0;
         r->stats.last_delay_ms = 0;
-        KN_LOG(r->c->log, KN_LOG_DEBUG, KN_DBG_PRODUCER, "stream %s: shard map version %llu, %zu open shards",
+        KN_LOG(kn__client_log(r->c), KN_LOG_DEBUG, KN_DBG_PRODUCER, "stream %s: shard map version %llu, %zu open shards",
                label, (unsigned long long)map->version, map->count);
     } else {
         r->stats.failures++;
@@ -389,7 +389,7 @@ static void run_done(kn__shard_refresher_t *r, kn__shard_map_t *map, kn_error_t 
         r->stats.last_delay_ms = delay;
         r->not_before = now + (uint64_t)delay;
         kn__error_prefix(werr, "shard map refresh of stream %s", label);
-        KN_LOG(r->c->log, KN_LOG_WARN, KN_DBG_PRODUCER, "%s; next refresh no earlier than in %ld ms",
+        KN_LOG(kn__client_log(r->c), KN_LOG_WARN, KN_DBG_PRODUCER, "%s; next refresh no earlier than in %ld ms",
                werr->message, delay);
     }
     r->stats.consecutive_failures = r->failures;
@@ -472,7 +472,7 @@ kn__shard_refresher_t *kn__shard_refresher_new(kn_client_t *c, const kn__stream_
         goto fail;
     r->ref.name = r->name;
     r->ref.arn = r->arn;
-    if (uv_timer_init(&c->loop, &r->timer) != 0)
+    if (uv_timer_init(kn__client_loop(c), &r->timer) != 0)
         goto fail;
     r->timer.data = r;
     return r;

@@ -185,9 +185,11 @@ KN_API void kn_conf_set_log_cb(kn_conf_t *conf, kn_log_cb_t *cb, void *opaque);
 /**
  * Creates a client. conf is copied (the caller keeps it; NULL means
  * defaults). Credentials are resolved lazily on the first request, not here.
- * Returns NULL with a message in errstr on failure.
+ * Returns NULL on failure, with err (may be NULL) holding the code and a
+ * message naming the cause. Every constructor of the library reports its
+ * failure this way.
  */
-KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, char *errstr, size_t errstr_size);
+KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, kn_error_t *err);
 
 /** Adds a reference. Each kn_client_new/kn_client_ref needs a destroy. */
 KN_API kn_client_t *kn_client_ref(kn_client_t *client);

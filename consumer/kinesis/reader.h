@@ -101,11 +101,13 @@ typedef struct kn_position_s {
 } kn_position_t;
 
 /*
- * Reader options: a plain value record; all-zero means all shards from
- * TRIM_HORIZON, no stop time, records decoded. Everything is copied by
- * kn_reader_new(); the struct may be freed after it returns.
+ * Reader options: a plain value record. Start from KN_READER_OPTS_INIT (all
+ * shards from TRIM_HORIZON, no stop time, records decoded; it sets
+ * struct_size, so that later versions can add fields). Everything is copied
+ * by kn_reader_new(); the struct may be freed after it returns.
  */
 typedef struct kn_reader_opts_s {
+    size_t struct_size;           /* sizeof(kn_reader_opts_t) where the caller was built */
     const char *const *shard_ids; /* shards to read; NULL or shard_count 0: all */
     size_t shard_count;
     kn_position_t start;
@@ -123,6 +125,8 @@ typedef struct kn_reader_opts_s {
     bool raw;
 } kn_reader_opts_t;
 
+#define KN_READER_OPTS_INIT {.struct_size = sizeof(kn_reader_opts_t)}
+
 /* ------------------------------------------------------------ creation */
 
 /**
@@ -130,20 +134,19 @@ typedef struct kn_reader_opts_s {
  * means defaults; the consumer.* properties apply). stream is a stream name
  * or ARN (copied). opts may be NULL (all shards from TRIM_HORIZON). Blocking:
  * lists the stream's shards before returning, so an unknown stream, an
- * unknown shard id, a bad option or a bad property fails here, with NULL
- * returned and a message in errstr that names the problem (the stream or
- * shard id, the property). err (may be NULL) receives the error code and,
- * for service errors, the details (for example KN_ERR_NOT_FOUND for an
- * unknown stream). Application threads only.
+ * unknown shard id, a bad option or a bad property fails here: NULL is
+ * returned and err (may be NULL) receives the code, a message that names the
+ * problem (the stream or shard id, the property) and, for service errors,
+ * the details (for example KN_ERR_NOT_FOUND for an unknown stream).
+ * Application threads only.
  */
 KN_API kn_reader_t *kn_reader_new(const kn_conf_t *conf, const char *stream,
-                                  const kn_reader_opts_t *opts, kn_error_t *err, char *errstr,
-                                  size_t errstr_size);
+                                  const kn_reader_opts_t *opts, kn_error_t *err);
 
 /** As kn_reader_new, on a shared client (a reference is taken). conf may be NULL. */
 KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
                                      const char *stream, const kn_reader_opts_t *opts,
-                                     kn_error_t *err, char *errstr, size_t errstr_size);
+                                     kn_error_t *err);
 
 /**
  * Stops reading and frees the reader with everything it holds (messages

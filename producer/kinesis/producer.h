@@ -36,10 +36,15 @@ typedef struct kn_producer_s kn_producer_t;
 
 /*
  * A record to put: a plain value record (its fields are public on purpose).
+ * Start from KN_RECORD_INIT, which sets struct_size, so that later versions
+ * can add fields without breaking programs built against this one:
+ *   kn_record_t r = KN_RECORD_INIT;
+ *   r.stream = "logs"; r.partition_key = key; r.data = buf; r.data_len = n;
  * Everything is copied by kn_producer_put(); opaque is handed back in the
  * record's result.
  */
 typedef struct kn_record_s {
+    size_t struct_size;            /* sizeof(kn_record_t) where the caller was built (KN_RECORD_INIT) */
     const char *stream;            /* stream name or ARN */
     const char *partition_key;     /* 1..256 Unicode characters, UTF-8 */
     size_t partition_key_len;      /* 0: strlen(partition_key) */
@@ -48,6 +53,8 @@ typedef struct kn_record_s {
     size_t data_len;
     void *opaque;
 } kn_record_t;
+
+#define KN_RECORD_INIT {.struct_size = sizeof(kn_record_t)}
 
 /* The result of one record. Valid only inside the result callback. */
 typedef struct kn_result_s kn_result_t;
@@ -89,28 +96,39 @@ KN_API const char *kn_result_sequence_number(const kn_result_t *r);
 KN_API uint64_t kn_result_sub_sequence(const kn_result_t *r);
 KN_API bool kn_result_aggregated(const kn_result_t *r);
 
-/** One attempt to put the record: when, how long, and what went wrong (KN_ERR_OK for the last success). */
+/*
+ * One attempt to put the record: when, how long, and what went wrong
+ * (KN_ERR_OK for the last success). Filled by kn_result_attempt(); start from
+ * KN_ATTEMPT_INIT (it sets struct_size, so the struct can grow).
+ */
 typedef struct kn_attempt_s {
+    size_t struct_size;  /* sizeof(kn_attempt_t) where the caller was built (KN_ATTEMPT_INIT) */
     int64_t delay_ms;    /* from put (first attempt) or from the previous attempt's end to this one's start */
     int64_t duration_ms; /* of the request */
     kn_err_t err;
     const char *error_name; /* service error type or "" (valid inside the callback only) */
 } kn_attempt_t;
 
+#define KN_ATTEMPT_INIT {.struct_size = sizeof(kn_attempt_t)}
+
 KN_API int kn_result_attempt_count(const kn_result_t *r);
-/** Fills *out for attempt i (0-based). Returns false when i is out of range. */
+/**
+ * Fills *out for attempt i (0-based), the fields that out->struct_size
+ * holds. Returns false when i is out of range or out->struct_size is not set
+ * (KN_ATTEMPT_INIT).
+ */
 KN_API bool kn_result_attempt(const kn_result_t *r, int i, kn_attempt_t *out);
 
 /**
  * Creates a producer with its own client (from the same conf). conf is
- * copied. NULL with a message in errstr on failure (a bad property names
- * itself).
+ * copied (NULL: defaults). NULL on failure, with err (may be NULL) holding
+ * the code and a message that names the cause (a bad property names
+ * itself). Any thread.
  */
-KN_API kn_producer_t *kn_producer_new(const kn_conf_t *conf, char *errstr, size_t errstr_size);
+KN_API kn_producer_t *kn_producer_new(const kn_conf_t *conf, kn_error_t *err);
 
-/** Creates a producer on a shared client (a reference is taken). */
-KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *conf, char *errstr,
-                                         size_t errstr_size);
+/** Creates a producer on a shared client (a reference is taken); as kn_producer_new. */
+KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *conf, kn_error_t *err);
 
 /**
  * Puts a record. Any thread. Validates and copies it (the partition key's MD5

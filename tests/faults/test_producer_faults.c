@@ -32,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "test_new.h"
 #include "agg.h"
 #include "client.h"
 #include "err.h"
@@ -88,7 +89,7 @@ static void on_result(kn_producer_t *p, const kn_result_t *r, void *opaque)
     }
     rec->attempts = kn_result_attempt_count(r);
     for (int i = 0; i < rec->attempts; i++) {
-        kn_attempt_t a;
+        kn_attempt_t a = KN_ATTEMPT_INIT;
         if (!kn_result_attempt(r, i, &a) || !a.error_name || !a.error_name[0])
             continue;
         if (!run->expect_error_name || strstr(a.error_name, run->expect_error_name))
@@ -126,7 +127,7 @@ static kn_client_t *direct_client(const char *url)
 {
     kn_conf_t *conf = base_conf(url);
     char err[512];
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!c)
         fail_msg("kn_client_new: %s", err);
@@ -257,7 +258,7 @@ static void put_range(kn_producer_t *p, const char *stream, run_t *run, int from
     for (int i = from; i < to; i++) {
         key_of(i, run->nkeys, key, sizeof(key));
         data_of(i, data);
-        kn_record_t r = {stream, key, 0, NULL, data, DATA_LEN, &run->recs[i]};
+        kn_record_t r = {sizeof(kn_record_t), stream, key, 0, NULL, data, DATA_LEN, &run->recs[i]};
         kn_err_t rc = kn_producer_put(p, &r, err, sizeof(err));
         if (rc != KN_ERR_OK)
             fail_msg("put %d: %s: %s", i, kn_err2name(rc), err);
@@ -294,7 +295,7 @@ static void run_case(const fcase_t *fc, outcome_t *out)
         if (kn_conf_set(conf, fc->conf[i], fc->conf[i + 1], err, sizeof(err)) != KN_ERR_OK)
             fail_msg("conf %s: %s", fc->conf[i], err);
     kn_conf_set_result_cb(conf, on_result, &run);
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!p)
         fail_msg("kn_producer_new: %s", err);
@@ -603,7 +604,7 @@ static void test_server_down_ttl(void **state)
     assert_int_equal(kn_conf_set(conf, "producer.record.ttl.ms", "1500", err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "producer.record.max.buffered.ms", "5", err, sizeof(err)), KN_ERR_OK);
     kn_conf_set_result_cb(conf, on_result, &run);
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!p)
         fail_msg("kn_producer_new: %s", err);
@@ -673,7 +674,7 @@ static kn_producer_t *wrong_shard_producer(const char *url, run_t *run, const ch
         if (kn_conf_set(conf, conf_kv[i], conf_kv[i + 1], err, sizeof(err)) != KN_ERR_OK)
             fail_msg("conf %s: %s", conf_kv[i], err);
     kn_conf_set_result_cb(conf, on_result, run);
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!p)
         fail_msg("kn_producer_new: %s", err);
@@ -822,7 +823,7 @@ static void test_large_record_waits_within_put_timeout(void **state)
     char err[512];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    kn_record_t r = {stream, "big", 0, NULL, big, big_len, &run.recs[0]};
+    kn_record_t r = {sizeof(kn_record_t), stream, "big", 0, NULL, big, big_len, &run.recs[0]};
     kn_err_t rc = kn_producer_put(p, &r, err, sizeof(err));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;

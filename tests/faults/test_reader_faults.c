@@ -13,6 +13,7 @@
  */
 #include <sys/select.h>
 
+#include "test_new.h"
 #include "../integration/reader/reader_util.h"
 #include "fault_util.h"
 
@@ -319,9 +320,9 @@ static void test_destroy_with_slow_answers(void **state)
             kn_conf_t *conf = base_conf(s);
             conf_set(conf, "kinesis.endpoint", px.url);
             char err[512];
-            c = kn_client_new(conf, err, sizeof(err));
+            c = kn_t_client_new(conf, err, sizeof(err));
             assert_non_null(c);
-            r = kn_reader_new_on(c, conf, s->stream, NULL, NULL, err, sizeof(err));
+            r = kn_t_reader_new_on(c, conf, s->stream, NULL, NULL, err, sizeof(err));
             kn_conf_destroy(conf);
             assert_non_null(r);
         } else {

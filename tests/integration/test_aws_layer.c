@@ -19,8 +19,9 @@
 #include <cmocka.h>
 
 #include "aws.h"
-#include "client.h"
+#include "client_int.h"
 #include "log.h"
+#include "test_new.h"
 #include "testutil.h"
 
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY-test-secret"
@@ -57,7 +58,7 @@ static kn_client_t *client_for(const char *url, const char *max_attempts, const 
     assert_int_equal(kn_conf_set(conf, "log.level", "trace", err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "debug", "all", err, sizeof(err)), KN_ERR_OK);
     kn_conf_set_log_cb(conf, collect_log, NULL);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     if (!c)
         fail_msg("kn_client_new: %s", err);
     kn_conf_destroy(conf);
@@ -154,7 +155,7 @@ static void long_session_token_is_sent(void **state)
     assert_int_equal(kn_conf_set(conf, "aws.access.key.id", "AKIDLONGTOKEN", err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", SECRET, err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.session.token", token, err, sizeof(err)), KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(c);
     kn_error_t e;
@@ -355,7 +356,7 @@ static kn_client_t *client_with_chain(bool trace)
         assert_int_equal(kn_conf_set(conf, "log.level", "trace", err, sizeof(err)), KN_ERR_OK);
         assert_int_equal(kn_conf_set(conf, "debug", "all", err, sizeof(err)), KN_ERR_OK);
     }
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!c)
         fail_msg("kn_client_new: %s", err);
@@ -567,7 +568,7 @@ static void credential_traffic_stays_verified(void **state)
         pthread_mutex_lock(&log_lock);
         size_t mark = log_len;
         pthread_mutex_unlock(&log_lock);
-        kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+        kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
         kn_conf_destroy(conf);
         assert_non_null(c);
         kn_error_t e;
@@ -614,7 +615,7 @@ static void session_token_over_plain_http_is_warned_about(void **state)
     pthread_mutex_lock(&log_lock);
     size_t mark = log_len;
     pthread_mutex_unlock(&log_lock);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(c);
     for (int i = 0; i < 3; i++) {

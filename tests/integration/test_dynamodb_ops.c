@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "dynamodb.h"
+#include "test_new.h"
 #include "testutil.h"
 
 typedef struct server_s {
@@ -51,7 +52,7 @@ static int setup(void **state)
     assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", "ops-test-secret", err, sizeof(err)),
                      KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.retry.max.attempts", "3", err, sizeof(err)), KN_ERR_OK);
-    s->client = kn_client_new(conf, err, sizeof(err));
+    s->client = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!s->client)
         fail_msg("kn_client_new: %s", err);

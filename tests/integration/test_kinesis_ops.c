@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "kinesis_ops.h"
+#include "test_new.h"
 #include "testutil.h"
 
 #define MAX_CLEANUP 8
@@ -46,7 +47,7 @@ static kn_client_t *client_with(const char *url, const char *const *extra)
     assert_int_equal(kn_conf_set(conf, "aws.retry.max.attempts", "3", err, sizeof(err)), KN_ERR_OK);
     for (int i = 0; extra && extra[i]; i += 2)
         assert_int_equal(kn_conf_set(conf, extra[i], extra[i + 1], err, sizeof(err)), KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     if (!c)
         fail_msg("kn_client_new: %s", err);
     kn_conf_destroy(conf);

@@ -30,6 +30,7 @@
 
 #include "http_sync.h"
 #include "kinesis_ops.h"
+#include "test_new.h"
 #include "testutil.h"
 
 static pid_t moto_pid = -1;
@@ -194,7 +195,7 @@ static kn_client_t *client_for(const char *id, const char *sec)
     assert_int_equal(kn_conf_set(conf, "aws.access.key.id", id, err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", sec, err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.retry.max.attempts", "2", err, sizeof(err)), KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     if (!c)
         fail_msg("kn_client_new: %s", err);
     kn_conf_destroy(conf);

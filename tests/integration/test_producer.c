@@ -29,6 +29,7 @@
 #include "producer_int.h"
 #include "kinesis_ops.h"
 #include "faults/fault_util.h"
+#include "test_new.h"
 #include "testutil.h"
 
 typedef struct server_s {
@@ -146,7 +147,7 @@ static int setup(void **state)
     server_t *s = *state;
     kn_conf_t *conf = base_conf(s);
     char err[512];
-    s->client = kn_client_new(conf, err, sizeof(err));
+    s->client = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!s->client)
         fail_msg("kn_client_new: %s", err);
@@ -185,7 +186,7 @@ static kn_producer_t *producer_with(const server_t *s, sink_t *sink, const char 
         conf_set(conf, extra[i], extra[i + 1]);
     kn_conf_set_result_cb(conf, on_result, sink);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!p)
         fail_msg("kn_producer_new: %s", err);
@@ -317,7 +318,7 @@ static void make_data(char *buf, size_t len, int i)
 static kn_err_t put_one(kn_producer_t *p, const char *stream, const char *key, const void *data, size_t len,
                         intptr_t op, char *err, size_t errsz)
 {
-    kn_record_t rec = {stream, key, 0, NULL, data, len, (void *)op};
+    kn_record_t rec = {sizeof(kn_record_t), stream, key, 0, NULL, data, len, (void *)op};
     return kn_producer_put(p, &rec, err, errsz);
 }
 
@@ -544,9 +545,14 @@ static void test_bad_input(void **state)
     for (int i = 0; i < 256; i++)
         k256u[2 * i] = (char)0xC3, k256u[2 * i + 1] = (char)0xA9;
     k256u[512] = '\0';
-    kn_record_t ok = {"some-stream", "k", 0, NULL, "d", 1, NULL};
+    kn_record_t ok = {sizeof(kn_record_t), "some-stream", "k", 0, NULL, "d", 1, NULL};
     kn_record_t r = ok;
 
+    /* A record not started from KN_RECORD_INIT (struct_size unset) is refused, saying how to fix it. */
+    r.struct_size = 0;
+    assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "KN_RECORD_INIT"));
+    r = ok;
     r.partition_key = "";
     assert_int_equal(kn_producer_put(p, &r, err, sizeof(err)), KN_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "partition key"));
@@ -749,7 +755,7 @@ static void test_hanging_credential_sources_leave_body_building_alone(void **sta
         conf_set(conf, "kinesis.endpoint", kn_test_server_url(s->env));
         conf_set(conf, "aws.region", "us-east-1");
         char err[512];
-        hung[i] = kn_client_new(conf, err, sizeof(err));
+        hung[i] = kn_t_client_new(conf, err, sizeof(err));
         kn_conf_destroy(conf);
         assert_non_null(hung[i]);
         kn__aws_req_t req = {.service = KN__SVC_KINESIS, .operation = "ListStreams", .cb = count_cb,
@@ -975,7 +981,7 @@ static void test_bad_conf(void **state)
         if (i == 3)
             conf_set(conf, "producer.compression.scope", "record");
         char err[512] = "";
-        kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+        kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
         kn_conf_destroy(conf);
         assert_null(p);
         if (!strstr(err, cases[i].needle))
@@ -1004,7 +1010,7 @@ static void test_stats_callback(void **state)
     kn_conf_set_result_cb(conf, on_result, sink);
     kn_conf_set_stats_cb(conf, on_stats, NULL);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(p);
     for (int i = 0; i < 10; i++)
@@ -1052,7 +1058,7 @@ static void test_put_from_callback_when_full(void **state)
     conf_set(conf, "producer.buffer.max.records", "2");
     kn_conf_set_result_cb(conf, on_result_reput, &x);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(p);
     assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
@@ -1087,7 +1093,7 @@ static void test_flush_from_callback(void **state)
     kn_conf_t *conf = base_conf(s);
     kn_conf_set_result_cb(conf, on_result_flush, &x);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(p);
     assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
@@ -1129,7 +1135,7 @@ static void destroy_from_callback(server_t *s, bool background)
         conf_set(conf, "producer.results.background", "true");
     kn_conf_set_result_cb(conf, on_result_destroy, &x);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(p);
     assert_int_equal(put_one(p, s->stream, "k", "v", 1, 0, err, sizeof(err)), KN_ERR_OK);
@@ -1183,7 +1189,7 @@ static void test_destroy_during_poll_on_another_thread(void **state)
     kn_conf_t *conf = base_conf(s);
     kn_conf_set_result_cb(conf, on_result_slow, NULL);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(p);
     poller_t t = {p, 0, 0};
@@ -1573,7 +1579,7 @@ static void test_put_after_destroy_began(void **state)
     kn_conf_t *conf = base_conf(s);
     kn_conf_set_result_cb(conf, on_result_put_again, &x);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(p);
     for (int i = 0; i < 20; i++)

@@ -32,6 +32,7 @@
 #include "hashkey.h"
 #include "kinesis_ops.h"
 #include "shard_map.h"
+#include "test_new.h"
 #include "testutil.h"
 
 typedef unsigned __int128 u128;
@@ -69,7 +70,7 @@ static kn_client_t *client_for(const char *url, const char *max_attempts)
     assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", "shard-map-secret", err, sizeof(err)),
                      KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.retry.max.attempts", max_attempts, err, sizeof(err)), KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_client_t *c = kn_t_client_new(conf, err, sizeof(err));
     if (!c)
         fail_msg("kn_client_new: %s", err);
     kn_conf_destroy(conf);

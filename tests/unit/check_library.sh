@@ -47,10 +47,12 @@ int main(void)
         return 1;
     if (kn_conf_set(conf, "kinesis.endpoint", "http://127.0.0.1:1", err, sizeof(err)) != KN_ERR_OK)
         return 2;
-    kn_client_t *c = kn_client_new(conf, err, sizeof(err));
+    kn_error_t *e = kn_error_new();
+    kn_client_t *c = kn_client_new(conf, e);
     if (!c)
         return 3;
     kn_client_destroy(c);
+    kn_error_destroy(e);
     kn_conf_destroy(conf);
     printf("%s %s\n", kn_version_str(), kn_err2name(KN_ERR_TIMEOUT));
     return 0;

@@ -24,9 +24,9 @@
  *
  * The pattern:
  *   1. build a kn_conf_t and set the result callback on it;
- *   2. kn_producer_new();
- *   3. kn_producer_put() for each record (it copies the record; the opaque
- *      pointer comes back in the result);
+ *   2. kn_producer_new() (a kn_error_t says why it failed, if it does);
+ *   3. kn_producer_put() for each record, built from KN_RECORD_INIT (it
+ *      copies the record; the opaque pointer comes back in the result);
  *   4. call kn_producer_poll() now and then: results are delivered on the
  *      thread that polls (a put that waits for room serves them too);
  *   5. kn_producer_flush() at the end, then kn_producer_destroy().
@@ -96,6 +96,7 @@ int main(int argc, char **argv)
     size_t line_cap = 0;
 
     kn_conf_t *conf = kn_conf_new();
+    kn_error_t *cerr = kn_error_new(); /* why a constructor failed */
     while ((ch = getopt(argc, argv, "X:n:k:vh")) != -1) {
         switch (ch) {
         case 'X': {
@@ -133,9 +134,10 @@ int main(int argc, char **argv)
 
     /* 1-2: the callback goes on the conf; the producer copies the conf. */
     kn_conf_set_result_cb(conf, on_result, &app);
-    p = kn_producer_new(conf, errstr, sizeof(errstr));
+    p = kn_producer_new(conf, cerr);
     if (!p) {
-        fprintf(stderr, "kn_producer_new: %s\n", errstr);
+        fprintf(stderr, "kn_producer_new: %s (%s)\n", kn_error_message(cerr),
+                kn_err2name(kn_error_code(cerr)));
         goto out;
     }
 
@@ -145,7 +147,9 @@ int main(int argc, char **argv)
     char key[32];
     unsigned char data[100];
     for (;; n++) {
-        kn_record_t rec = {.stream = stream, .partition_key = key};
+        kn_record_t rec = KN_RECORD_INIT;
+        rec.stream = stream;
+        rec.partition_key = key;
         if (count >= 0) {
             if (n >= count)
                 break;
@@ -189,6 +193,7 @@ int main(int argc, char **argv)
 out:
     kn_producer_destroy(p); /* NULL is a no-op */
     kn_conf_destroy(conf);
+    kn_error_destroy(cerr);
     free(line);
     return rc;
 }

@@ -91,8 +91,7 @@ int kc_consume(kc_opts_t *o)
             goto out;
         }
     }
-    kn_reader_opts_t ro;
-    memset(&ro, 0, sizeof(ro));
+    kn_reader_opts_t ro = KN_READER_OPTS_INIT;
     ro.shard_ids = (const char *const *)shards;
     ro.shard_count = nshards;
     ro.raw = o->raw;
@@ -120,15 +119,15 @@ int kc_consume(kc_opts_t *o)
         ec = KC_EXIT_FAIL;
         goto out;
     }
-    r = kn_reader_new_on(c, o->conf, o->stream, &ro, err, errstr, sizeof(errstr));
+    r = kn_reader_new_on(c, o->conf, o->stream, &ro, err);
     if (!r) {
         kn_err_t rc = kn_error_code(err);
         if (rc == KN_ERR_OK)
             rc = KN_ERR_INVALID_ARG;
-        if (errstr[0])
-            kc_err("stream %s: %s (%s)", o->stream, errstr, kn_err2name(rc));
-        else
+        if (kn_error_aws_type(err)[0])
             kc_report_error("stream", rc, err);
+        else
+            kc_err("stream %s: %s (%s)", o->stream, kn_error_message(err), kn_err2name(rc));
         ec = kc_exit_code(rc);
         goto out;
     }

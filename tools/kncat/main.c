@@ -193,10 +193,11 @@ kn_client_t *kc_client(kc_opts_t *o)
 {
     if (g_client)
         return g_client;
-    char errstr[512] = "";
-    g_client = kn_client_new(o->conf, errstr, sizeof(errstr));
+    kn_error_t *err = kn_error_new();
+    g_client = kn_client_new(o->conf, err);
     if (!g_client)
-        kc_err("cannot create the client: %s", errstr);
+        kc_err("cannot create the client: %s", err ? kn_error_message(err) : "out of memory");
+    kn_error_destroy(err);
     return g_client;
 }
 

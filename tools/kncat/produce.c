@@ -112,6 +112,7 @@ static void put_one(prod_t *st, const char *key, size_t key_len, const char *has
         }
     }
     kn_record_t rec = {
+        .struct_size = sizeof(kn_record_t),
         .stream = o->stream,
         .partition_key = key,
         .partition_key_len = key_len,
@@ -349,9 +350,9 @@ int kc_produce(kc_opts_t *o)
         goto out;
     }
     kn_conf_set_result_cb(conf, on_result, &st);
-    st.p = kn_producer_new_on(client, conf, errstr, sizeof(errstr));
+    st.p = kn_producer_new_on(client, conf, err);
     if (!st.p) {
-        kc_err("cannot create the producer: %s", errstr);
+        kc_err("cannot create the producer: %s", kn_error_message(err));
         rc = KC_EXIT_USAGE;
         goto out;
     }

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "client_int.h"
 #include "dynamodb.h"
 #include "kinesis_ops.h"
 
@@ -86,10 +86,11 @@ int main(int argc, char **argv)
         return 2;
     }
     kn_conf_set_log_cb(conf, log_to_stderr, NULL);
-    kn_client_t *c = kn_client_new(conf, errstr, sizeof(errstr));
+    kn_error_t cerr = {0};
+    kn_client_t *c = kn_client_new(conf, &cerr);
     kn_conf_destroy(conf);
     if (!c) {
-        fprintf(stderr, "kn-quickstart: %s\n", errstr);
+        fprintf(stderr, "kn-quickstart: %s\n", cerr.message);
         return 1;
     }
     printf("kinesis  %s\ndynamodb %s\nregion   %s\n", c->endpoint[KN__SVC_KINESIS], c->endpoint[KN__SVC_DYNAMODB],

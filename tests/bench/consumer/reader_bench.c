@@ -55,12 +55,14 @@ int main(int argc, char **argv)
         }
     }
     double t0 = now_s();
-    kn_reader_t *r = kn_reader_new(conf, argv[2], NULL, NULL, errstr, sizeof(errstr));
+    kn_error_t *cerr = kn_error_new();
+    kn_reader_t *r = kn_reader_new(conf, argv[2], NULL, cerr);
     kn_conf_destroy(conf);
     if (!r) {
-        fprintf(stderr, "kn_reader_new: %s\n", errstr);
+        fprintf(stderr, "kn_reader_new: %s\n", kn_error_message(cerr));
         return 2;
     }
+    kn_error_destroy(cerr);
     long records = 0, errors = 0;
     uint64_t bytes = 0, sum = 0;
     for (;;) {

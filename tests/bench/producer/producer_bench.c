@@ -127,10 +127,11 @@ int main(int argc, char **argv)
         }
     }
     kn_conf_set_result_cb(conf, on_result, &t);
-    kn_producer_t *p = kn_producer_new(conf, errstr, sizeof(errstr));
+    kn_error_t *cerr = kn_error_new();
+    kn_producer_t *p = kn_producer_new(conf, cerr);
     kn_conf_destroy(conf);
     if (!p) {
-        fprintf(stderr, "kn_producer_new: %s\n", errstr);
+        fprintf(stderr, "kn_producer_new: %s\n", kn_error_message(cerr));
         return 2;
     }
 
@@ -141,7 +142,7 @@ int main(int argc, char **argv)
     double t0 = now_s();
     for (long i = 0; i < count; i++) {
         const unsigned char *data = next_record(&seed, key);
-        kn_record_t rec = {stream, key, 16, NULL, data, 100, NULL};
+        kn_record_t rec = {sizeof(kn_record_t), stream, key, 16, NULL, data, 100, NULL};
         kn_err_t rc = kn_producer_put(p, &rec, errstr, sizeof(errstr));
         if (rc != KN_ERR_OK) {
             if (refused++ == 0 && !t.first_error[0])
@@ -156,6 +157,7 @@ int main(int argc, char **argv)
         snprintf(t.first_error, sizeof(t.first_error), "flush: %s", kn_err2name(frc));
     char *stats = kn_producer_stats_json(p);
     kn_producer_destroy(p);
+    kn_error_destroy(cerr);
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

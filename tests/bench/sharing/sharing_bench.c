@@ -97,7 +97,7 @@ static void *busy_main(void *arg)
                          "\"latency_ms\":%llu,\"region\":\"eu-west-1\",\"trace\":\"%016llx\"}",
                          i, (unsigned long long)(x % 100000), (unsigned long long)(x % 9),
                          (unsigned long long)(x % 250), (unsigned long long)x);
-        kn_record_t r = {b->stream, key, 0, NULL, line, (size_t)n, NULL};
+        kn_record_t r = {sizeof(kn_record_t), b->stream, key, 0, NULL, line, (size_t)n, NULL};
         if (kn_producer_put(b->p, &r, err, sizeof(err)) == KN_ERR_OK)
             atomic_fetch_add(&b->put, 1);
         if ((++i & 255) == 0)
@@ -118,7 +118,7 @@ static void *probe_main(void *arg)
     char data[32], err[256];
     while (!atomic_load(&t->stop)) {
         int n = snprintf(data, sizeof(data), "%lld", (long long)now_us());
-        kn_record_t r = {t->stream, "probe", 0, NULL, data, (size_t)n, NULL};
+        kn_record_t r = {sizeof(kn_record_t), t->stream, "probe", 0, NULL, data, (size_t)n, NULL};
         kn_producer_put(t->p, &r, err, sizeof(err));
         kn_producer_poll(t->p, 0);
         usleep(20000);
@@ -226,40 +226,39 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--scope"))
             scope = argv[i + 1];
     }
-    char err[512];
+    kn_error_t *e = kn_error_new();
     /* The shared client: the busy producer and the reader. */
     kn_conf_t *shared_conf = base(endpoint);
-    kn_client_t *shared = kn_client_new(shared_conf, err, sizeof(err));
+    kn_client_t *shared = kn_client_new(shared_conf, e);
     if (!shared) {
-        fprintf(stderr, "client: %s\n", err);
+        fprintf(stderr, "client: %s\n", kn_error_message(e));
         return 2;
     }
     kn_conf_t *pc = kn_conf_dup(shared_conf);
     conf_set(pc, "producer.compression.codec", codec);
     conf_set(pc, "producer.compression.scope", scope);
     conf_set(pc, "producer.rate.limit.percent", "10000");
-    kn_producer_t *bp = kn_producer_new_on(shared, pc, err, sizeof(err));
+    kn_producer_t *bp = kn_producer_new_on(shared, pc, e);
     if (!bp) {
-        fprintf(stderr, "producer: %s\n", err);
+        fprintf(stderr, "producer: %s\n", kn_error_message(e));
         return 2;
     }
     kn_conf_t *rc = kn_conf_dup(shared_conf);
     conf_set(rc, "consumer.idle.time.ms", "0");
     conf_set(rc, "consumer.getrecords.interval.ms", "20");
-    kn_reader_opts_t ro;
-    memset(&ro, 0, sizeof(ro));
+    kn_reader_opts_t ro = KN_READER_OPTS_INIT;
     ro.start.type = KN_POS_LATEST;
-    kn_reader_t *r = kn_reader_new_on(shared, rc, probe_stream, &ro, NULL, err, sizeof(err));
+    kn_reader_t *r = kn_reader_new_on(shared, rc, probe_stream, &ro, e);
     if (!r) {
-        fprintf(stderr, "reader: %s\n", err);
+        fprintf(stderr, "reader: %s\n", kn_error_message(e));
         return 2;
     }
     /* The probe producer: a client of its own. */
     kn_conf_t *qc = base(endpoint);
     conf_set(qc, "producer.record.max.buffered.ms", "1");
-    kn_producer_t *qp = kn_producer_new(qc, err, sizeof(err));
+    kn_producer_t *qp = kn_producer_new(qc, e);
     if (!qp) {
-        fprintf(stderr, "probe producer: %s\n", err);
+        fprintf(stderr, "probe producer: %s\n", kn_error_message(e));
         return 2;
     }
     busy_t b = {bp, busy_stream, false, false, 0};
@@ -308,5 +307,6 @@ int main(int argc, char **argv)
     kn_conf_destroy(pc);
     kn_conf_destroy(rc);
     kn_conf_destroy(qc);
+    kn_error_destroy(e);
     return 0;
 }

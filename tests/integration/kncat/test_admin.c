@@ -33,9 +33,11 @@ static kn_client_t *client_for(const char *url_var)
                      KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", "secret", errstr, sizeof(errstr)),
                      KN_ERR_OK);
-    kn_client_t *c = kn_client_new(conf, errstr, sizeof(errstr));
+    kn_error_t *e = kn_error_new();
+    kn_client_t *c = kn_client_new(conf, e);
     if (!c)
-        fail_msg("kn_client_new: %s", errstr);
+        fail_msg("kn_client_new: %s", kn_error_message(e));
+    kn_error_destroy(e);
     kn_conf_destroy(conf);
     return c;
 }

@@ -23,6 +23,7 @@
 #include "kinesis/producer.h"
 #include "kinesis/reader.h"
 #include "kinesis_ops.h"
+#include "test_new.h"
 #include "testutil.h"
 
 typedef struct server_s {
@@ -84,7 +85,7 @@ static inline int setup(void **state)
     server_t *s = *state;
     kn_conf_t *conf = base_conf(s);
     char err[512];
-    s->client = kn_client_new(conf, err, sizeof(err));
+    s->client = kn_t_client_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!s->client)
         fail_msg("kn_client_new: %s", err);
@@ -155,7 +156,7 @@ static inline void produce(server_t *s, put_t *recs, int from, int to, int nkeys
         conf_set(conf, extra[i], extra[i + 1]);
     kn_conf_set_result_cb(conf, on_result, NULL);
     char err[512];
-    kn_producer_t *p = kn_producer_new(conf, err, sizeof(err));
+    kn_producer_t *p = kn_t_producer_new(conf, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!p)
         fail_msg("kn_producer_new: %s", err);
@@ -163,7 +164,7 @@ static inline void produce(server_t *s, put_t *recs, int from, int to, int nkeys
         put_t *x = &recs[i];
         snprintf(x->key, sizeof(x->key), "k%d", i % nkeys);
         snprintf(x->data, sizeof(x->data), "d-%d-%0*d", i, 20 + i % 40, i);
-        kn_record_t rec = {.stream = s->stream, .partition_key = x->key, .data = x->data,
+        kn_record_t rec = {.struct_size = sizeof(kn_record_t),.stream = s->stream, .partition_key = x->key, .data = x->data,
                            .data_len = strlen(x->data), .opaque = x};
         if (kn_producer_put(p, &rec, err, sizeof(err)) != KN_ERR_OK)
             fail_msg("put %d: %s", i, err);
@@ -291,7 +292,7 @@ static inline kn_reader_t *reader_with(const server_t *s, const kn_reader_opts_t
         conf_set(conf, extra[i], extra[i + 1]);
     char err[1024];
     kn_error_t *e = kn_error_new();
-    kn_reader_t *r = kn_reader_new(conf, s->stream, opts, e, err, sizeof(err));
+    kn_reader_t *r = kn_t_reader_new(conf, s->stream, opts, e, err, sizeof(err));
     kn_conf_destroy(conf);
     if (!r)
         fail_msg("kn_reader_new: %s (%s)", err, kn_err2name(kn_error_code(e)));

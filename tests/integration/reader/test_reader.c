@@ -13,6 +13,7 @@
  */
 #include <sys/select.h>
 
+#include "test_new.h"
 #include "agg.h"
 #include "hashkey.h"
 #include "fault.h"
@@ -92,7 +93,7 @@ static void test_raw_mode(void **state)
     size_t kinesis_records = 0;
     for (int i = 0; i < n; i++)
         kinesis_records += recs[i].sub == 0;
-    kn_reader_opts_t o = {.raw = true};
+    kn_reader_opts_t o = {.struct_size = sizeof(kn_reader_opts_t), .raw = true};
     kn_reader_t *r = reader_with(s, &o, NULL);
     run_t run = {0};
     poll_until(r, &run, true, 0, 60000);
@@ -206,7 +207,7 @@ static void test_start_positions(void **state)
     run_free(&run);
 
     /* AT_TIMESTAMP: only the second half */
-    kn_reader_opts_t o = {.start = {.type = KN_POS_AT_TIMESTAMP, .timestamp_ms = ts}};
+    kn_reader_opts_t o = {.struct_size = sizeof(kn_reader_opts_t), .start = {.type = KN_POS_AT_TIMESTAMP, .timestamp_ms = ts}};
     r = reader_with(s, &o, NULL);
     memset(&run, 0, sizeof(run));
     poll_until(r, &run, true, 0, 30000);
@@ -217,7 +218,7 @@ static void test_start_positions(void **state)
     run_free(&run);
 
     /* AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER of record 5 */
-    memset(&o, 0, sizeof(o));
+    o = (kn_reader_opts_t)KN_READER_OPTS_INIT;
     o.shard_ids = ids;
     o.shard_count = 1;
     o.start.type = KN_POS_AT_SEQUENCE_NUMBER;
@@ -239,7 +240,7 @@ static void test_start_positions(void **state)
     run_free(&run);
 
     /* LATEST: nothing old; records put afterwards arrive */
-    memset(&o, 0, sizeof(o));
+    o = (kn_reader_opts_t)KN_READER_OPTS_INIT;
     o.start.type = KN_POS_LATEST;
     r = reader_with(s, &o, NULL);
     memset(&run, 0, sizeof(run));
@@ -260,7 +261,7 @@ static void test_start_positions(void **state)
     run_free(&run);
 
     /* stop at ts: the first half only, then SHARD_STOPPED and at-end */
-    memset(&o, 0, sizeof(o));
+    o = (kn_reader_opts_t)KN_READER_OPTS_INIT;
     o.stop_at_ms = ts;
     r = reader_with(s, &o, NULL);
     memset(&run, 0, sizeof(run));
@@ -274,7 +275,7 @@ static void test_start_positions(void **state)
     run_free(&run);
 
     /* stop in the future on a caught-up shard: stops once the clock passes it */
-    memset(&o, 0, sizeof(o));
+    o = (kn_reader_opts_t)KN_READER_OPTS_INIT;
     o.stop_at_ms = wall_ms() + 1500;
     r = reader_with(s, &o, NULL);
     memset(&run, 0, sizeof(run));
@@ -295,7 +296,7 @@ static void test_explicit_shard_selection(void **state)
     put_t *recs = calloc((size_t)n, sizeof(put_t));
     produce(s, recs, 0, n, 30, NULL);
     const char *ids[] = {"shardId-000000000001"};
-    kn_reader_opts_t o = {.shard_ids = ids, .shard_count = 1};
+    kn_reader_opts_t o = {.struct_size = sizeof(kn_reader_opts_t), .shard_ids = ids, .shard_count = 1};
     kn_reader_t *r = reader_with(s, &o, NULL);
     run_t run = {0};
     poll_until(r, &run, true, 0, 30000);
@@ -340,7 +341,7 @@ static void test_split_and_merge_then_read(void **state)
     run_free(&run);
 
     /* At LATEST only the open shard is read. */
-    kn_reader_opts_t o = {.start = {.type = KN_POS_LATEST}};
+    kn_reader_opts_t o = {.struct_size = sizeof(kn_reader_opts_t), .start = {.type = KN_POS_LATEST}};
     r = reader_with(s, &o, NULL);
     memset(&run, 0, sizeof(run));
     poll_until(r, &run, true, 0, 30000);
@@ -659,8 +660,8 @@ static void test_shared_client(void **state)
     produce(s, recs, 0, 200, 10, NULL);
     kn_conf_t *conf = base_conf(s);
     char err[512];
-    kn_reader_t *a = kn_reader_new_on(s->client, conf, s->stream, NULL, NULL, err, sizeof(err));
-    kn_reader_t *b = kn_reader_new_on(s->client, conf, s->stream, NULL, NULL, err, sizeof(err));
+    kn_reader_t *a = kn_t_reader_new_on(s->client, conf, s->stream, NULL, NULL, err, sizeof(err));
+    kn_reader_t *b = kn_t_reader_new_on(s->client, conf, s->stream, NULL, NULL, err, sizeof(err));
     kn_conf_destroy(conf);
     assert_non_null(a);
     assert_non_null(b);
@@ -690,55 +691,60 @@ static void test_bad_input(void **state)
     kn_error_t *e = kn_error_new();
 
     /* Unknown stream: NOT_FOUND naming the stream. */
-    assert_null(kn_reader_new(conf, "no-such-stream-knread", NULL, e, err, sizeof(err)));
+    assert_null(kn_t_reader_new(conf, "no-such-stream-knread", NULL, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "no-such-stream-knread"));
     print_message("unknown stream: %s\n", err);
 
     /* Unknown shard. */
     const char *ids[] = {"shardId-000000000099"};
-    kn_reader_opts_t o = {.shard_ids = ids, .shard_count = 1};
-    assert_null(kn_reader_new(conf, s->stream, &o, e, err, sizeof(err)));
+    kn_reader_opts_t o = {.struct_size = sizeof(kn_reader_opts_t), .shard_ids = ids, .shard_count = 1};
+    assert_null(kn_t_reader_new(conf, s->stream, &o, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "shardId-000000000099"));
 
     /* NULL and empty arguments. */
-    assert_null(kn_reader_new(conf, NULL, NULL, e, err, sizeof(err)));
+    assert_null(kn_t_reader_new(conf, NULL, NULL, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
-    assert_null(kn_reader_new(conf, "", NULL, NULL, err, sizeof(err)));
-    assert_null(kn_reader_new_on(NULL, conf, s->stream, NULL, e, NULL, 0));
+    assert_null(kn_t_reader_new(conf, "", NULL, NULL, err, sizeof(err)));
+    assert_null(kn_t_reader_new_on(NULL, conf, s->stream, NULL, e, NULL, 0));
     assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
     const char *nullid[] = {NULL};
-    kn_reader_opts_t o2 = {.shard_ids = nullid, .shard_count = 1};
-    assert_null(kn_reader_new(conf, s->stream, &o2, e, err, sizeof(err)));
+    kn_reader_opts_t o2 = {.struct_size = sizeof(kn_reader_opts_t), .shard_ids = nullid, .shard_count = 1};
+    assert_null(kn_t_reader_new(conf, s->stream, &o2, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
 
     /* Bad positions. */
-    kn_reader_opts_t o3 = {.start = {.type = (kn_position_type_t)99}};
-    assert_null(kn_reader_new(conf, s->stream, &o3, e, err, sizeof(err)));
+    kn_reader_opts_t o3 = {.struct_size = sizeof(kn_reader_opts_t), .start = {.type = (kn_position_type_t)99}};
+    assert_null(kn_t_reader_new(conf, s->stream, &o3, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
-    kn_reader_opts_t o4 = {.start = {.type = KN_POS_AT_SEQUENCE_NUMBER, .sequence_number = "123"}};
-    assert_null(kn_reader_new(conf, s->stream, &o4, e, err, sizeof(err)));
+    kn_reader_opts_t o4 = {.struct_size = sizeof(kn_reader_opts_t), .start = {.type = KN_POS_AT_SEQUENCE_NUMBER, .sequence_number = "123"}};
+    assert_null(kn_t_reader_new(conf, s->stream, &o4, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "exactly one shard"));
     const char *one[] = {"shardId-000000000000"};
-    kn_reader_opts_t o5 = {.shard_ids = one, .shard_count = 1,
+    kn_reader_opts_t o5 = {.struct_size = sizeof(kn_reader_opts_t), .shard_ids = one, .shard_count = 1,
                            .start = {.type = KN_POS_AFTER_SEQUENCE_NUMBER, .sequence_number = "12x"}};
-    assert_null(kn_reader_new(conf, s->stream, &o5, e, err, sizeof(err)));
+    assert_null(kn_t_reader_new(conf, s->stream, &o5, e, err, sizeof(err)));
     assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
-    kn_reader_opts_t o6 = {.start = {.type = KN_POS_AT_TIMESTAMP, .timestamp_ms = -5}};
-    assert_null(kn_reader_new(conf, s->stream, &o6, e, err, sizeof(err)));
-    kn_reader_opts_t o7 = {.stop_at_ms = -1};
-    assert_null(kn_reader_new(conf, s->stream, &o7, e, err, sizeof(err)));
+    kn_reader_opts_t o6 = {.struct_size = sizeof(kn_reader_opts_t), .start = {.type = KN_POS_AT_TIMESTAMP, .timestamp_ms = -5}};
+    assert_null(kn_t_reader_new(conf, s->stream, &o6, e, err, sizeof(err)));
+    kn_reader_opts_t o7 = {.struct_size = sizeof(kn_reader_opts_t), .stop_at_ms = -1};
+    assert_null(kn_t_reader_new(conf, s->stream, &o7, e, err, sizeof(err)));
+    /* Options not started from KN_READER_OPTS_INIT (struct_size unset): refused, saying how to fix it. */
+    kn_reader_opts_t o9 = {.raw = true};
+    assert_null(kn_t_reader_new(conf, s->stream, &o9, e, err, sizeof(err)));
+    assert_int_equal(kn_error_code(e), KN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "KN_READER_OPTS_INIT"));
 
     /*
      * A sequence number the service rejects (kinesalite: it encodes another shard; moto takes any
      * number): a SHARD_ERROR naming the shard, then at-end.
      */
     if (s == &kinesalite) {
-        kn_reader_opts_t o8 = {.shard_ids = one, .shard_count = 1,
+        kn_reader_opts_t o8 = {.struct_size = sizeof(kn_reader_opts_t), .shard_ids = one, .shard_count = 1,
                                .start = {.type = KN_POS_AT_SEQUENCE_NUMBER, .sequence_number = "1"}};
-        kn_reader_t *r = kn_reader_new(conf, s->stream, &o8, e, err, sizeof(err));
+        kn_reader_t *r = kn_t_reader_new(conf, s->stream, &o8, e, err, sizeof(err));
         assert_non_null(r);
         run_t run = {0};
         poll_until(r, &run, true, 0, 30000);
