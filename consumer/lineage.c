@@ -62,6 +62,22 @@ static kn__rshard_t *shard_add(kn_reader_t *r, const char *id, const char *paren
     return s;
 }
 
+kn_err_t kn__lineage_add_one(kn_reader_t *r, const kn__shard_t *sh, const kn__iterator_pos_t *start)
+{
+    kn__rshard_t *s = shard_add(r, sh->shard_id, sh->parent_shard_id, sh->adjacent_parent_shard_id,
+                                sh->start_hash, sh->end_hash);
+    if (!s)
+        return KN_ERR_NOMEM;
+    s->lstate = KN__RL_PENDING;
+    s->start_now = true;
+    s->in_listing = true;
+    s->pos_type = start->type;
+    s->pos_ts_ms = start->timestamp_ms;
+    if (start->sequence_number && !(s->pos_seq = strdup(start->sequence_number)))
+        return KN_ERR_NOMEM;
+    return KN_ERR_OK;
+}
+
 static kn__iterator_type_t it_type(kn_position_type_t t)
 {
     switch (t) {
@@ -126,6 +142,8 @@ static bool parent_ok(kn_reader_t *r, const char *id, bool *dead)
 /* Starts every pending shard whose parents allow it; drops those whose parents never will. */
 static void start_pending(kn_reader_t *r)
 {
+    if (r->single)
+        return; /* a consumer starts shards as it takes their leases */
     bool again = true;
     while (again && !r->stopping) {
         again = false;
@@ -160,7 +178,7 @@ void kn__lineage_begin(kn_reader_t *r)
 
 void kn__lineage_check_end(kn_reader_t *r)
 {
-    if (r->at_end_sent || r->stopping || r->listing)
+    if (r->at_end_sent || r->stopping || r->listing || r->single)
         return;
     for (kn__rshard_t *s = r->shards; s; s = s->next) {
         if (s->resolving || s->lstate == KN__RL_PENDING)
@@ -187,6 +205,27 @@ void kn__lineage_shard_finished(kn_reader_t *r, kn__rshard_t *s)
     kn__lineage_check_end(r);
 }
 
+/* A child's description for the consumer: id, parents, hash range (copied). 0, or -1 without memory. */
+static int child_info_set(kn__child_shard_t *out, const kn__rshard_t *c)
+{
+    memset(out, 0, sizeof(*out));
+    out->start_hash = c->start_hash;
+    out->end_hash = c->end_hash;
+    out->shard_id = strdup(c->id);
+    size_t np = (c->parent ? 1 : 0) + (c->adjacent ? 1 : 0);
+    out->parent_shards = np ? calloc(np, sizeof(char *)) : NULL;
+    if (!out->shard_id || (np && !out->parent_shards)) {
+        free(out->shard_id);
+        free(out->parent_shards);
+        return -1;
+    }
+    if (c->parent)
+        out->parent_shards[out->parent_count++] = strdup(c->parent);
+    if (c->adjacent)
+        out->parent_shards[out->parent_count++] = strdup(c->adjacent);
+    return 0;
+}
+
 /* Delivers SHARD_END for s with its children (known shards naming s as a parent) and starts them. */
 static void end_with_children(kn_reader_t *r, kn__rshard_t *s)
 {
@@ -197,17 +236,39 @@ static void end_with_children(kn_reader_t *r, kn__rshard_t *s)
             n++;
     char **ids = n ? calloc(n, sizeof(char *)) : NULL;
     size_t k = 0;
+    kn__child_shard_t *info = r->single && n ? calloc(n, sizeof(*info)) : NULL;
+    size_t ki = 0;
     for (kn__rshard_t *c = r->shards; c; c = c->next) {
         if (!((c->parent && strcmp(c->parent, s->id) == 0) ||
               (c->adjacent && strcmp(c->adjacent, s->id) == 0)))
             continue;
-        if (c->lstate == KN__RL_IGNORED && !c->started_once)
+        if (c->lstate == KN__RL_IGNORED && !c->started_once && !r->single)
             c->lstate = KN__RL_PENDING;
         if (ids && (ids[k] = strdup(c->id)))
             k++;
+        if (info && child_info_set(&info[ki], c) == 0)
+            ki++;
     }
     KN_LOG(kn__client_log(r->client), KN_LOG_DEBUG, KN_DBG_CONSUMER, "shard %s read to its end; %zu children",
            s->id, n);
+    if (r->single) {
+        /* The consumer makes the children's leases from this: ids, parents and hash ranges. */
+        kn__ritem_t *it = calloc(1, sizeof(*it));
+        if (it) {
+            it->kind = KN__RI_EVENT;
+            it->shard = s;
+            it->ev = KN_READER_SHARD_END;
+            it->children = ids;
+            it->child_count = k;
+            it->child_info = info;
+            it->child_info_count = ki;
+            kn__reader_push(r, it);
+        } else {
+            kn__child_shards_free(info, ki);
+            kn__reader_push_event(r, s, KN_READER_SHARD_END, KN_ERR_OK, NULL, ids, k);
+        }
+        return;
+    }
     kn__reader_push_event(r, s, KN_READER_SHARD_END, KN_ERR_OK, NULL, ids, k);
     start_pending(r);
 }

@@ -31,7 +31,7 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
-static void child_shards_free(kn__child_shard_t *cs, size_t n)
+void kn__child_shards_free(kn__child_shard_t *cs, size_t n)
 {
     if (!cs)
         return;
@@ -46,7 +46,7 @@ void kn__handback_clear(kn__handback_t *hb)
 {
     free(hb->next_iterator);
     free(hb->last_seq);
-    child_shards_free(hb->children, hb->child_count);
+    kn__child_shards_free(hb->children, hb->child_count);
     memset(hb, 0, sizeof(*hb));
 }
 
@@ -59,6 +59,7 @@ static void item_free(kn__ritem_t *it)
     kn__buf_free(&it->body);
     free(it->errstr);
     strv_free(it->children, it->child_count);
+    kn__child_shards_free(it->child_info, it->child_info_count);
     free(it);
 }
 
@@ -125,9 +126,13 @@ void kn__reader_push(kn_reader_t *r, kn__ritem_t *it)
     atomic_store(&r->in_pending, true);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
-    uint64_t one = 1;
-    ssize_t w = write(r->efd, &one, sizeof(one));
-    (void)w;
+    if (r->notify) {
+        r->notify(r->notify_opaque);
+    } else {
+        uint64_t one = 1;
+        ssize_t w = write(r->efd, &one, sizeof(one));
+        (void)w;
+    }
 }
 
 void kn__reader_push_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t ev, kn_err_t err,
@@ -201,6 +206,19 @@ static void begin_task(kn_client_t *c, void *arg)
     kn__reader_unref(r);
 }
 
+kn_err_t kn__reader_begin(kn_reader_t *r)
+{
+    kn_client_ref(r->client);
+    atomic_fetch_add(&r->refs, 1);
+    if (kn__client_post(r->client, begin_task, r) != KN_ERR_OK) {
+        atomic_fetch_sub(&r->refs, 1);
+        kn_client_destroy(r->client);
+        r->client = NULL;
+        return KN_ERR_DESTROYED;
+    }
+    return KN_ERR_OK;
+}
+
 static void stop_task(kn_client_t *c, void *arg)
 {
     (void)c;
@@ -238,6 +256,84 @@ static kn_err_t fail_new(kn_error_t *err, kn_err_t code, const char *fmt, ...)
 static bool valid_position(const kn_position_t *p)
 {
     return p->type >= KN_POS_TRIM_HORIZON && p->type <= KN_POS_AFTER_SEQUENCE_NUMBER;
+}
+
+/*
+ * The reader's structure with its settings from conf, its copies of stream
+ * and opts, the eventfd (want_fd) and the decoder: what every reader needs
+ * before its shards are known. NULL with err filled on failure.
+ */
+kn_reader_t *kn__reader_alloc(kn_client_t *client, const kn_conf_t *conf, const char *stream,
+                              const kn_reader_opts_t *opts, bool want_fd, kn_error_t *err)
+{
+    bool seq_pos = opts->start.type == KN_POS_AT_SEQUENCE_NUMBER ||
+                   opts->start.type == KN_POS_AFTER_SEQUENCE_NUMBER;
+    kn_reader_t *r = calloc(1, sizeof(*r));
+    if (!r) {
+        fail_new(err, KN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->at_end, false);
+    for (int i = 0; i < KN_READER_STAT__COUNT; i++)
+        atomic_init(&r->stats[i], 0);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->efd = -1;
+    r->client = client;
+    r->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
+    r->stream = strdup(stream);
+    r->opts = *opts;
+    r->opts.shard_ids = NULL;
+    r->opts.shard_count = 0;
+    r->opts.start.sequence_number = NULL;
+    if (!r->conf || !r->stream)
+        goto nomem;
+    if (seq_pos && !(r->start_seq = strdup(opts->start.sequence_number)))
+        goto nomem;
+    r->opts.start.sequence_number = r->start_seq;
+    if (opts->shard_count > 0) {
+        r->sel = calloc(opts->shard_count, sizeof(char *));
+        if (!r->sel)
+            goto nomem;
+        r->sel_count = opts->shard_count;
+        for (size_t i = 0; i < opts->shard_count; i++)
+            if (!(r->sel[i] = strdup(opts->shard_ids[i])))
+                goto nomem;
+    }
+    if (strncmp(stream, "arn:", 4) == 0)
+        r->ref.arn = r->stream;
+    else
+        r->ref.name = r->stream;
+
+    r->max_records = (int)kn__conf_int(r->conf, KN_P_C_MAX_RECORDS);
+    r->interval_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_INTERVAL_MS);
+    r->getrecords_timeout_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_TIMEOUT_MS);
+    r->idle_ms = kn__conf_int(r->conf, KN_P_C_IDLE_MS);
+    r->shard_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_SHARD_BYTES);
+    r->total_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_BYTES);
+    r->read_max_bytes = kn__conf_int(r->conf, KN_P_C_GETRECORDS_MAX_BYTES);
+    /* An answer sized to the budget must also fit under the HTTP layer's limit, with room to spare. */
+    if (r->read_max_bytes > kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2)
+        r->read_max_bytes = kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2;
+    r->retry_base_ms = kn__conf_int(r->conf, KN_P_RETRY_BASE_MS);
+    r->retry_cap_ms = kn__conf_int(r->conf, KN_P_RETRY_MAX_BACKOFF_MS);
+
+    if (want_fd && (r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        fail_new(err, KN_ERR_IO, "kn_reader_new: eventfd: %s", strerror(errno));
+        reader_free(r);
+        return NULL;
+    }
+    if (!opts->raw && !(r->dec = kn__rc_decoder_new(NULL)))
+        goto nomem;
+    return r;
+nomem:
+    fail_new(err, KN_ERR_NOMEM, "out of memory");
+    kn__rc_decoder_destroy(r->dec);
+    r->dec = NULL;
+    reader_free(r);
+    return NULL;
+
 }
 
 KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf, const char *stream,
@@ -318,64 +414,9 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
         }
     }
 
-    r = calloc(1, sizeof(*r));
-    if (!r) {
-        fail_new(err, KN_ERR_NOMEM, "out of memory");
+    r = kn__reader_alloc(client, conf, stream, opts, true, err);
+    if (!r)
         return NULL;
-    }
-    atomic_init(&r->refs, 1);
-    atomic_init(&r->at_end, false);
-    for (int i = 0; i < KN_READER_STAT__COUNT; i++)
-        atomic_init(&r->stats[i], 0);
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
-    r->efd = -1;
-    r->client = client;
-    r->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
-    r->stream = strdup(stream);
-    r->opts = *opts;
-    r->opts.shard_ids = NULL;
-    r->opts.shard_count = 0;
-    r->opts.start.sequence_number = NULL;
-    if (!r->conf || !r->stream)
-        goto nomem;
-    if (seq_pos && !(r->start_seq = strdup(opts->start.sequence_number)))
-        goto nomem;
-    r->opts.start.sequence_number = r->start_seq;
-    if (opts->shard_count > 0) {
-        r->sel = calloc(opts->shard_count, sizeof(char *));
-        if (!r->sel)
-            goto nomem;
-        r->sel_count = opts->shard_count;
-        for (size_t i = 0; i < opts->shard_count; i++)
-            if (!(r->sel[i] = strdup(opts->shard_ids[i])))
-                goto nomem;
-    }
-    if (strncmp(stream, "arn:", 4) == 0)
-        r->ref.arn = r->stream;
-    else
-        r->ref.name = r->stream;
-
-    r->max_records = (int)kn__conf_int(r->conf, KN_P_C_MAX_RECORDS);
-    r->interval_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_INTERVAL_MS);
-    r->getrecords_timeout_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_TIMEOUT_MS);
-    r->idle_ms = kn__conf_int(r->conf, KN_P_C_IDLE_MS);
-    r->shard_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_SHARD_BYTES);
-    r->total_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_BYTES);
-    r->read_max_bytes = kn__conf_int(r->conf, KN_P_C_GETRECORDS_MAX_BYTES);
-    /* An answer sized to the budget must also fit under the HTTP layer's limit, with room to spare. */
-    if (r->read_max_bytes > kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2)
-        r->read_max_bytes = kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2;
-    r->retry_base_ms = kn__conf_int(r->conf, KN_P_RETRY_BASE_MS);
-    r->retry_cap_ms = kn__conf_int(r->conf, KN_P_RETRY_MAX_BACKOFF_MS);
-
-    if ((r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        fail_new(err, KN_ERR_IO, "kn_reader_new: eventfd: %s",
-                 strerror(errno));
-        goto fail;
-    }
-    if (!opts->raw && !(r->dec = kn__rc_decoder_new(NULL)))
-        goto nomem;
 
     if (kn__kinesis_list_shards(client, &r->ref, NULL, &list, &e) != KN_ERR_OK) {
         kn__error_prefix(&e, "stream \"%s\"", stream);
@@ -400,20 +441,12 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
         goto fail;
     }
     kn__shard_list_free(&list);
-    kn_client_ref(client);
-    atomic_fetch_add(&r->refs, 1);
-    if (kn__client_post(client, begin_task, r) != KN_ERR_OK) {
-        atomic_fetch_sub(&r->refs, 1);
-        kn_client_destroy(client);
-        fail_new(err, KN_ERR_DESTROYED,
-                 "kn_reader_new: the client is shutting down");
-        r->client = NULL;
+    if (kn__reader_begin(r) != KN_ERR_OK) {
+        fail_new(err, KN_ERR_DESTROYED, "kn_reader_new: the client is shutting down");
         goto fail;
     }
     return r;
 
-nomem:
-    fail_new(err, KN_ERR_NOMEM, "out of memory");
 fail:
     kn__shard_list_free(&list);
     kn__rc_decoder_destroy(r->dec);
@@ -484,6 +517,13 @@ static void release_bytes(kn_reader_t *r, kn__rshard_t *s, int64_t bytes)
     atomic_store(&r->stats[KN_READER_STAT_PREFETCH_BYTES], r->queued_bytes);
     pthread_mutex_unlock(&r->lock);
     kn__reader_kick(r);
+    if (r->budget) {
+        pthread_mutex_lock(&r->budget->lock);
+        r->budget->queued -= bytes;
+        pthread_mutex_unlock(&r->budget->lock);
+        if (r->budget->on_room)
+            r->budget->on_room(r->budget->opaque); /* other readers may wait for this room */
+    }
 }
 
 /* Queues a batch (b) or an event item (ev) for serving, through the entry it carries. */
@@ -618,9 +658,11 @@ handback:
 /* Moves the inbox into the serve queue, parsing answers. */
 static void drain_inbox(kn_reader_t *r)
 {
-    uint64_t v;
-    ssize_t n = read(r->efd, &v, sizeof(v));
-    (void)n;
+    if (r->efd >= 0) {
+        uint64_t v;
+        ssize_t n = read(r->efd, &v, sizeof(v));
+        (void)n;
+    }
     pthread_mutex_lock(&r->lock);
     kn__ritem_t *it = r->in_head;
     r->in_head = r->in_tail = NULL;
@@ -812,6 +854,43 @@ KN_API const kn_reader_msg_t *kn_reader_poll(kn_reader_t *r, int timeout_ms)
         pthread_mutex_unlock(&r->lock);
     }
 }
+
+bool kn__reader_take(kn_reader_t *r, int timeout_ms, kn__rtake_t *out)
+{
+    out->batch = NULL;
+    out->event = NULL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : kn__mono_ms() + timeout_ms;
+    for (;;) {
+        drain_inbox(r);
+        kn__rout_t *o = r->out_head;
+        if (o) {
+            pop_head(r);
+            out->batch = o->batch;
+            out->event = o->event;
+            return true;
+        }
+        int64_t now = kn__mono_ms();
+        if (now >= deadline)
+            return false;
+        pthread_mutex_lock(&r->lock);
+        if (!r->in_head) {
+            struct timespec ts;
+            kn__abs_after(&ts, deadline == INT64_MAX ? 1000 : deadline - now);
+            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
+void kn__reader_batch_done(kn_reader_t *r, kn__rbatch_t *b)
+{
+    if (!b)
+        return;
+    release_bytes(r, b->shard, b->bytes);
+    batch_free(b);
+}
+
+void kn__reader_item_free(kn__ritem_t *it) { item_free(it); }
 
 KN_API int kn_reader_fd(kn_reader_t *r) { return r ? r->efd : -1; }
 

@@ -57,6 +57,26 @@ typedef enum kn__rs_phase_e {
 
 typedef struct kn__rshard_s kn__rshard_t;
 
+/*
+ * A prefetch bound shared by several readers on one client (the consumer's
+ * readers, one per leased shard): answers held and budgets of calls in
+ * flight of all of them together stay under max. queued is updated by the
+ * loop and the pollers under lock; reserved by the loop only. on_room (any
+ * thread, may be NULL) is told when bytes are released, so that readers
+ * paused on the bound can be kicked.
+ */
+typedef struct kn__rbudget_s {
+    pthread_mutex_t lock;
+    int64_t queued;
+    int64_t reserved;
+    int64_t max;
+    void (*on_room)(void *opaque);
+    void *opaque;
+} kn__rbudget_t;
+
+/* Loop thread: the inbox got an item (single-shard readers of a consumer). */
+typedef void(kn__rnotify_t)(void *opaque);
+
 /* What the poller learnt from one answer (synced: written by the poller, taken by the loop). */
 typedef struct kn__handback_s {
     bool ready;
@@ -148,6 +168,9 @@ typedef struct kn__ritem_s {
     char *errstr;
     char **children;
     size_t child_count;
+    /* SHARD_END of a single-shard reader: the children with their parents and hash ranges */
+    kn__child_shard_t *child_info;
+    size_t child_info_count;
 } kn__ritem_t;
 
 /* One parsed answer being served (poller only). */
@@ -197,6 +220,16 @@ struct kn_reader_s {
     int64_t getrecords_timeout_ms; /* a whole GetRecords call, its large answer included */
     int64_t retry_base_ms, retry_cap_ms;
 
+    /*
+     * A reader of one shard for a consumer (kn__reader_new_one): no children
+     * are followed (SHARD_END names them), no AT_END, the shared budget
+     * instead of consumer.prefetch.max.bytes, notify instead of the eventfd.
+     */
+    bool single;
+    kn__rbudget_t *budget;
+    kn__rnotify_t *notify;
+    void *notify_opaque;
+
     /* Known shards: appended on the loop (or before the loop sees the reader); freed at the end. */
     kn__rshard_t *shards, *shards_tail;
 
@@ -235,7 +268,39 @@ struct kn_reader_s {
 };
 
 /* reader.c */
+/* The reader with its settings and copies, no shards yet (want_fd: create the eventfd). */
+kn_reader_t *kn__reader_alloc(kn_client_t *client, const kn_conf_t *conf, const char *stream,
+                              const kn_reader_opts_t *opts, bool want_fd, kn_error_t *err);
 void kn__reader_unref(kn_reader_t *r);
+/* Takes a client reference and has the loop start the shards chosen so far (start_now). */
+kn_err_t kn__reader_begin(kn_reader_t *r);
+
+/*
+ * reader_one.c: a reader of exactly one shard, for the consumer (one per
+ * lease tenure): from start (copied), no children followed (SHARD_END names
+ * them with their parents and hash ranges), the shared budget (may be NULL:
+ * consumer.prefetch.max.bytes of its own), notify called on the loop thread
+ * whenever something waits to be taken (no eventfd then). Records come raw:
+ * the caller decodes them (kn__reader_take). Does not list the stream.
+ */
+kn_reader_t *kn__reader_new_one(kn_client_t *client, const kn_conf_t *conf, const char *stream,
+                                const kn__shard_t *shard, const kn__iterator_pos_t *start,
+                                kn__rbudget_t *budget, kn__rnotify_t *notify, void *notify_opaque,
+                                kn_error_t *err);
+/*
+ * Poller side, for a consumer's single-shard readers: the next parsed answer
+ * (its records parsed, not decoded: the caller decodes them) or event, in
+ * order, waiting up to timeout_ms (-1: no limit). Ownership moves to the
+ * caller: kn__reader_batch_done (releases the batch's prefetch bytes) and
+ * kn__reader_item_free. False when nothing came in time.
+ */
+typedef struct kn__rtake_s {
+    kn__rbatch_t *batch;
+    kn__ritem_t *event;
+} kn__rtake_t;
+bool kn__reader_take(kn_reader_t *r, int timeout_ms, kn__rtake_t *out);
+void kn__reader_batch_done(kn_reader_t *r, kn__rbatch_t *b);
+void kn__reader_item_free(kn__ritem_t *it);
 /* Loop thread: appends an item to the inbox and wakes the poller. */
 void kn__reader_push(kn_reader_t *r, kn__ritem_t *it);
 /* Loop thread: pushes an event for shard s (NULL for AT_END); errstr copied (may be NULL). */
@@ -244,6 +309,7 @@ void kn__reader_push_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t
 /* Any thread: asks the loop to look at hand-backs and paused shards (coalesced). */
 void kn__reader_kick(kn_reader_t *r);
 void kn__handback_clear(kn__handback_t *hb);
+void kn__child_shards_free(kn__child_shard_t *cs, size_t n);
 static inline void kn__rstat_add(kn_reader_t *r, kn_reader_stat_t s, int64_t v)
 {
     atomic_fetch_add(&r->stats[s], v);
@@ -272,6 +338,8 @@ void kn__lineage_shard_finished(kn_reader_t *r, kn__rshard_t *s);
 /* Loop thread: delivers AT_END once when everything is at its end. */
 void kn__lineage_check_end(kn_reader_t *r);
 kn__rshard_t *kn__lineage_find(kn_reader_t *r, const char *id);
+/* Before the loop sees the reader: adds the one shard to read from start (reader_one.c). */
+kn_err_t kn__lineage_add_one(kn_reader_t *r, const kn__shard_t *sh, const kn__iterator_pos_t *start);
 /* Loop thread, at stop: closes the listing's backoff timer. */
 void kn__lineage_close(kn_reader_t *r);
 

@@ -37,11 +37,14 @@ static bool step(kn_reader_t *r, kn__rshard_t *s);
 
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* The reservations of calls in flight: the reader's own, or the budget it shares (loop only). */
+static int64_t *reserved_of(kn_reader_t *r) { return r->budget ? &r->budget->reserved : &r->reserved_bytes; }
+
 /* Gives back the bytes reserved for the call in flight. */
 static void unreserve(kn_reader_t *r, kn__rshard_t *s)
 {
     if (s->reserved) {
-        r->reserved_bytes -= s->budget;
+        *reserved_of(r) -= s->budget;
         s->reserved = false;
     }
 }
@@ -265,6 +268,11 @@ static void on_records(kn__aws_result_t *res, void *opaque)
         r->queued_bytes += it->bytes;
         int64_t q = r->queued_bytes;
         pthread_mutex_unlock(&r->lock);
+        if (r->budget) {
+            pthread_mutex_lock(&r->budget->lock);
+            r->budget->queued += it->bytes;
+            pthread_mutex_unlock(&r->budget->lock);
+        }
         atomic_store(&r->stats[KN_READER_STAT_PREFETCH_BYTES], q);
         if (q > atomic_load(&r->stats[KN_READER_STAT_PREFETCH_MAX_BYTES]))
             atomic_store(&r->stats[KN_READER_STAT_PREFETCH_MAX_BYTES], q);
@@ -310,11 +318,16 @@ static void on_records(kn__aws_result_t *res, void *opaque)
 static bool over_bounds(kn_reader_t *r, kn__rshard_t *s)
 {
     pthread_mutex_lock(&r->lock);
-    int64_t held = r->queued_bytes + r->reserved_bytes;
-    bool over = s->queued_bytes >= r->shard_max_bytes ||
-                (held > 0 && held + s->budget > r->total_max_bytes);
+    int64_t held = r->queued_bytes + r->reserved_bytes, max = r->total_max_bytes;
+    bool over_shard = s->queued_bytes >= r->shard_max_bytes;
     pthread_mutex_unlock(&r->lock);
-    return over;
+    if (r->budget) {
+        pthread_mutex_lock(&r->budget->lock);
+        held = r->budget->queued + r->budget->reserved;
+        max = r->budget->max;
+        pthread_mutex_unlock(&r->budget->lock);
+    }
+    return over_shard || (held > 0 && held + s->budget > max);
 }
 
 static void call_records(kn_reader_t *r, kn__rshard_t *s)
@@ -337,7 +350,7 @@ static void call_records(kn_reader_t *r, kn__rshard_t *s)
     s->phase = KN__RS_READ_CALL;
     s->last_call_ms = kn__mono_ms();
     s->reserved = true;
-    r->reserved_bytes += s->budget;
+    *reserved_of(r) += s->budget;
     atomic_fetch_add(&r->refs, 1);
     if (kn__aws_call(r->client, &req, &e) != KN_ERR_OK) {
         kn__reader_unref(r);
