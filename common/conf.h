@@ -136,7 +136,51 @@ typedef enum kn__ctype_e {
       "GetRecords waits")                                                                       \
     X(C_PREFETCH_BYTES, "consumer.prefetch.max.bytes", KN__CT_INT, "33554432", 1,              \
       68719476736, "Response bytes of all shards read or being read (the expected size of "     \
-      "answers in flight) and not yet served, above which no new GetRecords starts")
+      "answers in flight) and not yet served, above which no new GetRecords starts")                              \
+    X(C_APP_NAME, "consumer.application.name", KN__CT_STR, "", 0, 0,                          \
+      "Consumer: the application (consumer group) this worker belongs to; names the lease "    \
+      "table unless consumer.table.name is set. Required")                                     \
+    X(C_TABLE_NAME, "consumer.table.name", KN__CT_STR, "", 0, 0,                               \
+      "Consumer: the DynamoDB lease table. Empty: the application name")                        \
+    X(C_WORKER_ID, "consumer.worker.id", KN__CT_STR, "", 0, 0,                                 \
+      "Consumer: this worker's id in the lease table. Empty: host name and process id")         \
+    X(C_FAILOVER_MS, "consumer.failover.ms", KN__CT_INT, "10000", 1000, 3600000,               \
+      "Consumer: how long a lease lasts without renewal; renewals come every third of it, a "   \
+      "worker stops processing a shard before its lease can expire for the others")           \
+    X(C_LEASE_SCAN_MS, "consumer.lease.scan.ms", KN__CT_INT, "500", 100, 600000,               \
+      "Consumer: interval of lease table scans (free, expired and released leases are taken, " \
+      "the load balanced); at most a fifth of consumer.failover.ms is used")                  \
+    X(C_MAX_LEASES, "consumer.max.leases", KN__CT_INT, "2147483647", 1, 2147483647,            \
+      "Consumer: most leases this worker holds")                                                \
+    X(C_STEAL_MAX, "consumer.steal.max", KN__CT_INT, "1", 0, 1000,                             \
+      "Consumer: most leases asked from busier workers per scan (0: never balance by asking)") \
+    X(C_INITIAL_POSITION, "consumer.initial.position", KN__CT_STR, "LATEST", 0, 0,             \
+      "Consumer: where shards without a checkpoint start: TRIM_HORIZON, LATEST or "            \
+      "AT_TIMESTAMP (consumer.initial.timestamp.ms); children of read shards always start at " \
+      "TRIM_HORIZON")                                                                           \
+    X(C_INITIAL_TIMESTAMP_MS, "consumer.initial.timestamp.ms", KN__CT_INT, "0", 0,              \
+      9223372036854775807, "Consumer: the epoch milliseconds of AT_TIMESTAMP")                   \
+    X(C_SHARD_SYNC_MS, "consumer.shard.sync.ms", KN__CT_INT, "60000", 1000, 86400000,          \
+      "Consumer: interval of the comparison of the stream's shards with the lease table "       \
+      "(leases for new shards); also done at start and when a shard ends")                    \
+    X(C_CLEANUP_LEASES, "consumer.cleanup.leases", KN__CT_BOOL, "true", 0, 0,                  \
+      "Consumer: delete the lease of a finished shard once its children have started")          \
+    X(C_SHARD_END_CHECKPOINT, "consumer.shard.end.checkpoint", KN__CT_STR, "auto", 0, 0,       \
+      "Consumer: auto (the consumer checkpoints SHARD_END after shard_ended returns) or "      \
+      "processor (shard_ended must call kn_checkpoint, as in the KCL; else it is called again)") \
+    X(C_CHECKPOINT_ON_SHUTDOWN, "consumer.checkpoint.on.shutdown", KN__CT_BOOL, "true", 0, 0,  \
+      "Consumer: at shutdown and when handing a shard over, checkpoint after the last batch "  \
+      "processed when the processor did not")                                                  \
+    X(C_PROCESS_EMPTY, "consumer.process.empty.batches", KN__CT_BOOL, "false", 0, 0,           \
+      "Consumer: call process_records for empty reads too")                                    \
+    X(C_THREADS, "consumer.processor.threads", KN__CT_INT, "8", 1, 1024,                       \
+      "Consumer: threads that run record processors (each shard on one at a time)")            \
+    X(C_PROCESSOR_RETRY_MS, "consumer.processor.retry.ms", KN__CT_INT, "1000", 1, 3600000,     \
+      "Consumer: first wait before a callback that returned an error is called again "         \
+      "(doubling up to 30 times that, at most 5 minutes)")                                       \
+    X(C_SHUTDOWN_MS, "consumer.shutdown.timeout.ms", KN__CT_INT, "30000", 0, 3600000,          \
+      "Consumer: how long destroy waits for a graceful shutdown before ending shards without "  \
+      "a checkpoint")
 
 #define KN__PROP_ENUM(id, name, type, def, min, max, doc) KN_P_##id,
 typedef enum kn__prop_e { KN_CONF_PROPS(KN__PROP_ENUM) KN_P__COUNT } kn__prop_t;
@@ -191,7 +235,17 @@ typedef enum kn__conv_e {
     X("RateLimit", KPL, P_RATE_LIMIT, SAME)                                                      \
     X("FailIfThrottled", KPL, P_FAIL_IF_THROTTLED, SAME)                                         \
     X("maxRecords", KCL, C_MAX_RECORDS, SAME)                                                    \
-    X("idleTimeBetweenReadsInMillis", KCL, C_IDLE_MS, SAME)
+    X("idleTimeBetweenReadsInMillis", KCL, C_IDLE_MS, SAME)                                      \
+    X("applicationName", KCL, C_APP_NAME, SAME)                                                  \
+    X("tableName", KCL, C_TABLE_NAME, SAME)                                                      \
+    X("workerId", KCL, C_WORKER_ID, SAME)                                                        \
+    X("failoverTimeMillis", KCL, C_FAILOVER_MS, SAME)                                            \
+    X("maxLeasesForWorker", KCL, C_MAX_LEASES, SAME)                                             \
+    X("maxLeasesToStealAtOneTime", KCL, C_STEAL_MAX, SAME)                                       \
+    X("initialPositionInStream", KCL, C_INITIAL_POSITION, SAME)                                  \
+    X("shardSyncIntervalMillis", KCL, C_SHARD_SYNC_MS, SAME)                                     \
+    X("cleanupLeasesUponShardCompletion", KCL, C_CLEANUP_LEASES, SAME)                           \
+    X("callProcessRecordsEvenForEmptyRecordList", KCL, C_PROCESS_EMPTY, SAME)
 
 /*
  * KPL and KCL names that no component of ours reads yet. Setting one (for
@@ -229,9 +283,6 @@ typedef enum kn__conv_e {
     X("executableName", KCL, 0)                                                                  \
     X("streamName", KCL, 0)                                                                      \
     X("streamArn", KCL, 0)                                                                       \
-    X("applicationName", KCL, 0)                                                                 \
-    X("tableName", KCL, 0)                                                                       \
-    X("workerId", KCL, 0)                                                                        \
     X("processingLanguage", KCL, 0)                                                              \
     X("AWSCredentialsProvider", KCL, 0)                                                          \
     X("AWSCredentialsProviderDynamoDB", KCL, 0)                                                  \
@@ -239,14 +290,8 @@ typedef enum kn__conv_e {
     X("AwsCredentialsProvider", KCL, 0)                                                          \
     X("AwsCredentialsProviderDynamoDB", KCL, 0)                                                  \
     X("AwsCredentialsProviderCloudWatch", KCL, 0)                                                \
-    X("initialPositionInStream", KCL, 0)                                                         \
     X("initialPositionInStreamExtended", KCL, 0)                                                 \
-    X("failoverTimeMillis", KCL, 0)                                                              \
-    X("shardSyncIntervalMillis", KCL, 0)                                                         \
-    X("cleanupLeasesUponShardCompletion", KCL, 0)                                                \
     X("ignoreUnexpectedChildShards", KCL, 0)                                                     \
-    X("maxLeasesForWorker", KCL, 0)                                                              \
-    X("maxLeasesToStealAtOneTime", KCL, 0)                                                       \
     X("initialLeaseTableReadCapacity", KCL, 0)                                                   \
     X("initialLeaseTableWriteCapacity", KCL, 0)                                                  \
     X("maxLeaseRenewalThreads", KCL, 0)                                                          \
@@ -255,7 +300,6 @@ typedef enum kn__conv_e {
     X("maxListShardsRetryAttempts", KCL, 0)                                                      \
     X("retryGetRecordsInSeconds", KCL, 0)                                                        \
     X("maxGetRecordsThreadPool", KCL, 0)                                                         \
-    X("callProcessRecordsEvenForEmptyRecordList", KCL, 0)                                        \
     X("parentShardPollIntervalMillis", KCL, 0)                                                   \
     X("shardPrioritization", KCL, 0)                                                             \
     X("skipShardSyncAtWorkerInitializationIfLeasesExist", KCL, 0)                                \

@@ -68,7 +68,8 @@ KN_API const char *kn_version_str(void);
     X(DESTROYED, "the object is being destroyed")                                \
     X(QUEUE_FULL, "queue full")                                                  \
     X(NOT_SUPPORTED, "not supported")                                            \
-    X(TOO_LARGE, "too large")
+    X(TOO_LARGE, "too large")                                                    \
+    X(LEASE_LOST, "the lease is lost: another worker owns the shard now")
 
 #define KN__ERR_ENUM(name, desc) KN_ERR_##name,
 typedef enum kn_err_e { KN_ERRORS(KN__ERR_ENUM) KN_ERR__COUNT } kn_err_t;

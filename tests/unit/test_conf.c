@@ -654,10 +654,10 @@ static void test_properties_syntax(void **state)
     assert_int_equal(kn__conf_int(c, KN_P_LOG_LEVEL), KN_LOG_WARN);
     assert_string_equal(kn__conf_extra(c, "streamName"),
                         "a\tb\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\n");
-    assert_string_equal(kn__conf_extra(c, "applicationName"), "x:y=z\\");
-    assert_string_equal(kn__conf_extra(c, "workerId"), "w ");
+    assert_string_equal(kn__conf_str(c, KN_P_C_APP_NAME), "x:y=z\\");
+    assert_string_equal(kn__conf_str(c, KN_P_C_WORKER_ID), "w ");
     assert_string_equal(kn__conf_extra(c, "executableName"), "onetwothree");
-    assert_string_equal(kn__conf_extra(c, "tableName"), "ends-with-backslash\\");
+    assert_string_equal(kn__conf_str(c, KN_P_C_TABLE_NAME), "ends-with-backslash\\");
     assert_string_equal(kn__conf_extra(c, "consumerName"), "");
     assert_string_equal(kn__conf_extra(c, "processingLanguage"), "python");
     assert_int_equal(kn__conf_int(c, KN_P_DEBUG), KN_DBG_HTTP | KN_DBG_CREDS);
@@ -715,6 +715,10 @@ static void test_properties_kcl_multilang_file(void **state)
     assert_string_equal(get(c, "executableName"), "node sample_kcl_app.js");
     assert_string_equal(get(c, "initialPositionInStream"), "TRIM_HORIZON");
     assert_string_equal(get(c, "failoverTimeMillis"), "10000");
+    /* The KCL names set our properties. */
+    assert_string_equal(kn__conf_str(c, KN_P_C_APP_NAME), "kclnodejssample");
+    assert_string_equal(kn__conf_str(c, KN_P_C_INITIAL_POSITION), "TRIM_HORIZON");
+    assert_int_equal(kn__conf_int(c, KN_P_C_FAILOVER_MS), 10000);
     kn_conf_destroy(c);
 }
 
