@@ -154,6 +154,10 @@ typedef enum kn__ctype_e {
       "Consumer: most leases this worker holds")                                                \
     X(C_STEAL_MAX, "consumer.steal.max", KN__CT_INT, "1", 0, 1000,                             \
       "Consumer: most leases asked from busier workers per scan (0: never balance by asking)") \
+    X(C_HANDOFF_MS, "consumer.handoff.timeout.ms", KN__CT_INT, "30000", 1000, 3600000,          \
+      "Consumer: how long a lease asked for by a busier worker's peer may take to be handed "   \
+      "over (the owner finishes its batch and checkpoints); the owner then lets go without "    \
+      "its processor, and an owner that never answers (not this library) loses the lease")     \
     X(C_INITIAL_POSITION, "consumer.initial.position", KN__CT_STR, "LATEST", 0, 0,             \
       "Consumer: where shards without a checkpoint start: TRIM_HORIZON, LATEST or "            \
       "AT_TIMESTAMP (consumer.initial.timestamp.ms); children of read shards always start at " \

@@ -127,44 +127,53 @@ kn_err_t kn__lt_scan(kn__lease_table_t *t, kn__lt_cb_t *cb, void *opaque);
 kn_err_t kn__lt_get(kn__lease_table_t *t, const char *key, kn__lt_cb_t *cb, void *opaque);
 /* A new lease, if there is none for its key yet (attribute_not_exists(leaseKey)). */
 kn_err_t kn__lt_create(kn__lease_table_t *t, const kn__lease_t *l, kn__lt_cb_t *cb, void *opaque);
-/* counter + 1, if owner and counter are as given. */
-kn_err_t kn__lt_renew(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
-                  kn__lt_cb_t *cb, void *opaque);
+/*
+ * The writes of a lease's holder (renew, checkpoint, shard_end) are
+ * conditioned on the counter it last saw and on holding it: being its owner
+ * with no handoff in progress, or being the previous owner during a handoff
+ * (checkpointOwner = me; KCL 3.x). A renew's result (ALL_NEW) therefore also
+ * tells the holder that a handoff was asked for (leaseOwner is someone else).
+ */
+/* counter + 1. */
+kn_err_t kn__lt_renew(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
+                      kn__lt_cb_t *cb, void *opaque);
 /*
  * owner := me, counter + 1, ownerSwitchesSinceCheckpoint + 1, if the counter
- * is as seen and the owner is seen_owner (NULL: no owner). A handoff left
- * unfinished by a dead owner (checkpointOwner) is cleared with it.
+ * is as seen and the owner is seen_owner (NULL: no owner): for leases that
+ * are free or expired (judged by the caller). A handoff left unfinished by a
+ * dead previous owner (checkpointOwner) is cleared with it.
  */
 kn_err_t kn__lt_take(kn__lease_table_t *t, const char *key, const char *seen_owner, int64_t counter,
-                 const char *me, kn__lt_cb_t *cb, void *opaque);
+                     const char *me, kn__lt_cb_t *cb, void *opaque);
 /*
  * Asks owner for the lease (KCL 3.x graceful handoff): leaseOwner := me,
- * checkpointOwner := owner, counter + 1, ownerSwitchesSinceCheckpoint + 1, if
- * owner and counter are as seen and no handoff is in progress.
+ * checkpointOwner := owner, if owner is as seen, no handoff is in progress
+ * and the shard has not ended. The counter is left alone, as the KCL does:
+ * the previous owner keeps renewing (its counter stays valid), checkpoints,
+ * then lets go (kn__lt_handoff_done); only then does the asker hold it.
  */
-kn_err_t kn__lt_handoff_ask(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
-                        const char *me, kn__lt_cb_t *cb, void *opaque);
-/* checkpoint, ownerSwitchesSinceCheckpoint := 0, counter + 1, if owner and counter are as given. */
-kn_err_t kn__lt_checkpoint(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
-                       const char *seq, uint64_t sub, kn__lt_cb_t *cb, void *opaque);
+kn_err_t kn__lt_handoff_ask(kn__lease_table_t *t, const char *key, const char *owner, const char *me,
+                            kn__lt_cb_t *cb, void *opaque);
+/* checkpoint := seq/sub, ownerSwitchesSinceCheckpoint := 0, counter + 1. */
+kn_err_t kn__lt_checkpoint(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
+                           const char *seq, uint64_t sub, kn__lt_cb_t *cb, void *opaque);
 /*
- * The previous owner, during a handoff: checkpoint, if checkpointOwner is
- * me (the counter belongs to the new owner now and is left alone).
+ * The previous owner lets go at the end of a handoff: REMOVE checkpointOwner
+ * and counter + 1 (ADD, whatever it is), if checkpointOwner is me: what the
+ * KCL's assignLease writes, so a Java KCL asker sees it as it expects.
  */
-kn_err_t kn__lt_handoff_checkpoint(kn__lease_table_t *t, const char *key, const char *me,
-                               const char *seq, uint64_t sub, kn__lt_cb_t *cb, void *opaque);
-/* The previous owner lets go: REMOVE checkpointOwner, if it is me. */
 kn_err_t kn__lt_handoff_done(kn__lease_table_t *t, const char *key, const char *me, kn__lt_cb_t *cb,
-                         void *opaque);
-/* REMOVE leaseOwner, counter + 1, if owner and counter are as given: others may take it at once. */
-kn_err_t kn__lt_release(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
-                    kn__lt_cb_t *cb, void *opaque);
+                             void *opaque);
 /*
- * The shard was read to its end: checkpoint SHARD_END (sub 0), childShardIds
- * (when n > 0), counter + 1, if owner and counter are as given.
+ * REMOVE leaseOwner, counter + 1, if me is the owner with no handoff in
+ * progress and the counter is as given: others may take it at once. (During
+ * a handoff, letting go is kn__lt_handoff_done.)
  */
-kn_err_t kn__lt_shard_end(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
-                      const char *const *children, size_t n, kn__lt_cb_t *cb, void *opaque);
+kn_err_t kn__lt_release(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
+                        kn__lt_cb_t *cb, void *opaque);
+/* The shard was read to its end: checkpoint SHARD_END (sub 0), childShardIds (when n > 0), counter + 1. */
+kn_err_t kn__lt_shard_end(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
+                          const char *const *children, size_t n, kn__lt_cb_t *cb, void *opaque);
 /* Deletes a finished lease, if its checkpoint is SHARD_END. */
 kn_err_t kn__lt_delete(kn__lease_table_t *t, const char *key, kn__lt_cb_t *cb, void *opaque);
 

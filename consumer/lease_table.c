@@ -627,17 +627,23 @@ static kn_err_t update(kn__lease_table_t *t, const char *what, const char *key, 
     return start(op, "UpdateItem", &body, rc);
 }
 
-#define OWNER_AND_COUNTER "#c = :c AND #o = :o"
+/*
+ * Who may write a lease it holds: its owner while no handoff is in progress,
+ * or, during a handoff (KCL 3.x), the previous owner named by checkpointOwner
+ * (it keeps renewing and checkpoints until it lets go; the new owner waits).
+ * With the counter seen, so that a write based on an old view fails.
+ */
+#define HOLDER_AND_COUNTER "#c = :c AND ((#o = :me AND attribute_not_exists(#co)) OR #co = :me)"
 
-kn_err_t kn__lt_renew(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
+kn_err_t kn__lt_renew(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
                       kn__lt_cb_t *cb, void *opaque)
 {
     vals_t x;
     v_init(&x);
-    v_s(&x, ":o", owner);
+    v_s(&x, ":me", me);
     v_n(&x, ":c", counter);
     v_n(&x, ":c1", counter + 1);
-    return update(t, "renew", key, "SET #c = :c1", OWNER_AND_COUNTER, &x, cb, opaque);
+    return update(t, "renew", key, "SET #c = :c1", HOLDER_AND_COUNTER, &x, cb, opaque);
 }
 
 kn_err_t kn__lt_take(kn__lease_table_t *t, const char *key, const char *seen_owner, int64_t counter,
@@ -652,50 +658,35 @@ kn_err_t kn__lt_take(kn__lease_table_t *t, const char *key, const char *seen_own
     if (seen_owner)
         v_s(&x, ":o", seen_owner);
     return update(t, "take", key, "SET #o = :me, #c = :c1 ADD #sw :one REMOVE #co",
-                  seen_owner ? OWNER_AND_COUNTER : "#c = :c AND attribute_not_exists(#o)", &x, cb,
-                  opaque);
+                  seen_owner ? "#c = :c AND #o = :o" : "#c = :c AND attribute_not_exists(#o)", &x,
+                  cb, opaque);
 }
 
-kn_err_t kn__lt_handoff_ask(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
-                            const char *me, kn__lt_cb_t *cb, void *opaque)
+kn_err_t kn__lt_handoff_ask(kn__lease_table_t *t, const char *key, const char *owner, const char *me,
+                            kn__lt_cb_t *cb, void *opaque)
 {
     vals_t x;
     v_init(&x);
     v_s(&x, ":me", me);
     v_s(&x, ":o", owner);
-    v_n(&x, ":c", counter);
-    v_n(&x, ":c1", counter + 1);
-    v_n(&x, ":one", 1);
-    return update(t, "handoff request", key, "SET #o = :me, #co = :o, #c = :c1 ADD #sw :one",
-                  OWNER_AND_COUNTER " AND attribute_not_exists(#co)", &x, cb, opaque);
+    v_s(&x, ":end", KN__CK_SHARD_END);
+    return update(t, "handoff request", key, "SET #o = :me, #co = :o",
+                  "#o = :o AND attribute_not_exists(#co) AND #ck <> :end", &x, cb, opaque);
 }
 
-kn_err_t kn__lt_checkpoint(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
+kn_err_t kn__lt_checkpoint(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
                            const char *seq, uint64_t sub, kn__lt_cb_t *cb, void *opaque)
 {
     vals_t x;
     v_init(&x);
-    v_s(&x, ":o", owner);
+    v_s(&x, ":me", me);
     v_n(&x, ":c", counter);
     v_n(&x, ":c1", counter + 1);
     v_s(&x, ":ck", seq);
     v_n(&x, ":sub", (int64_t)sub);
     v_n(&x, ":zero", 0);
     return update(t, "checkpoint", key, "SET #ck = :ck, #sub = :sub, #sw = :zero, #c = :c1",
-                  OWNER_AND_COUNTER, &x, cb, opaque);
-}
-
-kn_err_t kn__lt_handoff_checkpoint(kn__lease_table_t *t, const char *key, const char *me,
-                                   const char *seq, uint64_t sub, kn__lt_cb_t *cb, void *opaque)
-{
-    vals_t x;
-    v_init(&x);
-    v_s(&x, ":me", me);
-    v_s(&x, ":ck", seq);
-    v_n(&x, ":sub", (int64_t)sub);
-    v_n(&x, ":zero", 0);
-    return update(t, "checkpoint before the handoff", key, "SET #ck = :ck, #sub = :sub, #sw = :zero",
-                  "#co = :me", &x, cb, opaque);
+                  HOLDER_AND_COUNTER, &x, cb, opaque);
 }
 
 kn_err_t kn__lt_handoff_done(kn__lease_table_t *t, const char *key, const char *me, kn__lt_cb_t *cb,
@@ -704,26 +695,28 @@ kn_err_t kn__lt_handoff_done(kn__lease_table_t *t, const char *key, const char *
     vals_t x;
     v_init(&x);
     v_s(&x, ":me", me);
-    return update(t, "handoff", key, "REMOVE #co", "#co = :me", &x, cb, opaque);
+    v_n(&x, ":one", 1);
+    return update(t, "handoff", key, "REMOVE #co ADD #c :one", "#co = :me", &x, cb, opaque);
 }
 
-kn_err_t kn__lt_release(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
+kn_err_t kn__lt_release(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
                         kn__lt_cb_t *cb, void *opaque)
 {
     vals_t x;
     v_init(&x);
-    v_s(&x, ":o", owner);
+    v_s(&x, ":me", me);
     v_n(&x, ":c", counter);
     v_n(&x, ":c1", counter + 1);
-    return update(t, "release", key, "SET #c = :c1 REMOVE #o", OWNER_AND_COUNTER, &x, cb, opaque);
+    return update(t, "release", key, "SET #c = :c1 REMOVE #o",
+                  "#c = :c AND #o = :me AND attribute_not_exists(#co)", &x, cb, opaque);
 }
 
-kn_err_t kn__lt_shard_end(kn__lease_table_t *t, const char *key, const char *owner, int64_t counter,
+kn_err_t kn__lt_shard_end(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
                           const char *const *children, size_t n, kn__lt_cb_t *cb, void *opaque)
 {
     vals_t x;
     v_init(&x);
-    v_s(&x, ":o", owner);
+    v_s(&x, ":me", me);
     v_n(&x, ":c", counter);
     v_n(&x, ":c1", counter + 1);
     v_s(&x, ":ck", KN__CK_SHARD_END);
@@ -733,7 +726,7 @@ kn_err_t kn__lt_shard_end(kn__lease_table_t *t, const char *key, const char *own
     return update(t, "shard end", key,
                   n ? "SET #ck = :ck, #sub = :zero, #sw = :zero, #c = :c1, #ch = :ch"
                     : "SET #ck = :ck, #sub = :zero, #sw = :zero, #c = :c1",
-                  OWNER_AND_COUNTER, &x, cb, opaque);
+                  HOLDER_AND_COUNTER, &x, cb, opaque);
 }
 
 kn_err_t kn__lt_delete(kn__lease_table_t *t, const char *key, kn__lt_cb_t *cb, void *opaque)

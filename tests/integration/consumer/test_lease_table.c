@@ -268,7 +268,12 @@ static void test_take_renew_checkpoint(void **state)
     kn__lease_free(&last);
 }
 
-/* The KCL 3.x graceful handoff: ask, the old owner checkpoints and lets go, the new one renews meanwhile. */
+/*
+ * The KCL 3.x graceful handoff: the asker becomes leaseOwner with the old
+ * owner as checkpointOwner and the counter left alone; the old owner keeps
+ * renewing and checkpointing on its counter, then lets go; only then may the
+ * new owner write.
+ */
 static void test_handoff(void **state)
 {
     server_t *s = *state;
@@ -276,28 +281,45 @@ static void test_handoff(void **state)
     kn__lease_t l = new_lease("shardId-000000000003", NULL);
     OP(KN_ERR_OK, kn__lt_create(s->t, &l, on_result, w));
     OP(KN_ERR_OK, kn__lt_take(s->t, l.key, NULL, 0, "worker-a", on_result, w));
-    OP(KN_ERR_OK, kn__lt_handoff_ask(s->t, l.key, "worker-a", 1, "worker-b", on_result, w));
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_ask(s->t, l.key, "worker-x", "worker-b", on_result, w));
+    OP(KN_ERR_OK, kn__lt_handoff_ask(s->t, l.key, "worker-a", "worker-b", on_result, w));
     assert_string_equal(last.owner, "worker-b");
     assert_string_equal(last.checkpoint_owner, "worker-a");
-    assert_int_equal(last.counter, 2);
+    assert_int_equal(last.counter, 1);
+    kn__ddb_item_t it;
+    raw_item(s, l.key, &it);
+    assert_attr(&it, "checkpointOwner", KN__DDB_S, "worker-a");
+    assert_attr(&it, "leaseOwner", KN__DDB_S, "worker-b");
+    kn__ddb_item_clear(&it);
     /* A second ask while one is in progress fails. */
-    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_ask(s->t, l.key, "worker-b", 2, "worker-c", on_result, w));
-    /* The new owner renews while it waits; the old one checkpoints without touching the counter. */
-    OP(KN_ERR_OK, kn__lt_renew(s->t, l.key, "worker-b", 2, on_result, w));
-    OP(KN_ERR_OK, kn__lt_handoff_checkpoint(s->t, l.key, "worker-a", "12345", 0, on_result, w));
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_ask(s->t, l.key, "worker-b", "worker-c", on_result, w));
+    /* The old owner renews and checkpoints with its counter; the new owner cannot write yet. */
+    OP(KN_ERR_OK, kn__lt_renew(s->t, l.key, "worker-a", 1, on_result, w));
+    assert_int_equal(last.counter, 2);
+    assert_string_equal(last.owner, "worker-b"); /* what tells the old owner a handoff was asked */
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_renew(s->t, l.key, "worker-b", 2, on_result, w));
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_checkpoint(s->t, l.key, "worker-b", 2, "99999", 0, on_result, w));
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_release(s->t, l.key, "worker-a", 2, on_result, w));
+    OP(KN_ERR_OK, kn__lt_checkpoint(s->t, l.key, "worker-a", 2, "12345", 0, on_result, w));
     assert_int_equal(last.counter, 3);
     assert_string_equal(last.checkpoint, "12345");
-    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_checkpoint(s->t, l.key, "worker-c", "99999", 0, on_result, w));
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_done(s->t, l.key, "worker-c", on_result, w));
     OP(KN_ERR_OK, kn__lt_handoff_done(s->t, l.key, "worker-a", on_result, w));
     assert_null(last.checkpoint_owner);
-    /* Done: the old owner can no longer checkpoint. */
-    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_checkpoint(s->t, l.key, "worker-a", "99999", 0, on_result, w));
+    assert_string_equal(last.owner, "worker-b");
+    assert_int_equal(last.counter, 4);
+    /* Done: the old owner can no longer write; the new one can. */
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_checkpoint(s->t, l.key, "worker-a", 4, "99999", 0, on_result, w));
     OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_done(s->t, l.key, "worker-a", on_result, w));
-    /* A take of a lease whose owner died in the middle of a handoff clears it. */
-    OP(KN_ERR_OK, kn__lt_handoff_ask(s->t, l.key, "worker-b", 3, "worker-c", on_result, w));
-    OP(KN_ERR_OK, kn__lt_take(s->t, l.key, "worker-c", 4, "worker-d", on_result, w));
+    OP(KN_ERR_OK, kn__lt_renew(s->t, l.key, "worker-b", 4, on_result, w));
+    /* A take of a lease whose previous owner died in the middle of a handoff clears it. */
+    OP(KN_ERR_OK, kn__lt_handoff_ask(s->t, l.key, "worker-b", "worker-c", on_result, w));
+    OP(KN_ERR_OK, kn__lt_take(s->t, l.key, "worker-c", 5, "worker-d", on_result, w));
     assert_null(last.checkpoint_owner);
     assert_string_equal(last.owner, "worker-d");
+    assert_int_equal(last.counter, 6);
+    OP(KN_ERR_OK, kn__lt_shard_end(s->t, l.key, "worker-d", 6, NULL, 0, on_result, w));
+    OP(KN_ERR_CONDITION_FAILED, kn__lt_handoff_ask(s->t, l.key, "worker-d", "worker-e", on_result, w));
     kn__lease_free(&l);
     kn__lease_free(&last);
 }
