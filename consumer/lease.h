@@ -88,6 +88,8 @@ typedef struct kn__lease_table_s kn__lease_table_t;
 kn__lease_table_t *kn__lease_table_new(kn_client_t *c, const char *name, _Atomic int64_t *requests);
 void kn__lease_table_destroy(kn__lease_table_t *t);
 const char *kn__lease_table_name(const kn__lease_table_t *t);
+/* Per-attempt timeout of the asynchronous operations (0: http.request.timeout.ms). Before any is started. */
+void kn__lease_table_set_timeout(kn__lease_table_t *t, long timeout_ms);
 
 /*
  * Blocking, application threads: finds the table or creates it
@@ -154,6 +156,12 @@ kn_err_t kn__lt_take(kn__lease_table_t *t, const char *key, const char *seen_own
  */
 kn_err_t kn__lt_handoff_ask(kn__lease_table_t *t, const char *key, const char *owner, const char *me,
                             kn__lt_cb_t *cb, void *opaque);
+/*
+ * The asker withdraws (it shuts down before the owner let go): leaseOwner :=
+ * owner again, REMOVE checkpointOwner, if the handoff is still the one asked.
+ */
+kn_err_t kn__lt_handoff_cancel(kn__lease_table_t *t, const char *key, const char *owner,
+                               const char *me, kn__lt_cb_t *cb, void *opaque);
 /* checkpoint := seq/sub, ownerSwitchesSinceCheckpoint := 0, counter + 1. */
 kn_err_t kn__lt_checkpoint(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,
                            const char *seq, uint64_t sub, kn__lt_cb_t *cb, void *opaque);

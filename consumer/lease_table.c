@@ -16,6 +16,7 @@ struct kn__lease_table_s {
     kn_client_t *c;
     char *name;
     _Atomic int64_t *requests;
+    long timeout_ms; /* per attempt of the asynchronous operations; 0: http.request.timeout.ms */
 };
 
 #define A_KEY "leaseKey"
@@ -281,6 +282,8 @@ void kn__lease_table_destroy(kn__lease_table_t *t)
 
 const char *kn__lease_table_name(const kn__lease_table_t *t) { return t->name; }
 
+void kn__lease_table_set_timeout(kn__lease_table_t *t, long timeout_ms) { t->timeout_ms = timeout_ms; }
+
 static void count_request(kn__lease_table_t *t)
 {
     if (t->requests)
@@ -461,6 +464,7 @@ static kn_err_t send_op(op_t *op, const char *operation, kn_buf_t *body)
     req.opaque = op;
     /* Lease writes have deadlines of their own: few attempts, the caller decides what next. */
     req.max_attempts = 3;
+    req.timeout_ms = op->t->timeout_ms;
     count_request(op->t);
     return kn__aws_call(op->t->c, &req, &e);
 }
@@ -672,6 +676,17 @@ kn_err_t kn__lt_handoff_ask(kn__lease_table_t *t, const char *key, const char *o
     v_s(&x, ":end", KN__CK_SHARD_END);
     return update(t, "handoff request", key, "SET #o = :me, #co = :o",
                   "#o = :o AND attribute_not_exists(#co) AND #ck <> :end", &x, cb, opaque);
+}
+
+kn_err_t kn__lt_handoff_cancel(kn__lease_table_t *t, const char *key, const char *owner,
+                               const char *me, kn__lt_cb_t *cb, void *opaque)
+{
+    vals_t x;
+    v_init(&x);
+    v_s(&x, ":me", me);
+    v_s(&x, ":o", owner);
+    return update(t, "handoff cancel", key, "SET #o = :o REMOVE #co", "#o = :me AND #co = :o", &x,
+                  cb, opaque);
 }
 
 kn_err_t kn__lt_checkpoint(kn__lease_table_t *t, const char *key, const char *me, int64_t counter,

@@ -521,8 +521,8 @@ static void release_bytes(kn_reader_t *r, kn__rshard_t *s, int64_t bytes)
         pthread_mutex_lock(&r->budget->lock);
         r->budget->queued -= bytes;
         pthread_mutex_unlock(&r->budget->lock);
-        if (r->budget->on_room)
-            r->budget->on_room(r->budget->opaque); /* other readers may wait for this room */
+        if (r->budget->on_room && atomic_load(&r->budget->waiting) > 0)
+            r->budget->on_room(r->budget->opaque); /* other readers wait for this room */
     }
 }
 
@@ -634,8 +634,9 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
     }
     kn__rstat_add(r, KN_READER_STAT_KINESIS_RECORDS, (int64_t)b->count);
     int64_t mbl = res->millis_behind_latest;
-    if (b->count > 0) {
-        s->p_caught_up = false;
+    if (b->count > 0 || (r->keep_empty && !hb.stop)) {
+        if (b->count > 0)
+            s->p_caught_up = false;
         out_append(r, b, NULL);
     } else {
         release_bytes(r, s, b->bytes);

@@ -70,6 +70,7 @@ typedef struct kn__rbudget_s {
     int64_t queued;
     int64_t reserved;
     int64_t max;
+    atomic_int waiting; /* shards paused on this bound (loop): on_room is only called while > 0 */
     void (*on_room)(void *opaque);
     void *opaque;
 } kn__rbudget_t;
@@ -226,6 +227,7 @@ struct kn_reader_s {
      * instead of consumer.prefetch.max.bytes, notify instead of the eventfd.
      */
     bool single;
+    bool keep_empty; /* empty answers are served too (as batches of no records) */
     kn__rbudget_t *budget;
     kn__rnotify_t *notify;
     void *notify_opaque;
@@ -281,12 +283,13 @@ kn_err_t kn__reader_begin(kn_reader_t *r);
  * them with their parents and hash ranges), the shared budget (may be NULL:
  * consumer.prefetch.max.bytes of its own), notify called on the loop thread
  * whenever something waits to be taken (no eventfd then). Records come raw:
- * the caller decodes them (kn__reader_take). Does not list the stream.
+ * the caller decodes them (kn__reader_take). With keep_empty, empty answers
+ * are taken too (batches of no records). Does not list the stream.
  */
 kn_reader_t *kn__reader_new_one(kn_client_t *client, const kn_conf_t *conf, const char *stream,
                                 const kn__shard_t *shard, const kn__iterator_pos_t *start,
-                                kn__rbudget_t *budget, kn__rnotify_t *notify, void *notify_opaque,
-                                kn_error_t *err);
+                                kn__rbudget_t *budget, bool keep_empty, kn__rnotify_t *notify,
+                                void *notify_opaque, kn_error_t *err);
 /*
  * Poller side, for a consumer's single-shard readers: the next parsed answer
  * (its records parsed, not decoded: the caller decodes them) or event, in

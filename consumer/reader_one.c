@@ -15,8 +15,8 @@
 
 kn_reader_t *kn__reader_new_one(kn_client_t *client, const kn_conf_t *conf, const char *stream,
                                 const kn__shard_t *shard, const kn__iterator_pos_t *start,
-                                kn__rbudget_t *budget, kn__rnotify_t *notify, void *notify_opaque,
-                                kn_error_t *err)
+                                kn__rbudget_t *budget, bool keep_empty, kn__rnotify_t *notify,
+                                void *notify_opaque, kn_error_t *err)
 {
     kn_reader_opts_t opts = KN_READER_OPTS_INIT;
     opts.raw = true; /* the consumer's workers decode */
@@ -25,6 +25,7 @@ kn_reader_t *kn__reader_new_one(kn_client_t *client, const kn_conf_t *conf, cons
         return NULL;
     r->single = true;
     r->budget = budget;
+    r->keep_empty = keep_empty;
     r->notify = notify;
     r->notify_opaque = notify_opaque;
     kn_err_t rc = kn__lineage_add_one(r, shard, start);

@@ -89,13 +89,21 @@ static void on_timer_closed(uv_handle_t *h)
     kn__reader_unref(s->r);
 }
 
+/* s no longer waits for room (a paused shard counts in its shared budget's waiting). */
+static void unpause(kn_reader_t *r, kn__rshard_t *s)
+{
+    if (s->paused && r->budget)
+        atomic_fetch_sub(&r->budget->waiting, 1);
+    s->paused = false;
+}
+
 void kn__walker_close(kn_reader_t *r, kn__rshard_t *s)
 {
     if (s->timer_init) {
         s->timer_init = false;
         uv_close((uv_handle_t *)&s->timer, on_timer_closed);
     }
-    (void)r;
+    unpause(r, s);
 }
 
 static void wait_until(kn_reader_t *r, kn__rshard_t *s, int64_t due)
@@ -444,12 +452,15 @@ static bool step(kn_reader_t *r, kn__rshard_t *s)
             break;
         }
         if (over_bounds(r, s)) {
-            if (!s->paused)
+            if (!s->paused) {
                 kn__rstat_add(r, KN_READER_STAT_PAUSES, 1);
+                if (r->budget)
+                    atomic_fetch_add(&r->budget->waiting, 1);
+            }
             s->paused = true;
             break; /* a kick after the poller frees room steps again */
         }
-        s->paused = false;
+        unpause(r, s);
         call_records(r, s);
         return s->phase == KN__RS_READ_CALL;
     }

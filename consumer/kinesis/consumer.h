@@ -96,6 +96,8 @@ KN_API const char *kn_batch_explicit_hash_key(const kn_batch_t *b, size_t i);
 KN_API const char *kn_batch_sequence_number(const kn_batch_t *b, size_t i);
 /** Index in its KPL aggregate; 0 when not aggregated. */
 KN_API uint64_t kn_batch_sub_sequence(const kn_batch_t *b, size_t i);
+/** Whether it came inside a KPL aggregate. */
+KN_API bool kn_batch_aggregated(const kn_batch_t *b, size_t i);
 /** ApproximateArrivalTimestamp in epoch ms; -1 when absent. */
 KN_API int64_t kn_batch_arrival_ms(const kn_batch_t *b, size_t i);
 /** KN_ERR_OK, or why the record could not be decoded (it is then delivered as received). */

@@ -1,0 +1,310 @@
+/*
+ * The lease-holding consumer (<kinesis/consumer.h>) against kinesalite and
+ * dynalite, in one process: every record processed once with the
+ * producer's key, data, shard and sequence numbers; checkpoints in the lease
+ * table; a restart resuming from them with nothing delivered twice; leases
+ * released at shutdown; two workers sharing the shards; processor errors
+ * retried with the same batch; checkpoint validation; bad input refused with
+ * a message naming it.
+ */
+#include "consumer_util.h"
+
+static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL", NULL, "", NULL};
+
+static void app_name(char *out, size_t size, const char *tag) { unique_name(out, size, tag); }
+
+/* Every record of recs[0..n) processed exactly once, with the producer's attributes. */
+static void check_once(app_t *a, const put_t *recs, int n)
+{
+    pthread_mutex_lock(&a->lock);
+    check_exact(&a->run, recs, n);
+    check_key_order(&a->run, 7);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* The last record put to each shard, as checkpointed. */
+static void check_checkpoints(const server_t *s, const char *table, const put_t *recs, int n)
+{
+    size_t nl = 0;
+    kn__lease_t *v = leases_of(s, table, &nl);
+    assert_true(nl > 0);
+    for (size_t i = 0; i < nl; i++) {
+        const put_t *last = NULL;
+        for (int j = 0; j < n; j++)
+            if (!strcmp(recs[j].shard, v[i].key) &&
+                (!last || kn__checkpoint_cmp(recs[j].seq, recs[j].sub, last->seq, last->sub) > 0))
+                last = &recs[j];
+        if (!last)
+            continue;
+        if (strcmp(v[i].checkpoint, last->seq) != 0 || v[i].checkpoint_sub != last->sub)
+            fail_msg("lease %s: checkpoint %s/%llu, expected %s/%llu", v[i].key, v[i].checkpoint,
+                     (unsigned long long)v[i].checkpoint_sub, last->seq,
+                     (unsigned long long)last->sub);
+    }
+    kn__leases_free(v, nl);
+}
+
+static void test_consumes_checkpoints_and_resumes(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "basic", 2);
+    char appname[128];
+    app_name(appname, sizeof(appname), "app");
+    enum { N1 = 300, N2 = 120 };
+    put_t *recs = calloc(N1 + N2, sizeof(*recs));
+    produce(s, recs, 0, N1, 7, NULL);
+
+    app_t a;
+    app_init(&a);
+    kn_consumer_t *c = consumer_start(s, appname, "worker-1", &a, NULL);
+    wait_records(&a, N1, 60000);
+    int64_t deadline = now_ms() + 20000;
+    while (!kn_consumer_caught_up(c) && now_ms() < deadline)
+        usleep(20000);
+    assert_true(kn_consumer_caught_up(c));
+    check_once(&a, recs, N1);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_HELD), 2);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_RECORDS), N1);
+    assert_true(kn_consumer_stat(c, KN_CONSUMER_STAT_CHECKPOINTS) >= 2);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_CREATED), 2);
+    check_checkpoints(s, appname, recs, N1);
+    /* Shutdown releases the leases (no owner left), after shutdown_requested. */
+    assert_int_equal(kn_consumer_shutdown(c, 20000), KN_ERR_OK);
+    assert_int_equal(a.shutdowns, 2);
+    assert_int_equal(a.closes, 2);
+    assert_int_equal(a.lost, 0);
+    size_t nl = 0;
+    kn__lease_t *v = leases_of(s, appname, &nl);
+    assert_int_equal(nl, 2);
+    for (size_t i = 0; i < nl; i++)
+        assert_null(v[i].owner);
+    kn__leases_free(v, nl);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_RELEASED), 2);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+
+    /* A new worker resumes from the checkpoints: only the new records. */
+    produce(s, recs, N1, N1 + N2, 7, NULL);
+    app_t b;
+    app_init(&b);
+    c = consumer_start(s, appname, "worker-2", &b, NULL);
+    wait_records(&b, N2, 60000);
+    usleep(500000); /* anything delivered twice would come now */
+    pthread_mutex_lock(&b.lock);
+    assert_int_equal(b.run.n, N2);
+    for (size_t i = 0; i < b.run.n; i++)
+        assert_true(b.run.v[i].idx >= N1);
+    pthread_mutex_unlock(&b.lock);
+    /* Tenures began at the checkpoints the first worker left. */
+    for (int i = 0; i < b.tenures; i++)
+        assert_false(kn__checkpoint_is_sentinel(b.states[i]->start_ck));
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    check_checkpoints(s, appname, recs, N1 + N2);
+    delete_table(s, appname);
+    app_free(&a);
+    app_free(&b);
+    free(recs);
+}
+
+static void test_two_workers_share_the_shards(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "share", 4);
+    char appname[128];
+    app_name(appname, sizeof(appname), "share");
+    enum { N = 400 };
+    put_t *recs = calloc(N, sizeof(*recs));
+    app_t a, b;
+    app_init(&a);
+    app_init(&b);
+    kn_consumer_t *c1 = consumer_start(s, appname, "worker-a", &a, NULL);
+    kn_consumer_t *c2 = consumer_start(s, appname, "worker-b", &b, NULL);
+    /* Balanced: two leases each, within a few scans and handoffs. */
+    int64_t deadline = now_ms() + 20000;
+    while (now_ms() < deadline && (kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD) != 2 ||
+                                   kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD) != 2))
+        usleep(50000);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD), 2);
+    assert_int_equal(kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD), 2);
+    produce(s, recs, 0, N, 7, NULL);
+    deadline = now_ms() + 60000;
+    while (app_count(&a) + app_count(&b) < N && now_ms() < deadline)
+        usleep(20000);
+    usleep(500000);
+    /* Together: every record once. */
+    app_t all;
+    app_init(&all);
+    pthread_mutex_lock(&a.lock);
+    pthread_mutex_lock(&b.lock);
+    all.run.n = a.run.n + b.run.n;
+    all.run.v = calloc(all.run.n + 1, sizeof(rec_t));
+    memcpy(all.run.v, a.run.v, a.run.n * sizeof(rec_t));
+    memcpy(all.run.v + a.run.n, b.run.v, b.run.n * sizeof(rec_t));
+    assert_true(a.run.n > 0 && b.run.n > 0);
+    pthread_mutex_unlock(&b.lock);
+    pthread_mutex_unlock(&a.lock);
+    check_exact(&all.run, recs, N);
+    app_free(&all);
+    assert_int_equal(kn_consumer_destroy(c1), KN_ERR_OK);
+    assert_int_equal(kn_consumer_destroy(c2), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    app_free(&b);
+    free(recs);
+}
+
+static void test_failed_batches_are_retried(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "retry", 1);
+    char appname[128];
+    app_name(appname, sizeof(appname), "retry");
+    enum { N = 50 };
+    put_t *recs = calloc(N, sizeof(*recs));
+    produce(s, recs, 0, N, 7, NULL);
+    app_t a;
+    app_init(&a);
+    a.fail_first = 3;
+    const char *extra[] = {"consumer.processor.retry.ms", "50", NULL};
+    kn_consumer_t *c = consumer_start(s, appname, NULL, &a, extra);
+    wait_records(&a, N, 30000);
+    usleep(300000);
+    check_once(&a, recs, N);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_PROCESS_ERRORS), 3);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    free(recs);
+}
+
+/* kn_checkpoint_at's validation, and checkpointers outside their callback. */
+typedef struct ckapp_s {
+    app_t base;
+    kn_err_t after_last, before_ck, bad_seq, ok_at, again;
+    kn_checkpointer_t *kept;
+    bool done;
+} ckapp_t;
+
+static kn_err_t ck_process(void *app, void *state, const kn_batch_t *b, kn_checkpointer_t *cp)
+{
+    ckapp_t *a = app;
+    (void)state;
+    if (a->done || kn_batch_count(b) < 2)
+        return KN_ERR_OK;
+    kn_error_t e = {0};
+    char bigger[160];
+    snprintf(bigger, sizeof(bigger), "%s0", kn_batch_sequence_number(b, kn_batch_count(b) - 1));
+    a->after_last = kn_checkpoint_at(cp, bigger, 0, &e);
+    a->bad_seq = kn_checkpoint_at(cp, "12ab", 0, &e);
+    a->ok_at = kn_checkpoint_at(cp, kn_batch_sequence_number(b, 1), kn_batch_sub_sequence(b, 1), &e);
+    a->before_ck = kn_checkpoint_at(cp, kn_batch_sequence_number(b, 0), kn_batch_sub_sequence(b, 0), &e);
+    a->again = kn_checkpoint(cp, &e);
+    a->kept = cp;
+    a->done = true;
+    return KN_ERR_OK;
+}
+
+static void test_checkpoint_validation(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "ckval", 1);
+    char appname[128];
+    app_name(appname, sizeof(appname), "ckval");
+    put_t *recs = calloc(20, sizeof(*recs));
+    produce(s, recs, 0, 20, 20, (const char *const[]){"producer.aggregation.enabled", "false", NULL});
+    ckapp_t a = {0};
+    app_init(&a.base);
+    kn_conf_t *conf = consumer_conf(s, appname, NULL, NULL);
+    kn_processor_t p = KN_PROCESSOR_INIT;
+    p.process_records = ck_process;
+    kn_error_t e = {0};
+    kn_consumer_t *c = kn_consumer_new(conf, s->stream, &p, &a, &e);
+    kn_conf_destroy(conf);
+    assert_non_null(c);
+    assert_int_equal(kn_consumer_start(c, &e), KN_ERR_OK);
+    int64_t deadline = now_ms() + 30000;
+    while (!a.done && now_ms() < deadline)
+        usleep(20000);
+    assert_true(a.done);
+    assert_int_equal(a.after_last, KN_ERR_INVALID_ARG);
+    assert_int_equal(a.bad_seq, KN_ERR_INVALID_ARG);
+    assert_int_equal(a.ok_at, KN_ERR_OK);
+    assert_int_equal(a.before_ck, KN_ERR_INVALID_ARG);
+    assert_int_equal(a.again, KN_ERR_OK);
+    /* Outside its callback a checkpointer refuses. */
+    kn_err_t rc = kn_checkpoint(a.kept, &e);
+    assert_int_equal(rc, KN_ERR_STATE);
+    assert_non_null(strstr(e.message, "only inside the callback"));
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a.base);
+    free(recs);
+}
+
+static void test_bad_input_is_named(void **state)
+{
+    server_t *s = *state;
+    char appname[128];
+    app_name(appname, sizeof(appname), "bad");
+    kn_processor_t p = test_processor();
+    kn_error_t e = {0};
+    /* No application name. */
+    kn_conf_t *conf = base_conf(s);
+    assert_null(kn_consumer_new(conf, "some-stream", &p, NULL, &e));
+    assert_int_equal(e.code, KN_ERR_CONF_INVALID);
+    assert_non_null(strstr(e.message, "consumer.application.name"));
+    kn_conf_destroy(conf);
+    /* A processor not made from KN_PROCESSOR_INIT, or without process_records. */
+    conf = consumer_conf(s, appname, NULL, NULL);
+    kn_processor_t raw = {0};
+    raw.process_records = p_process;
+    assert_null(kn_consumer_new(conf, "some-stream", &raw, NULL, &e));
+    assert_int_equal(e.code, KN_ERR_INVALID_ARG);
+    assert_non_null(strstr(e.message, "KN_PROCESSOR_INIT"));
+    kn_processor_t none = KN_PROCESSOR_INIT;
+    assert_null(kn_consumer_new(conf, "some-stream", &none, NULL, &e));
+    assert_non_null(strstr(e.message, "process_records"));
+    /* A bad initial position. */
+    kn_conf_t *c2 = kn_conf_dup(conf);
+    conf_set(c2, "consumer.initial.position", "YESTERDAY");
+    assert_null(kn_consumer_new(c2, "some-stream", &p, NULL, &e));
+    assert_non_null(strstr(e.message, "YESTERDAY"));
+    kn_conf_destroy(c2);
+    /* A stream that does not exist: start says so. */
+    kn_consumer_t *c = kn_consumer_new(conf, "no-such-stream-here", &p, NULL, &e);
+    assert_non_null(c);
+    assert_int_equal(kn_consumer_start(c, &e), KN_ERR_NOT_FOUND);
+    assert_non_null(strstr(e.message, "no-such-stream-here"));
+    assert_int_equal(kn_consumer_start(c, &e), KN_ERR_STATE);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    kn_conf_destroy(conf);
+    /* A table of that name that is not a lease table. */
+    create_stream(s, "bad", 1);
+    kn_conf_t *dconf = consumer_conf(s, appname, NULL, NULL);
+    char err[512];
+    kn_client_t *cl = kn_t_client_new(dconf, err, sizeof(err));
+    assert_int_equal(kn__ddb_create_table(cl, appname, "id", &e), KN_ERR_OK);
+    assert_int_equal(kn__ddb_wait_table_active(cl, appname, 30000, 100, &e), KN_ERR_OK);
+    kn_client_destroy(cl);
+    c = kn_consumer_new(dconf, s->stream, &p, NULL, &e);
+    assert_non_null(c);
+    assert_int_equal(kn_consumer_start(c, &e), KN_ERR_VALIDATION);
+    assert_non_null(strstr(e.message, "not a KCL lease table"));
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    kn_conf_destroy(dconf);
+    delete_table(s, appname);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_prestate_setup_teardown(test_bad_input_is_named, setup, teardown, &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_consumes_checkpoints_and_resumes, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_failed_batches_are_retried, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_checkpoint_validation, setup, teardown, &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_two_workers_share_the_shards, setup, teardown,
+                                                 &kinesalite),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
