@@ -77,7 +77,8 @@ kn_err_t kn__balance_plan(const kn__bal_in_t *in, size_t n, const char *me, int6
     for (size_t i = 0; i < n; i++)
         if (counts_for_other(&in[i]) && strcmp(in[i].l->owner, me) != 0)
             owners[k++] = in[i].l->owner;
-    qsort(owners, n_owned, sizeof(*owners), str_cmp);
+    if (n_owned > 1)
+        qsort(owners, n_owned, sizeof(*owners), str_cmp);
     int64_t others = 0, busiest_load = 0;
     const char *busiest = NULL;
     for (size_t i = 0; i < n_owned;) {
@@ -145,7 +146,8 @@ kn_err_t kn__balance_plan(const kn__bal_in_t *in, size_t n, const char *me, int6
             cands[nc].rank = rank_of(b->l->key, seed);
             nc++;
         }
-        qsort(cands, nc, sizeof(*cands), cand_cmp);
+        if (nc > 1)
+            qsort(cands, nc, sizeof(*cands), cand_cmp);
         if ((size_t)want > nc)
             want = (int64_t)nc;
         if (want > 0) {

@@ -142,7 +142,7 @@ static void set_state(kn__held_t *h, kn__hstate_t s)
     bool is_acq = s == KN__H_TAKING || s == KN__H_ASKED || s == KN__H_CLAIMING;
     if (was_acq != is_acq)
         acquiring_delta(h->c, is_acq ? 1 : -1);
-    KN_LOG(h->c->log, KN_LOG_DEBUG, KN_DBG_CONSUMER, "consumer %s: lease %s: %s -> %s",
+    KN_LOG(h->c->log, KN_LOG_DEBUG, KN_DBG_LEASE, "consumer %s: lease %s: %s -> %s",
            h->c->worker_id, h->key, state_name(h->state), state_name(s));
     h->state = s;
     h->since_ms = kn__mono_ms();
@@ -259,7 +259,7 @@ static void lose(kn__held_t *h, const char *why)
     h->lost = true;
     if (h->state == KN__H_HELD || h->tenure) {
         kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_LOST, 1);
-        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: lease %s lost: %s", c->worker_id,
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: lease %s lost: %s", c->worker_id,
                h->key, why);
     }
     reply_all(h, KN_ERR_LEASE_LOST, why);
@@ -288,7 +288,7 @@ static void wrote(kn__held_t *h, const op_t *op, const kn__lease_t *now)
     if (asked && !h->handoff && (h->state == KN__H_HELD || h->state == KN__H_LETTING_GO)) {
         h->handoff = true;
         h->since_ms = kn__mono_ms();
-        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER,
+        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                "consumer %s: worker %s asks for lease %s: handing it over", c->worker_id,
                now->owner, h->key);
         if (h->tenure)
@@ -322,7 +322,7 @@ static void start_tenure(kn__held_t *h)
     }
     h->tenure = kn__tenure_new(c, h);
     if (!h->tenure) {
-        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: lease %s: out of memory",
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: lease %s: out of memory",
                c->worker_id, h->key);
         set_state(h, KN__H_LETTING_GO);
         return;
@@ -336,7 +336,7 @@ static void write_failed(kn__held_t *h, const kn_error_t *e, const char *what)
     kn_consumer_t *c = h->c;
     h->write_fails++;
     int level = h->write_fails == 1 || h->write_fails % 10 == 0 ? KN_LOG_WARN : KN_LOG_DEBUG;
-    KN_LOG(c->log, level, KN_DBG_CONSUMER, "consumer %s: %s failed (%d in a row): %s", c->worker_id,
+    KN_LOG(c->log, level, KN_DBG_LEASE, "consumer %s: %s failed (%d in a row): %s", c->worker_id,
            what, h->write_fails, e->message);
     /* Sooner than the usual interval: the fence is coming. */
     int64_t soon = c->renew_ms / 4;
@@ -361,13 +361,13 @@ static void on_op(kn__lt_result_t *res, void *opaque)
             snprintf(prev, sizeof(prev), "%s", h->view.owner ? h->view.owner : "");
             wrote(h, op, &res->lease);
             kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_TAKEN, 1);
-            KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER, "consumer %s: took lease %s (%s%s%s)",
+            KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE, "consumer %s: took lease %s (%s%s%s)",
                    c->worker_id, h->key, prev[0] ? "expired, was held by " : "free", prev,
                    prev[0] && strcmp(prev, c->worker_id) == 0 ? ", an earlier run of this worker" : "");
             start_tenure(h);
         } else {
             if (rc != KN_ERR_CONDITION_FAILED && rc != KN_ERR_OK)
-                KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: %s", c->worker_id,
+                KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: %s", c->worker_id,
                        res->err.message);
             held_gone(h);
         }
@@ -380,12 +380,12 @@ static void on_op(kn__lt_result_t *res, void *opaque)
                 h->view = copy;
             }
             h->since_ms = kn__mono_ms();
-            KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER,
+            KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                    "consumer %s: asked worker %s to hand lease %s over", c->worker_id,
                    h->view.checkpoint_owner ? h->view.checkpoint_owner : "?", h->key);
         } else {
             if (rc != KN_ERR_CONDITION_FAILED && rc != KN_ERR_OK)
-                KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: %s", c->worker_id,
+                KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: %s", c->worker_id,
                        res->err.message);
             held_gone(h);
         }
@@ -394,7 +394,7 @@ static void on_op(kn__lt_result_t *res, void *opaque)
         if (rc == KN_ERR_OK && !closing) {
             wrote(h, op, &res->lease);
             kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_STOLEN, 1);
-            KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER, "consumer %s: lease %s handed over to us",
+            KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE, "consumer %s: lease %s handed over to us",
                    c->worker_id, h->key);
             start_tenure(h);
         } else {
@@ -474,11 +474,11 @@ static void on_op(kn__lt_result_t *res, void *opaque)
         if (rc == KN_ERR_OK) {
             if (op->kind == OP_RELEASE) {
                 kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_RELEASED, 1);
-                KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER, "consumer %s: released lease %s (%s)",
+                KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE, "consumer %s: released lease %s (%s)",
                        c->worker_id, h->key, kn__leave_name(h->why));
             } else if (op->kind == OP_HANDOFF_DONE) {
                 kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_HANDED, 1);
-                KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER,
+                KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                        "consumer %s: handed lease %s over to %s", c->worker_id, h->key,
                        res->lease.owner ? res->lease.owner : "?");
             }
@@ -487,7 +487,7 @@ static void on_op(kn__lt_result_t *res, void *opaque)
             if (!send_op(h, OP_LAST_READ, NULL, false))
                 held_gone(h);
         } else if (++h->write_fails >= LAST_WRITE_TRIES || closing) {
-            KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER,
+            KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE,
                    "consumer %s: lease %s left to expire: %s", c->worker_id, h->key,
                    res->err.message);
             held_gone(h);
@@ -580,7 +580,7 @@ void kn__coord_take(kn_consumer_t *c, const kn__lease_t *l, bool expired)
     kn__held_t *h = held_new(c, l, KN__H_TAKING);
     if (!h)
         return;
-    KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_CONSUMER, "consumer %s: taking lease %s (%s%s)", c->worker_id,
+    KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_LEASE, "consumer %s: taking lease %s (%s%s)", c->worker_id,
            l->key, expired ? "expired, owner " : "free", expired && l->owner ? l->owner : "");
     if (!send_op(h, OP_TAKE, NULL, false))
         held_gone(h);
@@ -628,7 +628,7 @@ void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k)
         } else if (now - k->changed_ms > c->failover_ms ||
                    now - h->since_ms > c->handoff_ms + c->failover_ms) {
             /* The owner died during the handoff (its counter stopped), or never answers. */
-            KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER,
+            KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE,
                    "consumer %s: worker %s did not hand lease %s over (%s): taking it",
                    c->worker_id, k->l.checkpoint_owner, h->key,
                    now - k->changed_ms > c->failover_ms ? "its lease expired" : "timed out");
@@ -648,7 +648,7 @@ void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k)
         strcmp(k->l.checkpoint_owner, me) == 0) {
         h->handoff = true;
         h->since_ms = now;
-        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER,
+        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                "consumer %s: worker %s asks for lease %s: handing it over", c->worker_id,
                k->l.owner, h->key);
         if (h->tenure)
@@ -737,7 +737,7 @@ static void tick(kn_consumer_t *c)
             continue;
         }
         if (h->handoff && h->state == KN__H_HELD && now - h->since_ms > c->handoff_ms) {
-            KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER,
+            KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE,
                    "consumer %s: lease %s: the processor did not finish within "
                    "consumer.handoff.timeout.ms (%lld ms): handing it over without it",
                    c->worker_id, h->key, (long long)c->handoff_ms);

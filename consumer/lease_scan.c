@@ -134,7 +134,8 @@ static bool merge(kn_consumer_t *c, kn__lt_result_t *res, int64_t now)
         v[i].l = res->leases[i];
         memset(&res->leases[i], 0, sizeof(res->leases[i]));
     }
-    qsort(v, n, sizeof(*v), known_cmp);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), known_cmp);
     for (size_t i = 0; i < n; i++) {
         const kn__known_t *old = kn__scan_find(c, v[i].l.key);
         if (old && old->l.counter == v[i].l.counter)
@@ -162,11 +163,11 @@ static void on_deleted(kn__lt_result_t *res, void *opaque)
     kn_consumer_t *c = d->c;
     if (res->err.code == KN_ERR_OK) {
         kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_DELETED, 1);
-        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER,
+        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                "consumer %s: deleted the lease of finished shard %s (its children have begun)",
                c->worker_id, d->key);
     } else if (res->err.code != KN_ERR_CONDITION_FAILED) {
-        KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_CONSUMER, "consumer %s: %s", c->worker_id,
+        KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_LEASE, "consumer %s: %s", c->worker_id,
                res->err.message);
     }
     free(d);
@@ -244,7 +245,7 @@ static void balance(kn_consumer_t *c, int64_t now)
         c->scanned = true;
         c->nothing_to_take = plan.n_take == 0 && plan.n_ask == 0;
         pthread_mutex_unlock(&c->lock);
-        KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_CONSUMER,
+        KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_LEASE,
                "consumer %s: scan: %zu leases, %lld workers, target %lld, mine %lld, "
                "available %lld, taking %zu, asking %zu",
                c->worker_id, n, (long long)plan.workers, (long long)plan.target,
@@ -268,7 +269,7 @@ static void on_scan(kn__lt_result_t *res, void *opaque)
     if (res->err.code != KN_ERR_OK) {
         c->scan_fails++;
         int level = c->scan_fails == 1 || c->scan_fails % 20 == 0 ? KN_LOG_WARN : KN_LOG_DEBUG;
-        KN_LOG(c->log, level, KN_DBG_CONSUMER, "consumer %s: lease scan failed (%d in a row): %s",
+        KN_LOG(c->log, level, KN_DBG_LEASE, "consumer %s: lease scan failed (%d in a row): %s",
                c->worker_id, c->scan_fails, res->err.message);
         kn__consumer_loop_unref(c);
         return;

@@ -53,7 +53,7 @@ static int by_id_cmp(const void *a, const void *b)
 
 static bool has_lease(const plan_ctx_t *p, const char *id)
 {
-    return id && bsearch(&id, p->keys, p->n_keys, sizeof(*p->keys), str_cmp) != NULL;
+    return id && p->n_keys > 0 && bsearch(&id, p->keys, p->n_keys, sizeof(*p->keys), str_cmp) != NULL;
 }
 
 /* Index of the shard with this id in the listing, or -1. */
@@ -216,7 +216,7 @@ static void on_created(kn__lt_result_t *res, void *opaque)
         kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_CREATED, 1);
         c->scan_soon = true;
     } else if (res->err.code != KN_ERR_CONDITION_FAILED) {
-        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: %s", c->worker_id,
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: %s", c->worker_id,
                res->err.message);
         if (cr->initial && c->creates_err.code == KN_ERR_OK)
             kn__error_copy(&c->creates_err, &res->err);
@@ -244,7 +244,7 @@ static bool create_one(kn_consumer_t *c, const kn__lease_t *l, bool initial)
             c->creates_pending--;
         free(cr);
         kn__consumer_loop_unref(c);
-        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: lease %s not created: %s",
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: lease %s not created: %s",
                c->worker_id, l->key, kn_err2str(rc));
         return false;
     }
@@ -287,7 +287,7 @@ static void sync_finished(kn_consumer_t *c, const kn_error_t *e)
     }
     pthread_mutex_unlock(&c->lock);
     if (failed && !first)
-        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER, "consumer %s: shard sync: %s", c->worker_id,
+        KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: shard sync: %s", c->worker_id,
                e->message);
 }
 
@@ -315,7 +315,7 @@ static void plan_and_create(kn_consumer_t *c)
     }
     bool initial = !c->sync_done;
     if (n > 0)
-        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER,
+        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                "consumer %s: %zu new lease%s for stream \"%s\" (%zu shards)", c->worker_id, n,
                n == 1 ? "" : "s", c->stream, c->sync_acc.count);
     kn__error_clear(&c->creates_err);

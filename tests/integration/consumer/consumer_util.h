@@ -211,6 +211,12 @@ static inline kn_processor_t test_processor(void)
     return p;
 }
 
+static void debug_log(void *opaque, kn_log_level_t level, const char *ctx, const char *line)
+{
+    (void)opaque;
+    fprintf(stderr, "%lld %d %s %s\n", (long long)now_ms(), (int)level, ctx, line);
+}
+
 /* A consumer of s->stream in application appname; extra: more properties (NULL-terminated pairs). */
 static inline kn_conf_t *consumer_conf(const server_t *s, const char *appname, const char *worker,
                                        const char *const *extra)
@@ -225,6 +231,11 @@ static inline kn_conf_t *consumer_conf(const server_t *s, const char *appname, c
     conf_set(conf, "consumer.lease.scan.ms", "200");
     for (int i = 0; extra && extra[i]; i += 2)
         conf_set(conf, extra[i], extra[i + 1]);
+    if (getenv("KN_TEST_DEBUG")) { /* for reading a failing test's story: KN_TEST_DEBUG=lease,consumer */
+        conf_set(conf, "log.level", "debug");
+        conf_set(conf, "debug", getenv("KN_TEST_DEBUG"));
+        kn_conf_set_log_cb(conf, debug_log, NULL);
+    }
     return conf;
 }
 
