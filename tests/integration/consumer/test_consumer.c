@@ -294,6 +294,53 @@ static void test_bad_input_is_named(void **state)
     delete_table(s, appname);
 }
 
+/*
+ * A split and a merge while consuming: every record once, parents before
+ * children, each finished shard ended with shard_ended and SHARD_END, and
+ * the finished leases deleted once their children began.
+ */
+static void test_split_and_merge_while_consuming(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "reshard", 1);
+    char appname[128];
+    app_name(appname, sizeof(appname), "reshard");
+    enum { PER = 150, N = 3 * PER };
+    put_t *recs = calloc(N, sizeof(*recs));
+    app_t a;
+    app_init(&a);
+    kn_consumer_t *c = consumer_start(s, appname, NULL, &a, NULL);
+    split_and_merge(s, recs, PER, 7);
+    wait_records(&a, N, 90000);
+    usleep(300000);
+    pthread_mutex_lock(&a.lock);
+    check_lineage(&a.run, recs, N, 7);
+    assert_int_equal(a.ended, 3);
+    pthread_mutex_unlock(&a.lock);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_SHARDS_ENDED), 3);
+    /* Only the open shard's lease is left once the cleanup has run. */
+    int64_t deadline = now_ms() + 20000;
+    size_t nl = 0;
+    kn__lease_t *v = NULL;
+    for (;;) {
+        v = leases_of(s, appname, &nl);
+        if (nl == 1 || now_ms() > deadline)
+            break;
+        kn__leases_free(v, nl);
+        usleep(200000);
+    }
+    if (nl != 1)
+        fail_msg("%zu leases left, expected only shardId-000000000003", nl);
+    assert_string_equal(v[0].key, "shardId-000000000003");
+    assert_int_equal(v[0].n_parents, 2);
+    kn__leases_free(v, nl);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_DELETED), 3);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +351,8 @@ int main(void)
                                                  &kinesalite),
         cmocka_unit_test_prestate_setup_teardown(test_checkpoint_validation, setup, teardown, &kinesalite),
         cmocka_unit_test_prestate_setup_teardown(test_two_workers_share_the_shards, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_split_and_merge_while_consuming, setup, teardown,
                                                  &kinesalite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
