@@ -253,6 +253,35 @@ KN_API int64_t kn_consumer_stat(kn_consumer_t *c, kn_consumer_stat_t which);
 /** Its name in lower case, for example "leases_held" (static storage; NULL if unknown). */
 KN_API const char *kn_consumer_stat_name(kn_consumer_stat_t which);
 
+/* ------------------------------------------------------------ a group from outside */
+
+/* One lease of a group as its table holds it (kn_group_leases). */
+typedef struct kn_group_lease_s {
+    const char *shard_id;
+    const char *owner;            /* the worker holding it; NULL when free */
+    const char *handing_over;     /* during a handoff: the previous owner, still finishing; else NULL */
+    const char *checkpoint;       /* a sequence number, or TRIM_HORIZON, LATEST, AT_TIMESTAMP,
+                                     SHARD_END (the shard is finished) */
+    uint64_t checkpoint_sub;      /* sub-sequence number of the checkpoint */
+    int64_t counter;              /* leaseCounter: moves with every renewal */
+    const char *parents;          /* "parent" or "parent,adjacent"; NULL for a root shard */
+    int64_t lag_ms;               /* MillisBehindLatest of the first record after the
+                                     checkpoint: how far behind the tip it is; 0 at the tip;
+                                     -1 unknown (no stream given, finished, or the read failed) */
+} kn_group_lease_t;
+
+/**
+ * The leases of a consumer group (an application's lease table), in shard
+ * order: for tools (kncat -L -G) and monitoring. table: the lease table (the
+ * application name unless consumer.table.name was set). With stream (may be
+ * NULL) each unfinished lease's lag is read (one GetShardIterator and one
+ * GetRecords of one record per lease). Blocking. *out is freed with
+ * kn_group_leases_free. KN_ERR_NOT_FOUND when there is no such table.
+ */
+KN_API kn_err_t kn_group_leases(kn_client_t *client, const char *table, const char *stream,
+                                kn_group_lease_t **out, size_t *count, kn_error_t *err);
+KN_API void kn_group_leases_free(kn_group_lease_t *v, size_t count);
+
 #ifdef __cplusplus
 }
 #endif

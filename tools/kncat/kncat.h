@@ -3,6 +3,7 @@
  *   main.c      options, configuration, mode dispatch, diagnostics
  *   produce.c   -P through the producer
  *   consume.c   -C through the stream reader
+ *   group.c     -G and -L -G through the consumer
  *   admin.c     -L, -A and -Q through the admin API
  *   format.c    -f format strings
  *   envelope.c  -J envelopes (JSON out and in), base64, UTF-8 checks
@@ -125,6 +126,9 @@ int kc_consume(kc_opts_t *o);
 int kc_list(kc_opts_t *o);
 int kc_admin(kc_opts_t *o);
 int kc_query(kc_opts_t *o);
+int kc_group(kc_opts_t *o);
+/* -L -G: the group's leases. */
+int kc_group_list(kc_opts_t *o);
 
 /* ---------------------------------------------------------------- format.c */
 

@@ -30,7 +30,7 @@ static const char usage_text[] =
     "  -A <cmd> [args]    admin: create [--shards N|--on-demand] | delete | scale N |\n"
     "                     split <shard> [hash] | merge <shard> <adjacent> | wait\n"
     "  -Q                 query: which shard a partition key (-k) or hash key maps to\n"
-    "  -G <group>         balanced consumer group (not implemented yet)\n"
+    "  -G <group>         consume as a member of a balanced consumer group (leases in DynamoDB)\n"
     "  (no mode: produce when stdin is not a terminal, else consume)\n"
     "\n"
     "Common options:\n"
@@ -81,6 +81,20 @@ static const char usage_text[] =
     "  -J                 one JSON object per record: stream, shard, seq, subseq, ts, key,\n"
     "                     payload, payload_encoding (utf8, or base64 for binary data)\n"
     "  --raw              records as stored (no deaggregation or decompression)\n"
+    "\n"
+    "Group (-G <group> -t <stream>): -C's output options (-f, -J, -K, -D, -u, -c); the\n"
+    "  group's shards are shared with its other members (other kncat -G or KCL-style\n"
+    "  consumers of the same group), each shard checkpointed after each printed batch\n"
+    "  (at least once: after a crash the records since the last checkpoint print again)\n"
+    "  -o <pos>           where shards without a checkpoint begin: end (default), beginning,\n"
+    "                     s@<ts>\n"
+    "  -e                 exit once every shard this member holds is caught up\n"
+    "  SIGINT/SIGTERM     checkpoint, release the leases (other members take over at once), exit\n"
+    "  -L -G <group>      the group's leases: owner, checkpoint, counter; with -t their lag\n"
+    "  -X consumer.worker.id=, consumer.failover.ms=, consumer.max.leases= (or the KCL names\n"
+    "  workerId, failoverTimeMillis, maxLeasesForWorker); the lease table is the group's name\n"
+    "  (-X consumer.table.name=), in the region's DynamoDB (-X dynamodb.endpoint=, or\n"
+    "  AWS_ENDPOINT_URL_DYNAMODB)\n"
     "\n"
     "Admin (-A):\n"
     "  --shards <n>       create: shard count (default 1)\n"
@@ -602,10 +616,7 @@ int main(int argc, char **argv)
     case KC_MODE_LIST: rc = kc_list(&o); break;
     case KC_MODE_ADMIN: rc = kc_admin(&o); break;
     case KC_MODE_QUERY: rc = kc_query(&o); break;
-    case KC_MODE_GROUP:
-        kc_err("consumer groups (-G) are not implemented yet");
-        rc = KC_EXIT_USAGE;
-        break;
+    case KC_MODE_GROUP: rc = kc_group(&o); break;
     default: rc = KC_EXIT_USAGE; break;
     }
 out:

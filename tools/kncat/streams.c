@@ -128,10 +128,8 @@ out:
 
 int kc_list(kc_opts_t *o)
 {
-    if (o->group) {
-        kc_err("consumer groups (-G) are not implemented yet");
-        return KC_EXIT_USAGE;
-    }
+    if (o->group)
+        return kc_group_list(o);
     kn_client_t *c = kc_client(o);
     kn_error_t *err = kn_error_new();
     if (!c || !err) {
