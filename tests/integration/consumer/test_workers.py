@@ -22,6 +22,7 @@ benchmark (tests/bench/group).
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,9 @@ class Worker:
             self.p.wait()
         self.t.join(timeout=5)
         self.err.close()
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            check(self.p.returncode == 0, f"{self.wid} exited {self.p.returncode} after SIGTERM: "
+                  f"{self.log_tail()}")
         return t
 
     def log_tail(self):
@@ -446,10 +450,19 @@ def main():
             print(f"{var} is not set: run through tests/servers/with-servers.sh (tools/test.sh does)")
             return 1
     GROUPS[GROUP]()
+    # A sanitizer's report in any worker's log is a failure, whatever its exit.
+    for name in sorted(os.listdir(_tmp)):
+        if name.endswith(".log"):
+            with open(os.path.join(_tmp, name), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            for marker in ("runtime error:", "AddressSanitizer", "LeakSanitizer"):
+                if marker in text:
+                    fail(f"{name}: {marker} ... {text[text.index(marker) - 200:][:1500]}")
     if failures:
         print(f"{len(failures)} check(s) failed in group {GROUP}; worker logs in {_tmp}")
         return 1
     print(f"group {GROUP}: all checks passed")
+    shutil.rmtree(_tmp, ignore_errors=True)
     return 0
 
 
