@@ -7,6 +7,8 @@
  * retried with the same batch; checkpoint validation; bad input refused with
  * a message naming it.
  */
+#include <json-c/json.h>
+
 #include "consumer_util.h"
 
 static server_t kinesalite = {"kinesalite", "KN_TEST_KINESALITE_URL", NULL, "", NULL};
@@ -341,6 +343,157 @@ static void test_split_and_merge_while_consuming(void **state)
     free(recs);
 }
 
+/* ------------------------------------------------------------ a table the Java KCL wrote */
+
+static kn_client_t *ddb_client(const server_t *s)
+{
+    kn_conf_t *conf = consumer_conf(s, "x", NULL, NULL);
+    char err[512];
+    kn_client_t *cl = kn_t_client_new(conf, err, sizeof(err));
+    kn_conf_destroy(conf);
+    assert_non_null(cl);
+    return cl;
+}
+
+static void put_json(kn_client_t *cl, const char *table, const char *json)
+{
+    json_object *o = json_tokener_parse(json);
+    assert_non_null(o);
+    kn__ddb_item_t it;
+    kn_error_t e = {0};
+    assert_int_equal(kn__ddb_item_from_json(o, &it, "test", "Item", &e), KN_ERR_OK);
+    if (kn__ddb_put_item(cl, table, &it, NULL, &e) != KN_ERR_OK)
+        fail_msg("PutItem: %s", e.message);
+    kn__ddb_item_clear(&it);
+    json_object_put(o);
+}
+
+static void get_raw(kn_client_t *cl, const char *table, const char *key, kn__ddb_item_t *out)
+{
+    kn__ddb_item_t k = KN__DDB_ITEM_INIT;
+    kn_error_t e = {0};
+    bool found = false;
+    assert_int_equal(kn__ddb_item_set_s(&k, "leaseKey", key, &e), KN_ERR_OK);
+    if (kn__ddb_get_item(cl, table, &k, true, out, &found, &e) != KN_ERR_OK)
+        fail_msg("GetItem: %s", e.message);
+    assert_true(found);
+    kn__ddb_item_clear(&k);
+}
+
+static void assert_type(const kn__ddb_item_t *it, const char *name, kn__ddb_type_t type)
+{
+    const kn__ddb_value_t *v = kn__ddb_item_get(it, name);
+    if (!v)
+        fail_msg("attribute %s missing", name);
+    if (v->type != type)
+        fail_msg("attribute %s is %s, expected %s", name, kn__ddb_type_name(v->type),
+                 kn__ddb_type_name(type));
+}
+
+/*
+ * A lease table laid out as KCL 2.x and 3.x write it (a dead Java worker's
+ * lease with a sub-sequence checkpoint and 3.x attributes, a free lease, a
+ * worker-metrics row): our consumer takes it over once the Java worker's
+ * lease expires and continues from its checkpoint; the attributes it does
+ * not write are kept, the row that is not a lease is left alone, and the
+ * items it writes keep the KCL's names and types.
+ */
+static void test_kcl_table_is_taken_over(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "kcl", 2);
+    char appname[128];
+    app_name(appname, sizeof(appname), "kcl");
+    enum { N = 200 };
+    put_t *recs = calloc(N, sizeof(*recs));
+    produce(s, recs, 0, N, 7, NULL);
+    /* The Java worker's checkpoint: the 20th record put to shard 0. */
+    const put_t *ck = NULL;
+    int seen = 0;
+    for (int i = 0; i < N && !ck; i++)
+        if (!strcmp(recs[i].shard, "shardId-000000000000") && ++seen == 20)
+            ck = &recs[i];
+    assert_non_null(ck);
+    kn_client_t *cl = ddb_client(s);
+    kn_error_t e = {0};
+    assert_int_equal(kn__ddb_create_table(cl, appname, "leaseKey", &e), KN_ERR_OK);
+    assert_int_equal(kn__ddb_wait_table_active(cl, appname, 30000, 100, &e), KN_ERR_OK);
+    char item[2048];
+    snprintf(item, sizeof(item),
+             "{\"leaseKey\":{\"S\":\"shardId-000000000000\"},\"leaseOwner\":{\"S\":\"java-worker-1\"},"
+             "\"leaseCounter\":{\"N\":\"4711\"},\"ownerSwitchesSinceCheckpoint\":{\"N\":\"2\"},"
+             "\"checkpoint\":{\"S\":\"%s\"},\"checkpointSubSequenceNumber\":{\"N\":\"%llu\"},"
+             "\"startingHashKey\":{\"S\":\"0\"},"
+             "\"endingHashKey\":{\"S\":\"170141183460469231731687303715884105727\"},"
+             "\"throughputKBps\":{\"N\":\"12.5\"},"
+             "\"pendingCheckpoint\":{\"S\":\"%s\"},\"pendingCheckpointSubSequenceNumber\":{\"N\":\"0\"}}",
+             ck->seq, (unsigned long long)ck->sub, ck->seq);
+    put_json(cl, appname, item);
+    put_json(cl, appname,
+             "{\"leaseKey\":{\"S\":\"shardId-000000000001\"},\"leaseCounter\":{\"N\":\"0\"},"
+             "\"ownerSwitchesSinceCheckpoint\":{\"N\":\"0\"},\"checkpoint\":{\"S\":\"TRIM_HORIZON\"},"
+             "\"checkpointSubSequenceNumber\":{\"N\":\"0\"}}");
+    put_json(cl, appname,
+             "{\"leaseKey\":{\"S\":\"java-worker-1\"},\"entityType\":{\"S\":\"WORKER_METRIC_STATS\"},"
+             "\"lut\":{\"N\":\"1700000000\"},\"sts\":{\"M\":{}}}");
+
+    app_t a;
+    app_init(&a);
+    int64_t t0 = now_ms();
+    kn_consumer_t *c = consumer_start(s, appname, "c-worker", &a, NULL);
+    /* Shard 1 is free: at once. Shard 0 once java-worker-1's lease has expired (3 s). */
+    size_t want = 0;
+    for (int i = 0; i < N; i++)
+        if (strcmp(recs[i].shard, "shardId-000000000000") ||
+            kn__checkpoint_cmp(recs[i].seq, recs[i].sub, ck->seq, ck->sub) > 0)
+            want++;
+    wait_records(&a, want, 30000);
+    usleep(500000);
+    pthread_mutex_lock(&a.lock);
+    assert_int_equal(a.run.n, want);
+    for (size_t i = 0; i < a.run.n; i++) {
+        const rec_t *x = &a.run.v[i];
+        if (!strcmp(x->shard, "shardId-000000000000"))
+            assert_true(kn__checkpoint_cmp(x->seq, x->sub, ck->seq, ck->sub) > 0);
+    }
+    pthread_mutex_unlock(&a.lock);
+    assert_true(now_ms() - t0 >= 3000); /* not before the Java worker's lease could expire */
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_TAKEN), 2);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_CREATED), 0);
+    /* Our writes: KCL names and types; the rest kept. */
+    kn__ddb_item_t it;
+    get_raw(cl, appname, "shardId-000000000000", &it);
+    assert_type(&it, "leaseKey", KN__DDB_S);
+    assert_type(&it, "leaseOwner", KN__DDB_S);
+    assert_type(&it, "leaseCounter", KN__DDB_N);
+    assert_type(&it, "ownerSwitchesSinceCheckpoint", KN__DDB_N);
+    assert_type(&it, "checkpoint", KN__DDB_S);
+    assert_type(&it, "checkpointSubSequenceNumber", KN__DDB_N);
+    assert_type(&it, "throughputKBps", KN__DDB_N);
+    assert_type(&it, "pendingCheckpoint", KN__DDB_S);
+    const char *owner = NULL;
+    assert_int_equal(kn__ddb_item_get_s(&it, "leaseOwner", &owner, &e), KN_ERR_OK);
+    assert_string_equal(owner, "c-worker");
+    int64_t counter = 0;
+    assert_int_equal(kn__ddb_item_get_int64(&it, "leaseCounter", &counter, &e), KN_ERR_OK);
+    assert_true(counter > 4711);
+    kn__ddb_item_clear(&it);
+    get_raw(cl, appname, "java-worker-1", &it);
+    assert_null(kn__ddb_item_get(&it, "leaseOwner"));
+    assert_null(kn__ddb_item_get(&it, "leaseCounter"));
+    kn__ddb_item_clear(&it);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    /* Released: what a Java worker takes next. */
+    get_raw(cl, appname, "shardId-000000000000", &it);
+    assert_null(kn__ddb_item_get(&it, "leaseOwner"));
+    assert_null(kn__ddb_item_get(&it, "checkpointOwner"));
+    kn__ddb_item_clear(&it);
+    kn_client_destroy(cl);
+    delete_table(s, appname);
+    app_free(&a);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +506,8 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_two_workers_share_the_shards, setup, teardown,
                                                  &kinesalite),
         cmocka_unit_test_prestate_setup_teardown(test_split_and_merge_while_consuming, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_kcl_table_is_taken_over, setup, teardown,
                                                  &kinesalite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
