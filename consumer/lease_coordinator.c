@@ -435,6 +435,9 @@ static void on_op(kn__lt_result_t *res, void *opaque)
               kn__checkpoint_cmp(res->lease.checkpoint, res->lease.checkpoint_sub, op->q->seq,
                                  op->q->sub) == 0))) {
             /* The write had been done by an attempt whose answer was lost. */
+            KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_LEASE,
+                   "consumer %s: lease %s: the %s had landed (its answer was lost): still ours",
+                   c->worker_id, h->key, op->was_renew ? "renewal" : "checkpoint");
             wrote(h, op, &res->lease);
             if (op->was_renew) {
                 kn__cstat_add(c, KN_CONSUMER_STAT_RENEWALS, 1);
