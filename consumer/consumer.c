@@ -348,8 +348,8 @@ KN_API kn_err_t kn_consumer_start(kn_consumer_t *c, kn_error_t *err)
         pthread_mutex_lock(&c->lock);
         c->state = KN__C_STOPPED;
         pthread_mutex_unlock(&c->lock);
-        KN_LOG(c->log, KN_LOG_ERROR, KN_DBG_CONSUMER, "consumer %s: not started: %s", c->worker_id,
-               e.message);
+        KN_LOG(c->log, KN_LOG_INFO, KN_DBG_CONSUMER, "consumer %s: not started: %s", c->worker_id,
+               e.message); /* the caller has the error: not logged as one */
         if (err)
             kn__error_copy(err, &e);
         return rc;

@@ -17,6 +17,8 @@ Each GROUP is one meson test:
   sigstop   a worker stopped past its lease: the others take over; resumed, it
             reports the leases lost and none of its late checkpoints lands;
             the table's checkpoints only ever move forward
+  example   tools/examples/consumer_example as its comment says to run it (EXAMPLE,
+            the fourth argument): every record printed, checkpointed, SIGINT exits 0
 The failover time is 3 s here (consumer.failover.ms), the KCL's 10 s in the
 benchmark (tests/bench/group).
 """
@@ -33,6 +35,7 @@ import time
 WORKER = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else ""
 KNCAT = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else ""
 GROUP = sys.argv[3] if len(sys.argv) > 3 else ""
+EXAMPLE = os.path.abspath(sys.argv[4]) if len(sys.argv) > 4 else ""
 FAILOVER_MS = 3000
 
 failures = []
@@ -437,8 +440,31 @@ def g_sigstop():
     b.stop()
 
 
+def g_example():
+    stream, app = names("example")
+    create(stream, 2)
+    put(stream, 0, 100)
+    e = env()
+    p = subprocess.Popen([EXAMPLE, "-X", "consumer.initial.position=TRIM_HORIZON", app, stream],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    deadline = time.time() + 30
+    seen = set()
+    while time.time() < deadline and len(seen) < 100:
+        line = p.stdout.readline().decode()
+        if not line:
+            break
+        seen.add(line.rstrip("\n").split(": ", 1)[-1])
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    check(p.returncode == 0, f"consumer_example exited {p.returncode}: {err.decode()[-1500:]}")
+    check(seen == {f"d-{i}" for i in range(100)}, f"consumer_example printed {len(seen)} of 100")
+    check("shutdown: KN_ERR_OK" in err.decode(), f"no clean shutdown: {err.decode()[-800:]}")
+    check(all(l["checkpoint"].isdigit() and l["owner"] is None for l in leases(app)),
+          f"not checkpointed and released: {leases(app)}")
+
+
 GROUPS = {"balance": g_balance, "kill9": g_kill9, "sigterm": g_sigterm, "join": g_join,
-          "sigstop": g_sigstop}
+          "sigstop": g_sigstop, "example": g_example}
 
 
 def main():

@@ -483,8 +483,8 @@ def g_errors():
         (["-X", "http.max.connections=0", "-L"], 2, "http.max.connections"),
         (["-X", "novalue", "-L"], 2, "property=value"),
         (["-F", "/nonexistent/kncat.properties", "-L"], 2, "/nonexistent/kncat.properties"),
-        (["-G", "group1", "-t", s], 2, "consumer groups (-G) are not implemented yet"),
-        (["-L", "-G", "group1"], 2, "consumer groups (-G) are not implemented yet"),
+        (["-G", "group1", "-t", s, "--raw"], 2, "--raw is not for -G"),
+        (["-G", "group1", "-t", s, "-o", "e@-1m"], 2, "-o e@<time> is not for -G"),
         (["--bogus"], 2, "unknown option --bogus"),
         (["-W"], 2, "unknown option -W"),
         (["-t"], 2, "needs an argument"),
@@ -675,8 +675,105 @@ def g_empty():
     check(b"-Z" in out and b"empty lines" in out, "--help does not say what happens to empty lines")
 
 
+def group_env():
+    e = base_env(KINESALITE)
+    e["AWS_ENDPOINT_URL_DYNAMODB"] = server("KN_TEST_DYNALITE_URL")
+    return e
+
+
+def start_member(group, stream, extra=(), fmt="%p %o %u %s\\n"):
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    p = subprocess.Popen([KNCAT, "-G", group, "-t", stream, "-o", "beginning", "-f", fmt,
+                          "-X", "consumer.failover.ms=3000", "-X", "consumer.lease.scan.ms=200"]
+                         + list(extra), stdout=out, stderr=err, env=group_env())
+    return p, out, err
+
+
+def member_output(p, out, err, sig=None, timeout=60):
+    if sig is not None:
+        p.send_signal(sig)
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        fail(f"kncat -G did not exit within {timeout}s")
+    out.seek(0)
+    err.seek(0)
+    return p.returncode, out.read().decode(), err.read().decode("utf-8", "replace")
+
+
+def group_leases(group):
+    rc, out, err = run(["-L", "-G", group, "-J"], env=group_env())
+    if rc == 3:
+        return []  # no member has made the table yet
+    if not check(rc == 0, f"kncat -L -G {group} -J exited {rc}: {err}"):
+        return []
+    return json.loads(out)["leases"]
+
+
+def g_group():
+    import signal
+    s = new_stream(4)
+    group = f"kcg-{os.getpid()}"
+    lines = "".join(f"u{i % 11}:r{i}\n" for i in range(400))
+    # Two members share the shards; SIGINT checkpoints and releases; together every record once.
+    a = start_member(group, s)
+    b = start_member(group, s)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        owners = [l["owner"] for l in group_leases(group)]
+        if len(owners) == 4 and sorted(owners.count(o) for o in set(owners) if o) == [2, 2]:
+            break
+        time.sleep(0.3)
+    check(len(set(o for o in owners if o)) == 2, f"the two members do not share the shards: {owners}")
+    ok(["-P", "-t", s, "-K:", "-q"], lines.encode())
+    time.sleep(3)
+    outs = []
+    for m in (a, b):
+        rc, out, err = member_output(*m, sig=signal.SIGINT)
+        check(rc == 0, f"kncat -G exited {rc} after SIGINT: {err}")
+        outs.append(out.splitlines())
+    got = [ln.split(" ")[3] for ln in outs[0] + outs[1]]
+    check(sorted(got) == sorted(f"r{i}" for i in range(400)),
+          f"the members printed {len(got)} records ({len(set(got))} distinct) for 400 put")
+    check(all(outs), "one member printed nothing")
+    leases = group_leases(group)
+    check(len(leases) == 4 and all(l["owner"] is None for l in leases),
+          f"leases not released after SIGINT: {leases}")
+    check(all(l["checkpoint"].isdigit() for l in leases), f"not every shard checkpointed: {leases}")
+    check(all(l["lag_ms"] is None for l in leases), "lag without -t")
+    rc, out, err = run(["-L", "-G", group, "-t", s, "-J"], env=group_env())
+    check(rc == 0 and all(l["lag_ms"] == 0 for l in json.loads(out)["leases"]),
+          f"-L -G -t: lag at the tip should be 0: {out[:300]}")
+    rc, out, err = run(["-L", "-G", group], env=group_env())
+    out = out.decode()
+    check(rc == 0 and "4 leases" in out and "shardId-000000000000" in out, f"-L -G text: {out}")
+    # -c: exactly that many, checkpointed at the last one printed; -e prints the rest and exits.
+    more = "".join(f"u{i % 11}:r{i}\n" for i in range(400, 500))
+    ok(["-P", "-t", s, "-K:", "-q"], more.encode())
+    rc, out, err = member_output(*start_member(group, s, ["-c", "30"]))
+    check(rc == 0 and len(out.splitlines()) == 30, f"-c 30 printed {len(out.splitlines())} ({rc}): {err}")
+    first = [ln.split(" ")[3] for ln in out.splitlines()]
+    rc, out, err = member_output(*start_member(group, s, ["-e"]))
+    rest = [ln.split(" ")[3] for ln in out.splitlines()]
+    check(rc == 0, f"-G -e exited {rc}: {err}")
+    check(sorted(first + rest) == sorted(f"r{i}" for i in range(400, 500)),
+          f"-c 30 then -e: {len(first)} + {len(rest)} records, {len(set(first + rest))} distinct, for 100")
+    # Bad input.
+    for args, code, what in [(["-G", group], 2, "needs a stream"),
+                             (["-G", group, "-t", s, "-p", "shardId-000000000000"], 2, "-p is not for -G"),
+                             (["-G", group, "-t", s, "-o", "123456"], 2, "not for -G"),
+                             (["-G", group, "-t", "no-such-stream-kc", "-e"], 3, "no-such-stream-kc"),
+                             (["-L", "-G", "no-such-group-kc"], 3, "no lease table")]:
+        rc, out, err = run(args, env=group_env())
+        check(rc == code and what in err, f"kncat {' '.join(args)}: exit {rc}, stderr {err!r}")
+
+
 GROUPS = {
     "roundtrip": g_roundtrip,
+    "group": g_group,
     "replay": g_replay,
     "end": g_end,
     "compress": g_compress,
