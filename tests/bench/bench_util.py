@@ -1,5 +1,5 @@
-"""Shared by the benchmark drivers (producer/bench.py, consumer/bench.py): a private kinesalite on a
-free loopback port and a boto3 client for setting up streams."""
+"""Shared by the benchmark drivers (producer/bench.py, consumer/bench.py, group/bench.py): a private
+kinesalite (and dynalite) on a free loopback port and a boto3 client for setting up streams."""
 import http.client
 import os
 import socket
@@ -43,6 +43,23 @@ def start_kinesalite():
         time.sleep(0.1)
     proc.kill()
     sys.exit("bench: kinesalite did not answer within 60 s")
+
+
+def start_dynalite():
+    """A private in-memory dynalite on a free loopback port (the consumer's lease table)."""
+    port = free_port()
+    proc = subprocess.Popen(["node", os.path.join(ROOT, "tests", "servers", "node_modules", "dynalite", "cli.js"),
+                             "--host", "127.0.0.1", "--port", str(port)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit("bench: dynalite exited at start")
+        if answers(port):
+            return proc, "http://127.0.0.1:%d" % port
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit("bench: dynalite did not answer within 60 s")
 
 
 def kinesis(url):

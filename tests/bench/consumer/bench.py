@@ -11,6 +11,10 @@ after the other, as a child process:
   kncat      `kncat -C -b URL -t STREAM -o beginning -e` (default format '%s\\n'): deaggregates,
              prints every record's data and exits once every shard is caught up;
   kncat-json the same with -J: one JSON envelope per record;
+  kncat-group two `kncat -G GROUP -o beginning -e` processes started together (a private dynalite
+             holds the lease table): the lease-holding consumer, sharing the shards, each printing its
+             records and exiting once its shards are caught up; CPU is the two processes' sum, the
+             RSS column the larger of the two, records the sum of what they printed;
   js     tests/bench/consumer/peer_js.js: @aws-sdk/client-kinesis + aws-kinesis-agg
          (tests/bench/peers): ListShards, GetShardIterator TRIM_HORIZON, GetRecords until caught up,
          every record deaggregated (MD5 checked) and its data decoded, counted with its bytes.
@@ -28,7 +32,8 @@ is 1), never hidden in the table.
 
 Usage: bench.py --kncat BUILD/tools/kncat/kncat --loader BUILD/tests/bench/producer/producer_bench
                 [--reader BUILD/tests/bench/consumer/reader_bench]
-                [--records N | --quick] [--only reader,kncat,kncat-json,js] [--shards 4] [--sink devnull|pipe]
+                [--records N | --quick] [--only reader,kncat,kncat-json,kncat-group,js] [--shards 4]
+                [--sink devnull|pipe]
                 [--limit 200] [--repeat K] [-X property=value]... (kncat -X options)
 Needs node, tests/servers/node_modules (kinesalite) and tests/bench/peers/node_modules (tools/setup.sh
 installs both), and python3 with boto3.
@@ -46,7 +51,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import create_stream, kinesis, start_kinesalite  # noqa: E402
+from bench_util import create_stream, kinesis, start_dynalite, start_kinesalite  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 RECORD_BYTES = 100
 PRINTED = re.compile(r"^% (\d+) records printed")
@@ -105,7 +110,7 @@ def main():
     ap.add_argument("--records", type=int, default=1000000)
     ap.add_argument("--quick", action="store_true", help="20,000 records")
     ap.add_argument("--reader", help="the built reader_bench (the library alone)")
-    ap.add_argument("--only", default="reader,kncat,kncat-json,js")
+    ap.add_argument("--only", default="reader,kncat,kncat-json,kncat-group,js")
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--sink", choices=["devnull", "pipe"], default="devnull",
                     help="kncat's stdout: /dev/null, counted by kncat -v (default), or a pipe this driver counts")
@@ -118,7 +123,7 @@ def main():
     n = 20000 if args.quick else args.records
     readers = [x.strip() for x in args.only.split(",") if x.strip()]
     for r in readers:
-        if r not in ("reader", "kncat", "kncat-json", "js"):
+        if r not in ("reader", "kncat", "kncat-json", "kncat-group", "js"):
             sys.exit("bench: unknown reader " + r)
     if "reader" in readers and not args.reader:
         readers.remove("reader")
@@ -142,6 +147,7 @@ def main():
     env.pop("AWS_SESSION_TOKEN", None)
     env.pop("AWS_PROFILE", None)
     ks, url = start_kinesalite()
+    ds, ddb_url = start_dynalite() if "kncat-group" in readers else (None, None)
     rows = []
     loud = []
     try:
@@ -199,6 +205,38 @@ def main():
                           (reader, rep + 1, res["rc"], "%d output bytes" % res["out_bytes"] if args.sink == "pipe"
                            else "output to /dev/null",
                            ("; stderr: " + " | ".join(res["err_tail"])) if res["err_tail"] else ""))
+                elif reader == "kncat-group":
+                    group = "bench-group-%d-%d" % (os.getpid(), rep)
+                    cmd = [args.kncat, "-G", group, "-b", url, "-r", "us-east-1", "-t", name, "-o", "beginning",
+                           "-e", "-v", "-X", "dynamodb.endpoint=" + ddb_url]
+                    if args.limit:
+                        cmd += ["-X", "consumer.max.records=%d" % args.limit]
+                    for x in args.X:
+                        cmd += ["-X", x]
+                    both = [None, None]
+                    ts = [threading.Thread(target=lambda i=i: both.__setitem__(i, run_measured(cmd, env, "devnull")))
+                          for i in range(2)]
+                    for t in ts:
+                        t.start()
+                    for t in ts:
+                        t.join()
+                    got = 0
+                    for r in both:
+                        said = [m.group(1) for m in map(PRINTED.search, r["err_tail"]) if m]
+                        got += int(said[-1]) if said else 0
+                        if not said:
+                            loud.append("kncat -G -v did not say how many records it printed: " +
+                                        " | ".join(r["err_tail"]))
+                    got_bytes = got * RECORD_BYTES
+                    res = {"rc": max(r["rc"] for r in both), "user": sum(r["user"] for r in both),
+                           "sys": sum(r["sys"] for r in both), "rss": max(r["rss"] for r in both),
+                           "wall": max(r["wall"] for r in both), "out_bytes": 0}
+                    own = None
+                    print("kncat-group run %d: two members printed %s records (exit %d, %d); peak RSS %.1f and "
+                          "%.1f MiB" % (rep + 1, " + ".join(
+                              str(int(([m.group(1) for m in map(PRINTED.search, r["err_tail"]) if m] or ["0"])[-1]))
+                              for r in both), both[0]["rc"], both[1]["rc"], both[0]["rss"] / 1024.0,
+                              both[1]["rss"] / 1024.0))
                 else:
                     res = run_measured(["node", os.path.join(HERE, "peer_js.js"), url, name, str(args.limit)],
                                        env, "capture")
@@ -217,19 +255,24 @@ def main():
     finally:
         ks.kill()
         ks.wait()
+        if ds:
+            ds.kill()
+            ds.wait()
 
     print()
-    print("%-10s %9s %9s %10s %14s %17s %12s" % ("reader", "records", "wall s", "records/s", "CPU us/record",
+    print("%-11s %9s %9s %10s %14s %17s %12s" % ("reader", "records", "wall s", "records/s", "CPU us/record",
                                                   "(user + sys)", "peak RSS"))
     base = {}
     for reader, got, res, own in rows:
         cpu_us = (res["user"] + res["sys"]) * 1e6 / n
-        print("%-10s %9d %9.2f %10.0f %14.2f %17s %8.1f MiB" % (
+        print("%-11s %9d %9.2f %10.0f %14.2f %17s %8.1f MiB" % (
             reader, got, res["wall"], n / res["wall"] if res["wall"] else 0, cpu_us,
             "(%.2f + %.2f)" % (res["user"] * 1e6 / n, res["sys"] * 1e6 / n), res["rss"] / 1024.0))
         base.setdefault(reader, []).append(cpu_us)
     if "kncat" in base and "js" in base:
         print("CPU per record, js / kncat: %.1fx" % (min(base["js"]) / min(base["kncat"])))
+    if "kncat-group" in base and "js" in base:
+        print("CPU per record, js / kncat-group: %.1fx" % (min(base["js"]) / min(base["kncat-group"])))
     for k in ("kncat", "kncat-json"):
         if k in base and "reader" in base:
             print("%s over the reader it runs on: %+.2f us CPU per record (best runs)" %

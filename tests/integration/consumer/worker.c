@@ -9,6 +9,7 @@
  *   <ms> CK <shard> <seq> <sub> <KN_ERR_...>    a checkpoint and its result
  *   <ms> LOST|ENDED|SHUTDOWN|CLOSE <shard>
  *   <ms> STOP <rc>                              shut down after SIGTERM
+ *   <ms> STATS <held> <ddb requests> <renewals> <scans> <taken> <stolen> <handed>   every second
  * Records of a batch are written and flushed before its checkpoint.
  * Usage: worker STREAM APP WORKER_ID [property=value ...]
  *   pause.ms=N (ours, not a library property): sleep N ms after writing a
@@ -197,8 +198,21 @@ int main(int argc, char **argv)
         return 1;
     }
     line("START %s", kn_consumer_worker_id(c));
-    while (!stop)
+    long long next_stats = mono_ms() + 1000;
+    while (!stop) {
         usleep(20000);
+        if (mono_ms() >= next_stats) {
+            next_stats += 1000;
+            line("STATS %lld %lld %lld %lld %lld %lld %lld",
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_HELD),
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_DDB_REQUESTS),
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_RENEWALS),
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_SCANS),
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_TAKEN),
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_STOLEN),
+                 (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_HANDED));
+        }
+    }
     kn_err_t rc = kn_consumer_shutdown(c, 20000);
     line("STOP %s", kn_err2name(rc));
     kn_err_t drc = kn_consumer_destroy(c);
