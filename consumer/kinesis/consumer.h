@@ -177,7 +177,11 @@ typedef struct kn_processor_s {
 KN_API kn_consumer_t *kn_consumer_new(const kn_conf_t *conf, const char *stream,
                                       const kn_processor_t *proc, void *app, kn_error_t *err);
 
-/** As kn_consumer_new, on a shared client (a reference is taken). */
+/**
+ * As kn_consumer_new, on a shared client (a reference is taken): conf gives
+ * the consumer.* settings (NULL: the client's); endpoints, region and
+ * credentials are the client's.
+ */
 KN_API kn_consumer_t *kn_consumer_new_on(kn_client_t *client, const kn_conf_t *conf,
                                          const char *stream, const kn_processor_t *proc,
                                          void *app, kn_error_t *err);

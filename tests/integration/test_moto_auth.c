@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "http_sync.h"
+#include "kinesis/consumer.h"
 #include "kinesis_ops.h"
 #include "test_new.h"
 #include "testutil.h"
@@ -191,6 +192,7 @@ static kn_client_t *client_for(const char *id, const char *sec)
     kn_conf_t *conf = kn_conf_new();
     char err[512];
     assert_int_equal(kn_conf_set(conf, "kinesis.endpoint", moto_url, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(kn_conf_set(conf, "dynamodb.endpoint", moto_url, err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.region", "us-east-1", err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.access.key.id", id, err, sizeof(err)), KN_ERR_OK);
     assert_int_equal(kn_conf_set(conf, "aws.secret.access.key", sec, err, sizeof(err)), KN_ERR_OK);
@@ -259,12 +261,62 @@ static void test_unknown_key_fails_with_invalid_token(void **state)
     kn_client_destroy(c);
 }
 
+static kn_err_t noop_process(void *app, void *state, const kn_batch_t *b, kn_checkpointer_t *cp)
+{
+    (void)app;
+    (void)state;
+    (void)b;
+    (void)cp;
+    return KN_ERR_OK;
+}
+
+/*
+ * The key may use Kinesis but not DynamoDB: a consumer's start is refused
+ * with KN_ERR_AUTH and a message naming the lease table and the error moto
+ * sends, not a hang or a vague failure.
+ */
+static void test_consumer_without_table_permission_is_refused(void **state)
+{
+    (void)state;
+    kn_client_t *c = client_for(key_id, secret);
+    kn_error_t e = {0};
+    char name[96];
+    snprintf(name, sizeof(name), "knops-cons-%d-%ld", (int)getpid(), (long)time(NULL) % 100000);
+    kn__stream_ref_t ref = {name, NULL};
+    assert_int_equal(kn__kinesis_create_stream(c, name, 1, &e), KN_ERR_OK);
+    assert_int_equal(kn__kinesis_wait_active(c, &ref, 30000, 100, &e), KN_ERR_OK);
+    kn_conf_t *conf = kn_conf_new();
+    char err[512];
+    const char *kv[] = {"kinesis.endpoint", moto_url, "dynamodb.endpoint", moto_url, "aws.region", "us-east-1",
+                        "aws.access.key.id", key_id, "aws.secret.access.key", secret,
+                        "aws.retry.max.attempts", "2", "consumer.application.name", "kn-auth-app", NULL};
+    for (int i = 0; kv[i]; i += 2)
+        assert_int_equal(kn_conf_set(conf, kv[i], kv[i + 1], err, sizeof(err)), KN_ERR_OK);
+    kn_processor_t p = KN_PROCESSOR_INIT;
+    p.process_records = noop_process;
+    kn_consumer_t *cons = kn_consumer_new_on(c, conf, name, &p, NULL, &e);
+    kn_conf_destroy(conf);
+    assert_non_null(cons);
+    kn_err_t rc = kn_consumer_start(cons, &e);
+    if (rc != KN_ERR_AUTH)
+        fail_msg("start without DynamoDB permissions: %s: %s (expected KN_ERR_AUTH)", kn_err2name(rc),
+                 e.message);
+    if (!strstr(e.message, "kn-auth-app") || !strstr(e.message, "AccessDenied"))
+        fail_msg("the message should name the table and the error: %s", e.message);
+    if (strstr(e.message, secret))
+        fail_msg("message carries the secret: %s", e.message);
+    assert_int_equal(kn_consumer_destroy(cons), KN_ERR_OK);
+    assert_int_equal(kn__kinesis_delete_stream(c, &ref, false, &e), KN_ERR_OK);
+    kn_client_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signed_with_iam_key_passes),
         cmocka_unit_test(test_wrong_secret_fails_with_signature_error),
         cmocka_unit_test(test_unknown_key_fails_with_invalid_token),
+        cmocka_unit_test(test_consumer_without_table_permission_is_refused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
