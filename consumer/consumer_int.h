@@ -290,8 +290,12 @@ void kn__coord_close(kn_consumer_t *c);
 /* A lease to take (free or expired, as seen) / to ask its owner for. */
 void kn__coord_take(kn_consumer_t *c, const kn__lease_t *l, bool expired);
 void kn__coord_ask(kn_consumer_t *c, const kn__lease_t *l);
-/* The scan's view of a lease this worker holds or is acquiring. */
-void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k);
+/*
+ * The view of a scan that began at scan_started_ms of a lease this worker
+ * holds or is acquiring (k NULL: not in the table). An ask withdrawn during
+ * shutdown is also made here.
+ */
+void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k, int64_t scan_started_ms);
 kn__held_t *kn__coord_find(kn_consumer_t *c, const char *key);
 /* Whether a held entry counts as this worker's for the balance. */
 bool kn__coord_counts(const kn__held_t *h);

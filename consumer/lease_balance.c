@@ -118,17 +118,31 @@ kn_err_t kn__balance_plan(const kn__bal_in_t *in, size_t n, const char *me, int6
     }
     out->available = (int64_t)nc;
     kn_err_t rc = KN_ERR_OK;
-    if (needed > 0 && nc > 0) {
-        qsort(cands, nc, sizeof(*cands), cand_cmp);
-        size_t want = (size_t)needed < nc ? (size_t)needed : nc;
-        out->take = malloc(want * sizeof(*out->take));
+    /* Beyond the share: neglected leases, up to max_leases. */
+    size_t extra = 0;
+    int64_t room = max_leases - out->mine - (needed > 0 ? needed : 0);
+    for (size_t i = 0; i < nc && room > 0; i++)
+        if (in[cands[i].i].neglected)
+            extra++, room--;
+    if ((needed > 0 || extra > 0) && nc > 0) {
+        if (nc > 1)
+            qsort(cands, nc, sizeof(*cands), cand_cmp);
+        size_t want = needed > 0 ? ((size_t)needed < nc ? (size_t)needed : nc) : 0;
+        out->take = malloc(nc * sizeof(*out->take));
         if (!out->take) {
             rc = KN_ERR_NOMEM;
             goto done;
         }
         for (size_t i = 0; i < want; i++)
             out->take[i] = cands[i].i;
-        out->n_take = want;
+        size_t k2 = want;
+        for (size_t i = want; i < nc && extra > 0; i++) {
+            if (in[cands[i].i].neglected) {
+                out->take[k2++] = cands[i].i;
+                extra--;
+            }
+        }
+        out->n_take = k2;
     } else if (needed > 0 && steal_max > 0 && busiest && busiest_load >= out->mine + 2) {
         int64_t want = (busiest_load - out->mine) / 2;
         if (want > needed)

@@ -12,6 +12,10 @@
  * 3.x handoff), at most steal_max per scan, and only when that worker has
  * at least two more than this one (so that a move never makes the spread
  * worse and two workers never pass a lease back and forth).
+ * A lease left free for long (every other worker at its share, or capped by
+ * its own consumer.max.leases) is taken beyond the share, up to max_leases:
+ * no shard is left unread while a worker could read it (the KCL takes such
+ * "very old" leases the same way).
  */
 #ifndef KN_LEASE_BALANCE_H
 #define KN_LEASE_BALANCE_H
@@ -30,6 +34,7 @@ typedef struct kn__bal_in_s {
     bool mine;        /* held, being taken, asked for or claimed by this worker */
     bool leaving;     /* held by this worker but going (handoff asked of it, shutting down) */
     bool cooling;     /* this worker does not take it now (it failed here recently) */
+    bool neglected;   /* free, or expired, for long (a failover time past expiry): nobody takes it */
 } kn__bal_in_t;
 
 typedef struct kn__bal_plan_s {

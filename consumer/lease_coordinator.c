@@ -600,23 +600,27 @@ void kn__coord_ask(kn_consumer_t *c, const kn__lease_t *l)
         held_gone(h);
 }
 
-void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k)
+void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k, int64_t scan_started_ms)
 {
     const char *me = c->worker_id;
     int64_t now = kn__mono_ms();
     if (h->writing || h->state == KN__H_GONE)
         return;
+    /* A scan that began before this state did may show the lease as it was before our last write. */
+    bool stale = scan_started_ms < h->since_ms;
     if (h->state == KN__H_ASKED) {
         pthread_mutex_lock(&c->lock);
         bool shutting = c->state >= KN__C_SHUTTING;
         pthread_mutex_unlock(&c->lock);
-        if (!k || !k->l.owner || strcmp(k->l.owner, me) != 0) {
-            held_gone(h); /* taken by someone else, or withdrawn */
-        } else if (shutting) {
+        if (shutting) {
+            /* Withdraw (its condition says whether the ask still stands). */
+            h->why = KN__LEAVE_SHUTDOWN;
             if (!send_op(h, OP_CANCEL, NULL, false))
                 held_gone(h);
-            else
-                h->why = KN__LEAVE_SHUTDOWN;
+        } else if (stale) {
+            return;
+        } else if (!k || !k->l.owner || strcmp(k->l.owner, me) != 0) {
+            held_gone(h); /* taken by someone else */
         } else if (!k->l.checkpoint_owner) {
             /* The owner let go: confirm with a renew on the counter it left. */
             h->counter = k->l.counter;
@@ -646,7 +650,7 @@ void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k)
         }
         return;
     }
-    if (h->state == KN__H_HELD && k && !h->handoff && !h->lost && k->l.owner &&
+    if (h->state == KN__H_HELD && k && !stale && !h->handoff && !h->lost && k->l.owner &&
         strcmp(k->l.owner, me) != 0 && k->l.checkpoint_owner &&
         strcmp(k->l.checkpoint_owner, me) == 0) {
         h->handoff = true;
@@ -795,7 +799,7 @@ void kn__coord_shutdown(kn_consumer_t *c)
         if (h->state == KN__H_HELD && h->tenure && !h->lost)
             kn__tenure_leave(h->tenure, h->handoff ? KN__LEAVE_HANDOFF : KN__LEAVE_SHUTDOWN);
         else if (h->state == KN__H_ASKED && !h->writing)
-            kn__coord_seen(c, h, kn__scan_find(c, h->key)); /* withdraws the ask */
+            kn__coord_seen(c, h, kn__scan_find(c, h->key), 0); /* withdraws the ask */
     }
     tick(c);
 }

@@ -227,6 +227,7 @@ static void balance(kn_consumer_t *c, int64_t now)
         in[i].l = &k->l;
         in[i].processable = !kn__lease_finished(&k->l) && kn__scan_parents_done(c, &k->l);
         in[i].expired = k->l.owner && now - k->changed_ms > c->failover_ms;
+        in[i].neglected = now - k->changed_ms > (k->l.owner ? 2 : 1) * c->failover_ms;
         in[i].mine = h && kn__coord_counts(h);
         in[i].leaving = h && !kn__coord_counts(h);
         in[i].cooling = cooling(c, k->l.key, now);
@@ -281,7 +282,7 @@ static void on_scan(kn__lt_result_t *res, void *opaque)
         return;
     }
     for (kn__held_t *h = c->held; h; h = h->next)
-        kn__coord_seen(c, h, kn__scan_find(c, h->key));
+        kn__coord_seen(c, h, kn__scan_find(c, h->key), c->scan_started_ms);
     if (c->sync_wanted && !c->syncing) {
         c->sync_wanted = false;
         kn__sync_start(c);
@@ -304,7 +305,7 @@ void kn__scan_start(kn_consumer_t *c)
     if (c->scanning || c->loop_closing)
         return;
     c->scanning = true;
-    c->last_scan_ms = kn__mono_ms();
+    c->last_scan_ms = c->scan_started_ms = kn__mono_ms();
     kn__consumer_loop_ref(c);
     if (kn__lt_scan(c->lt, on_scan, c) != KN_ERR_OK) {
         c->scanning = false;

@@ -29,10 +29,10 @@ def answers(port):
         return False
 
 
-def start_kinesalite():
+def start_kinesalite(shard_limit=100):
     port = free_port()
     proc = subprocess.Popen(["node", os.path.join(ROOT, "tests", "servers", "kinesalite-loopback.js"),
-                             "--port", str(port), "--shardLimit", "100", "--createStreamMs", "0",
+                             "--port", str(port), "--shardLimit", str(shard_limit), "--createStreamMs", "0",
                              "--deleteStreamMs", "0"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -189,6 +189,29 @@ static void test_different_seeds_spread_the_takes(void **state)
     assert_true(differ >= 15);
 }
 
+static void test_neglected_leases_are_taken_beyond_the_share(void **state)
+{
+    (void)state;
+    world_t w = {0};
+    /* 4 leases, a capped at 1 by its own max, me at 2 = ceil(4/2): one left free. */
+    add(&w, "a", false);
+    add(&w, "me", false);
+    add(&w, "me", false);
+    kn__bal_in_t *left = add(&w, NULL, false);
+    kn__bal_plan_t p = plan(&w, INT32_MAX, 1);
+    assert_int_equal(p.target, 2);
+    assert_int_equal(p.n_take, 0); /* not at once: it may be a newcomer's */
+    kn__bal_plan_free(&p);
+    left->neglected = true;        /* still free a failover time later */
+    p = plan(&w, INT32_MAX, 1);
+    assert_int_equal(p.n_take, 1);
+    assert_ptr_equal(&w.in[p.take[0]], left);
+    kn__bal_plan_free(&p);
+    p = plan(&w, 2, 1);            /* but never beyond this worker's own max */
+    assert_int_equal(p.n_take, 0);
+    kn__bal_plan_free(&p);
+}
+
 /* ------------------------------------------------------------ sync plan */
 
 static kn__shard_t shard(const char *id, const char *parent, const char *adjacent, bool open)
@@ -308,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_asks_at_most_steal_max_and_half_the_gap),
         cmocka_unit_test(test_leaving_leases_do_not_count_for_me),
         cmocka_unit_test(test_different_seeds_spread_the_takes),
+        cmocka_unit_test(test_neglected_leases_are_taken_beyond_the_share),
         cmocka_unit_test(test_first_sync_positions),
         cmocka_unit_test(test_later_syncs_follow_the_lineage),
         cmocka_unit_test(test_lease_of_a_shard),

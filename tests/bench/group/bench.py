@@ -12,7 +12,10 @@ host's monotonic clock), for each failover time asked (--failover, default 3000 
 and, once (--ddb-shards, default 100, with --ddb-workers, default 4): the DynamoDB requests per second
 per lease in steady state (every lease held, no moves for a while), from the workers' own request
 counters over --ddb-seconds (default 30), split into renewals and scans.
-Each measurement is repeated --repeat times (default 3); min / median / max are printed.
+Each measurement is repeated --repeat times (default 3); min / median / max are printed. The kill
+comes at a random moment between two renewals: a lease expires for the others failover after they saw
+its last renewal, so a takeover can come sooner than failover after the kill (never sooner than
+failover after the dead worker's last write, which is what keeps two workers off one shard).
 For comparison the KCL 2.x figures are computed from its published defaults (no JVM runs here):
 takeover = failover + up to one taker interval of 2 x (failover + 25 ms); the KCL 2.x has no release
 at shutdown (a SIGTERM'd worker's leases wait for expiry like a crash), and it balances by stealing one
@@ -26,6 +29,7 @@ Usage: bench.py --worker BUILD/tests/integration/consumer/consumer_worker --knca
 import argparse
 import datetime
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -116,6 +120,7 @@ def two_balanced(args, env, k, failover, tag):
 
 def takeover(args, env, k, failover):
     a, b = two_balanced(args, env, k, failover, "kill")
+    time.sleep(random.uniform(0, failover / 3000.0))  # anywhere between two renewals
     gone = a.held()
     t = a.stop(signal.SIGKILL)
     ok = b.wait(lambda: gone <= b.held(), failover / 1000 * 3 + 10)
@@ -198,7 +203,7 @@ def main():
     only = set(args.only.split(","))
     print("Consumer group benchmark, %s, %d cores; kinesalite + dynalite on loopback; lease scans every "
           "500 ms (at most failover / 5)" % (datetime.date.today().isoformat(), os.cpu_count() or 0))
-    ks, kurl = start_kinesalite()
+    ks, kurl = start_kinesalite(shard_limit=10000)
     ds, durl = start_dynalite()
     env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDBENCH", AWS_SECRET_ACCESS_KEY="bench-secret",
                AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL_KINESIS=kurl,

@@ -8,6 +8,7 @@
  * a message naming it.
  */
 #include <json-c/json.h>
+#include <stdatomic.h>
 
 #include "consumer_util.h"
 
@@ -494,6 +495,303 @@ static void test_kcl_table_is_taken_over(void **state)
     free(recs);
 }
 
+/*
+ * A processor slower than the lease (4 s per batch, failover 3 s): renewals
+ * run on the I/O thread and do not wait for it, so no lease is lost and
+ * nothing is processed twice.
+ */
+static void test_slow_processor_keeps_its_lease(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "slow", 1);
+    char appname[128];
+    app_name(appname, sizeof(appname), "slow");
+    put_t *recs = calloc(60, sizeof(*recs));
+    app_t a;
+    app_init(&a);
+    a.slow_ms = 4000;
+    kn_consumer_t *c = consumer_start(s, appname, NULL, &a, NULL);
+    int64_t deadline = now_ms() + 10000;
+    while (kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_HELD) != 1 && now_ms() < deadline)
+        usleep(20000);
+    int64_t t0 = now_ms();
+    produce(s, recs, 0, 20, 7, NULL);
+    wait_records(&a, 20, 30000);
+    produce(s, recs, 20, 40, 7, NULL);
+    wait_records(&a, 40, 30000);
+    int64_t renewals = kn_consumer_stat(c, KN_CONSUMER_STAT_RENEWALS);
+    print_message("renewals during %lld ms of slow processing: %lld\n", (long long)(now_ms() - t0),
+                  (long long)renewals);
+    assert_true(renewals >= 6);
+    assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_LOST), 0);
+    pthread_mutex_lock(&a.lock);
+    assert_int_equal(a.lost, 0);
+    assert_int_equal(a.tenures, 1);
+    check_exact(&a.run, recs, 40);
+    pthread_mutex_unlock(&a.lock);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    free(recs);
+}
+
+/* Records put before t and after; only those after reach a consumer at LATEST (started after t) or AT_TIMESTAMP t. */
+static void test_initial_positions(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "pos", 1);
+    put_t *recs = calloc(60, sizeof(*recs));
+    produce(s, recs, 0, 20, 7, NULL);
+    usleep(1100000);
+    int64_t t = wall_ms();
+    usleep(1100000);
+    produce(s, recs, 20, 40, 7, NULL);
+    char app1[128], app2[128], ts[32];
+    app_name(app1, sizeof(app1), "posts");
+    app_name(app2, sizeof(app2), "poslatest");
+    snprintf(ts, sizeof(ts), "%lld", (long long)t);
+    app_t a, b;
+    app_init(&a);
+    app_init(&b);
+    const char *at_ts[] = {"consumer.initial.position", "AT_TIMESTAMP", "consumer.initial.timestamp.ms", ts, NULL};
+    kn_consumer_t *c1 = consumer_start(s, app1, NULL, &a, at_ts);
+    const char *latest[] = {"consumer.initial.position", "LATEST", NULL};
+    kn_consumer_t *c2 = consumer_start(s, app2, NULL, &b, latest);
+    int64_t deadline = now_ms() + 10000;
+    while ((kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD) != 1 || !kn_consumer_caught_up(c2)) &&
+           now_ms() < deadline)
+        usleep(50000);
+    produce(s, recs, 40, 60, 7, NULL);
+    wait_records(&a, 40, 30000);
+    wait_records(&b, 20, 30000);
+    usleep(500000);
+    pthread_mutex_lock(&a.lock);
+    assert_int_equal(a.run.n, 40);
+    for (size_t i = 0; i < a.run.n; i++)
+        assert_true(a.run.v[i].idx >= 20);
+    assert_string_equal(a.states[0]->start_ck, "AT_TIMESTAMP");
+    pthread_mutex_unlock(&a.lock);
+    pthread_mutex_lock(&b.lock);
+    assert_int_equal(b.run.n, 20);
+    for (size_t i = 0; i < b.run.n; i++)
+        assert_true(b.run.v[i].idx >= 40);
+    assert_string_equal(b.states[0]->start_ck, "LATEST");
+    pthread_mutex_unlock(&b.lock);
+    assert_int_equal(kn_consumer_destroy(c1), KN_ERR_OK);
+    assert_int_equal(kn_consumer_destroy(c2), KN_ERR_OK);
+    delete_table(s, app1);
+    delete_table(s, app2);
+    app_free(&a);
+    app_free(&b);
+    free(recs);
+}
+
+/* consumer.max.leases (KCL maxLeasesForWorker): a worker never holds more, the others take the rest. */
+static void test_max_leases(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "maxl", 4);
+    char appname[128];
+    app_name(appname, sizeof(appname), "maxl");
+    app_t a, b;
+    app_init(&a);
+    app_init(&b);
+    const char *one[] = {"consumer.max.leases", "1", NULL};
+    kn_consumer_t *c1 = consumer_start(s, appname, "capped", &a, one);
+    int64_t deadline = now_ms() + 5000;
+    while (kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD) < 1 && now_ms() < deadline)
+        usleep(50000);
+    usleep(1000000); /* several scans: still one */
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD), 1);
+    kn_consumer_t *c2 = consumer_start(s, appname, "free", &b, NULL);
+    /* Its share is 2 (ceil(4 / 2)); the fourth, that nobody else may take, once it stays free. */
+    deadline = now_ms() + 15000;
+    while (kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD) != 3 && now_ms() < deadline)
+        usleep(50000);
+    usleep(1000000);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD), 1);
+    assert_int_equal(kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD), 3);
+    assert_int_equal(kn_consumer_destroy(c1), KN_ERR_OK);
+    assert_int_equal(kn_consumer_destroy(c2), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    app_free(&b);
+}
+
+/*
+ * consumer.shard.end.checkpoint=processor (the KCL's rule): a shard_ended that
+ * does not checkpoint SHARD_END is called again, and the children wait; once
+ * it checkpoints they are processed.
+ */
+static void test_shard_end_checkpoint_by_the_processor(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "endck", 1);
+    char appname[128];
+    app_name(appname, sizeof(appname), "endck");
+    put_t *recs = calloc(100, sizeof(*recs));
+    produce(s, recs, 0, 30, 7, NULL);
+    app_t a;
+    app_init(&a);
+    a.no_end_checkpoint = true;
+    const char *extra[] = {"consumer.shard.end.checkpoint", "processor", "consumer.processor.retry.ms", "200",
+                           NULL};
+    kn_consumer_t *c = consumer_start(s, appname, NULL, &a, extra);
+    wait_records(&a, 30, 30000);
+    kn_error_t e = {0};
+    kn__stream_ref_t ref = {s->stream, NULL};
+    kn__hashkey_t mid = {0x8000000000000000ULL, 0};
+    assert_int_equal(kn__kinesis_split_shard(s->client, &ref, "shardId-000000000000", mid, &e), KN_ERR_OK);
+    assert_int_equal(kn__kinesis_wait_active(s->client, &ref, 60000, 100, &e), KN_ERR_OK);
+    produce(s, recs, 30, 60, 7, NULL);
+    int64_t deadline = now_ms() + 20000;
+    for (;;) {
+        pthread_mutex_lock(&a.lock);
+        int ended = a.ended;
+        pthread_mutex_unlock(&a.lock);
+        if (ended >= 3 || now_ms() > deadline)
+            break;
+        usleep(50000);
+    }
+    pthread_mutex_lock(&a.lock);
+    assert_true(a.ended >= 3); /* called again and again */
+    assert_int_equal(a.run.n, 30); /* the children wait */
+    a.no_end_checkpoint = false;
+    pthread_mutex_unlock(&a.lock);
+    wait_records(&a, 60, 30000);
+    pthread_mutex_lock(&a.lock);
+    check_exact(&a.run, recs, 60);
+    pthread_mutex_unlock(&a.lock);
+    assert_true(kn_consumer_stat(c, KN_CONSUMER_STAT_PROCESS_ERRORS) >= 2);
+    assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    free(recs);
+}
+
+/*
+ * A processor stuck in process_records while another worker asks for its
+ * shard: after consumer.handoff.timeout.ms the owner hands the lease over
+ * without it, its late checkpoint is refused, and the asker goes on from the
+ * last checkpoint.
+ */
+typedef struct stuck_s {
+    app_t base;
+    atomic_int stuck;      /* process_records calls that should hang */
+    atomic_int refused;    /* checkpoints refused after hanging */
+} stuck_t;
+
+static kn_err_t stuck_process(void *app, void *state, const kn_batch_t *b, kn_checkpointer_t *cp)
+{
+    stuck_t *a = app;
+    if (atomic_fetch_sub(&a->stuck, 1) > 0) {
+        usleep(4000000);
+        kn_error_t e = {0};
+        if (kn_checkpoint(cp, &e) == KN_ERR_LEASE_LOST)
+            atomic_fetch_add(&a->refused, 1);
+        return KN_ERR_OK;
+    }
+    return p_process(app, state, b, cp);
+}
+
+static void test_stuck_owner_hands_over_after_the_timeout(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "stuck", 2);
+    char appname[128];
+    app_name(appname, sizeof(appname), "stuck");
+    put_t *recs = calloc(100, sizeof(*recs));
+    stuck_t a = {0};
+    app_init(&a.base);
+    kn_conf_t *conf = consumer_conf(s, appname, "owner", (const char *const[]){"consumer.handoff.timeout.ms",
+                                                                                "1000", NULL});
+    kn_processor_t p = test_processor();
+    p.process_records = stuck_process;
+    kn_error_t e = {0};
+    kn_consumer_t *c1 = kn_consumer_new(conf, s->stream, &p, &a, &e);
+    kn_conf_destroy(conf);
+    assert_int_equal(kn_consumer_start(c1, &e), KN_ERR_OK);
+    int64_t deadline = now_ms() + 10000;
+    while (kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD) != 2 && now_ms() < deadline)
+        usleep(50000);
+    atomic_store(&a.stuck, 2); /* both shards' next batches hang */
+    produce(s, recs, 0, 40, 7, NULL);
+    usleep(300000);
+    app_t b;
+    app_init(&b);
+    kn_consumer_t *c2 = consumer_start(s, appname, "asker", &b, NULL);
+    deadline = now_ms() + 15000;
+    while (kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD) < 1 && now_ms() < deadline)
+        usleep(50000);
+    assert_int_equal(kn_consumer_stat(c2, KN_CONSUMER_STAT_LEASES_HELD), 1);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HANDED), 1);
+    deadline = now_ms() + 10000;
+    while (atomic_load(&a.refused) < 1 && now_ms() < deadline)
+        usleep(50000);
+    assert_int_equal(atomic_load(&a.refused), 1); /* the stuck processor of the handed shard */
+    assert_int_equal(kn_consumer_destroy(c2), KN_ERR_OK);
+    assert_int_equal(kn_consumer_destroy(c1), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a.base);
+    app_free(&b);
+    free(recs);
+}
+
+/*
+ * A worker that asked for a lease and shuts down before the owner let go
+ * withdraws the ask: the owner keeps the lease (no loss, no handoff).
+ */
+static void test_asker_withdraws_at_shutdown(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "withdraw", 2);
+    char appname[128];
+    app_name(appname, sizeof(appname), "withdraw");
+    put_t *recs = calloc(100, sizeof(*recs));
+    app_t a;
+    app_init(&a);
+    a.slow_ms = 2500; /* the owner takes long to finish a batch: handoffs wait for it */
+    kn_consumer_t *c1 = consumer_start(s, appname, "owner", &a, NULL);
+    int64_t deadline = now_ms() + 10000;
+    while (kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD) != 2 && now_ms() < deadline)
+        usleep(50000);
+    produce(s, recs, 0, 40, 7, NULL);
+    usleep(300000);
+    app_t b;
+    app_init(&b);
+    kn_consumer_t *c2 = consumer_start(s, appname, "asker", &b, NULL);
+    /* The ask is made at its first scans; the owner is busy for seconds. */
+    deadline = now_ms() + 5000;
+    bool asked = false;
+    while (!asked && now_ms() < deadline) {
+        size_t nl = 0;
+        kn__lease_t *v = leases_of(s, appname, &nl);
+        for (size_t i = 0; i < nl; i++)
+            if (v[i].checkpoint_owner && !strcmp(v[i].owner, "asker"))
+                asked = true;
+        kn__leases_free(v, nl);
+        usleep(50000);
+    }
+    assert_true(asked);
+    assert_int_equal(kn_consumer_destroy(c2), KN_ERR_OK);
+    usleep(6000000); /* the owner's batches finish; its handoff finds the ask withdrawn */
+    size_t nl = 0;
+    kn__lease_t *v = leases_of(s, appname, &nl);
+    for (size_t i = 0; i < nl; i++) {
+        assert_null(v[i].checkpoint_owner);
+        if (!v[i].owner || strcmp(v[i].owner, "owner"))
+            fail_msg("%s is owned by %s after the asker left", v[i].key, v[i].owner ? v[i].owner : "nobody");
+    }
+    kn__leases_free(v, nl);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_LOST), 0);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD), 2);
+    assert_int_equal(kn_consumer_destroy(c1), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&a);
+    app_free(&b);
+    free(recs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +806,16 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_split_and_merge_while_consuming, setup, teardown,
                                                  &kinesalite),
         cmocka_unit_test_prestate_setup_teardown(test_kcl_table_is_taken_over, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_slow_processor_keeps_its_lease, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_initial_positions, setup, teardown, &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_max_leases, setup, teardown, &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_shard_end_checkpoint_by_the_processor, setup, teardown,
+                                                 &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_stuck_owner_hands_over_after_the_timeout, setup,
+                                                 teardown, &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_asker_withdraws_at_shutdown, setup, teardown,
                                                  &kinesalite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
