@@ -269,6 +269,25 @@ static void lose(kn__held_t *h, const char *why)
         held_gone(h);
 }
 
+/* h's view of its lease becomes l (kept as it was when out of memory). */
+static void set_view(kn__held_t *h, const kn__lease_t *l)
+{
+    kn__lease_t copy;
+    if (kn__lease_copy(&copy, l) == KN_ERR_OK) {
+        kn__lease_free(&h->view);
+        h->view = copy;
+    }
+}
+
+/* A take or an ask that did not go through: someone else was quicker, or the table failed. */
+static void acquire_failed(kn__held_t *h, const kn__lt_result_t *res)
+{
+    if (res->err.code != KN_ERR_CONDITION_FAILED && res->err.code != KN_ERR_OK)
+        KN_LOG(h->c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: %s", h->c->worker_id,
+               res->err.message);
+    held_gone(h);
+}
+
 /* A write of ours succeeded with res (ALL_NEW): counter, fence, and a handoff asked of us. */
 static void wrote(kn__held_t *h, const op_t *op, const kn__lease_t *now)
 {
@@ -278,11 +297,7 @@ static void wrote(kn__held_t *h, const op_t *op, const kn__lease_t *now)
         h->sent_ms = op->sent_ms;
     h->next_renew_ms = op->sent_ms + c->renew_ms;
     h->write_fails = 0;
-    kn__lease_t copy;
-    if (kn__lease_copy(&copy, now) == KN_ERR_OK) {
-        kn__lease_free(&h->view);
-        h->view = copy;
-    }
+    set_view(h, now);
     bool asked = now->owner && strcmp(now->owner, c->worker_id) != 0 && now->checkpoint_owner &&
                  strcmp(now->checkpoint_owner, c->worker_id) == 0;
     if (asked && !h->handoff && (h->state == KN__H_HELD || h->state == KN__H_LETTING_GO)) {
@@ -366,28 +381,18 @@ static void on_op(kn__lt_result_t *res, void *opaque)
                    prev[0] && strcmp(prev, c->worker_id) == 0 ? ", an earlier run of this worker" : "");
             start_tenure(h);
         } else {
-            if (rc != KN_ERR_CONDITION_FAILED && rc != KN_ERR_OK)
-                KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: %s", c->worker_id,
-                       res->err.message);
-            held_gone(h);
+            acquire_failed(h, res);
         }
         break;
     case OP_ASK:
         if (rc == KN_ERR_OK && !closing) {
-            kn__lease_t copy;
-            if (kn__lease_copy(&copy, &res->lease) == KN_ERR_OK) {
-                kn__lease_free(&h->view);
-                h->view = copy;
-            }
+            set_view(h, &res->lease);
             h->since_ms = kn__mono_ms();
             KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE,
                    "consumer %s: asked worker %s to hand lease %s over", c->worker_id,
                    h->view.checkpoint_owner ? h->view.checkpoint_owner : "?", h->key);
         } else {
-            if (rc != KN_ERR_CONDITION_FAILED && rc != KN_ERR_OK)
-                KN_LOG(c->log, KN_LOG_WARN, KN_DBG_LEASE, "consumer %s: %s", c->worker_id,
-                       res->err.message);
-            held_gone(h);
+            acquire_failed(h, res);
         }
         break;
     case OP_CLAIM:
@@ -624,11 +629,7 @@ void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k, int64
         } else if (!k->l.checkpoint_owner) {
             /* The owner let go: confirm with a renew on the counter it left. */
             h->counter = k->l.counter;
-            kn__lease_t copy;
-            if (kn__lease_copy(&copy, &k->l) == KN_ERR_OK) {
-                kn__lease_free(&h->view);
-                h->view = copy;
-            }
+            set_view(h, &k->l);
             set_state(h, KN__H_CLAIMING);
             if (!send_op(h, OP_CLAIM, NULL, false))
                 held_gone(h);
@@ -639,11 +640,7 @@ void kn__coord_seen(kn_consumer_t *c, kn__held_t *h, const kn__known_t *k, int64
                    "consumer %s: worker %s did not hand lease %s over (%s): taking it",
                    c->worker_id, k->l.checkpoint_owner, h->key,
                    now - k->changed_ms > c->failover_ms ? "its lease expired" : "timed out");
-            kn__lease_t copy;
-            if (kn__lease_copy(&copy, &k->l) == KN_ERR_OK) {
-                kn__lease_free(&h->view);
-                h->view = copy;
-            }
+            set_view(h, &k->l);
             set_state(h, KN__H_TAKING);
             if (!send_op(h, OP_TAKE, NULL, false))
                 held_gone(h);

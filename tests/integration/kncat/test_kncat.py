@@ -761,6 +761,17 @@ def g_group():
     check(rc == 0, f"-G -e exited {rc}: {err}")
     check(sorted(first + rest) == sorted(f"r{i}" for i in range(400, 500)),
           f"-c 30 then -e: {len(first)} + {len(rest)} records, {len(set(first + rest))} distinct, for 100")
+    # A KCL .properties file with -F: its names work (maxLeasesForWorker caps this member at one).
+    props = os.path.join(_home, "kcl.properties")
+    with open(props, "w") as f:
+        f.write("# as the KCL's samples write it\napplicationName = ignored-when-G-is-given\n"
+                "failoverTimeMillis = 3000\nmaxLeasesForWorker = 1\ninitialPositionInStream = TRIM_HORIZON\n"
+                "AWSCredentialsProvider = DefaultAWSCredentialsProviderChain\nregionName = us-east-1\n")
+    g2 = group + "-props"
+    rc, out, err = run(["-G", g2, "-t", s, "-F", props, "-e", "-v", "-f", "%p %s\\n"], env=group_env())
+    shards = {ln.split(" ")[0] for ln in out.decode().splitlines()}
+    check(rc == 0 and len(shards) == 1 and err.count("processing from TRIM_HORIZON") == 1,
+          f"-F kcl.properties (maxLeasesForWorker = 1): exit {rc}, shards printed {shards}, stderr {err[-600:]}")
     # Bad input.
     for args, code, what in [(["-G", group], 2, "needs a stream"),
                              (["-G", group, "-t", s, "-p", "shardId-000000000000"], 2, "-p is not for -G"),
