@@ -1226,8 +1226,15 @@ out:
 }
 
 /* Parses the file contents into work; on error fills errstr with "path:line: ...". */
+/* How a load treats names it cannot apply (kn_conf_load_properties_cb). */
+typedef struct load_cb_s {
+    bool lenient;
+    kn_conf_line_cb_t *cb;
+    void *opaque;
+} load_cb_t;
+
 static kn_err_t apply_properties(kn_conf_t *work, const char *path, const char *data, size_t len,
-                                 char *errstr, size_t size)
+                                 const load_cb_t *lc, char *errstr, size_t size)
 {
     pfile_t f = {data, len, 0, 1};
     kn_buf_t raw = KN_BUF_INIT, key = KN_BUF_INIT, val = KN_BUF_INIT;
@@ -1294,6 +1301,23 @@ static kn_err_t apply_properties(kn_conf_t *work, const char *path, const char *
             goto out;
         }
         err = kn_conf_set(work, key.data, val.data, why, sizeof(why));
+        if (lc->lenient && (err == KN_ERR_CONF_UNKNOWN ||
+                            (err == KN_ERR_OK && find_foreign(key.data) >= 0))) {
+            kn_err_t what = err == KN_ERR_OK ? KN_ERR_NOT_SUPPORTED : err;
+            char msg[768];
+            if (what == KN_ERR_NOT_SUPPORTED)
+                snprintf(msg, sizeof(msg), "%s:%d: %s is kept but not used by the library", path,
+                         start_line, key.data);
+            else
+                snprintf(msg, sizeof(msg), "%s:%d: %s", path, start_line, why);
+            err = KN_ERR_OK;
+            if (lc->cb && lc->cb(lc->opaque, key.data, what, msg) != 0) {
+                kn__errstr(errstr, size, "%s", msg);
+                err = what;
+                goto out;
+            }
+            continue;
+        }
         if (err != KN_ERR_OK) {
             kn__errstr(errstr, size, "%s:%d: %s", path, start_line, why);
             goto out;
@@ -1308,8 +1332,25 @@ out:
     return err;
 }
 
+static kn_err_t load_properties(kn_conf_t *conf, const char *path, const load_cb_t *lc, char *errstr,
+                                size_t errstr_size);
+
 KN_API kn_err_t kn_conf_load_properties(kn_conf_t *conf, const char *path, char *errstr,
                                         size_t errstr_size)
+{
+    load_cb_t lc = {false, NULL, NULL};
+    return load_properties(conf, path, &lc, errstr, errstr_size);
+}
+
+KN_API kn_err_t kn_conf_load_properties_cb(kn_conf_t *conf, const char *path, kn_conf_line_cb_t *cb,
+                                           void *opaque, char *errstr, size_t errstr_size)
+{
+    load_cb_t lc = {true, cb, opaque};
+    return load_properties(conf, path, &lc, errstr, errstr_size);
+}
+
+static kn_err_t load_properties(kn_conf_t *conf, const char *path, const load_cb_t *lc, char *errstr,
+                                size_t errstr_size)
 {
     kn_buf_t data = KN_BUF_INIT;
     kn_conf_t *work = NULL;
@@ -1328,7 +1369,7 @@ KN_API kn_err_t kn_conf_load_properties(kn_conf_t *conf, const char *path, char 
         err = KN_ERR_NOMEM;
         goto out;
     }
-    err = apply_properties(work, path, data.data, data.len, errstr, errstr_size);
+    err = apply_properties(work, path, data.data, data.len, lc, errstr, errstr_size);
     if (err != KN_ERR_OK)
         goto out;
     kn_conf_t tmp = *conf;

@@ -182,6 +182,10 @@ typedef enum kn__ctype_e {
     X(C_PROCESSOR_RETRY_MS, "consumer.processor.retry.ms", KN__CT_INT, "1000", 1, 3600000,     \
       "Consumer: first wait before a callback that returned an error is called again "         \
       "(doubling up to 30 times that, at most 5 minutes)")                                       \
+    X(C_PROCESSOR_MAX_RETRIES, "consumer.processor.max.retries", KN__CT_INT, "0", 0, 1000000,    \
+      "Consumer: after this many failed calls in a row of one shard's processor, let the shard "  \
+      "go (released, not taken again here for three failover times) so another worker may try; " \
+      "0: retry for ever")                                                                       \
     X(C_SHUTDOWN_MS, "consumer.shutdown.timeout.ms", KN__CT_INT, "30000", 0, 3600000,          \
       "Consumer: how long destroy waits for a graceful shutdown before ending shards without "  \
       "a checkpoint")

@@ -242,6 +242,7 @@ KN_API kn_consumer_t *kn_consumer_new_on(kn_client_t *client, const kn_conf_t *c
     c->sync_ms = kn__conf_int(cf, KN_P_C_SHARD_SYNC_MS);
     c->handoff_ms = kn__conf_int(cf, KN_P_C_HANDOFF_MS);
     c->retry_ms = kn__conf_int(cf, KN_P_C_PROCESSOR_RETRY_MS);
+    c->max_retries = (int)kn__conf_int(cf, KN_P_C_PROCESSOR_MAX_RETRIES);
     c->shutdown_ms = kn__conf_int(cf, KN_P_C_SHUTDOWN_MS);
     c->max_leases = kn__conf_int(cf, KN_P_C_MAX_LEASES);
     c->steal_max = (int)kn__conf_int(cf, KN_P_C_STEAL_MAX);

@@ -217,6 +217,7 @@ struct kn_consumer_s {
     int64_t failover_ms, renew_ms, fence_ms, scan_ms, sync_ms, handoff_ms, retry_ms, shutdown_ms;
     int64_t max_leases;
     int steal_max;
+    int max_retries; /* consumer.processor.max.retries (0: for ever) */
     kn__initpos_t initial;
     int64_t initial_ts_ms;
     bool cleanup, shard_end_auto, ck_on_shutdown, process_empty;

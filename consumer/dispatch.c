@@ -156,6 +156,16 @@ static void backoff(kn__tenure_t *t, const char *what, kn_err_t rc)
     if (delay > cap)
         delay = cap;
     kn__cstat_add(c, KN_CONSUMER_STAT_PROCESS_ERRORS, 1);
+    if (c->max_retries > 0 && t->fails > c->max_retries && t->ending != KN__LEAVE_ERROR) {
+        KN_LOG(c->log, KN_LOG_ERROR, KN_DBG_CONSUMER,
+               "consumer %s: shard %s: %s returned %s %d times in a row "
+               "(consumer.processor.max.retries %d): letting the shard go",
+               c->worker_id, t->shard_id, what, kn_err2name(rc), t->fails, c->max_retries);
+        t->ending = KN__LEAVE_ERROR;
+        t->end_called = false;
+        t->fails = 0;
+        return;
+    }
     KN_LOG(c->log, KN_LOG_WARN, KN_DBG_CONSUMER,
            "consumer %s: shard %s: %s returned %s (%d in a row): called again in %lld ms",
            c->worker_id, t->shard_id, what, kn_err2name(rc), t->fails, (long long)delay);
@@ -416,6 +426,10 @@ static bool step(kn__worker_t *w, kn__tenure_t *t)
         }
         if (!have_reader && t->ending == KN__LEAVE_NONE)
             make_reader(t);
+        if (t->ending == KN__LEAVE_ERROR) { /* no reader, or initialize gave up */
+            finish(t, KN__LEAVE_ERROR);
+            return false;
+        }
         if (c->proc.initialize) {
             in_callback = true;
             kn_err_t rc = c->proc.initialize(c->app, t->shard_id, t->start_ck, t->start_sub, &t->state);
@@ -539,7 +553,8 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&c->lock);
             continue;
         }
-        if (again || t->wake || t->leave != KN__LEAVE_NONE || t->not_before > kn__mono_ms())
+        if (again || t->wake || t->leave != KN__LEAVE_NONE || t->ending != KN__LEAVE_NONE ||
+            t->not_before > kn__mono_ms())
             enqueue(c, t);
     }
     pthread_mutex_unlock(&c->lock);

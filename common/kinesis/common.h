@@ -141,6 +141,27 @@ KN_API kn_err_t kn_conf_load_properties(kn_conf_t *conf, const char *path, char 
                                         size_t errstr_size);
 
 /**
+ * What kn_conf_load_properties_cb() tells about a line it did not apply to a
+ * property of the library: err is KN_ERR_CONF_UNKNOWN (no such name) or
+ * KN_ERR_NOT_SUPPORTED (a KPL/KCL name the library keeps as a pass-through
+ * value, kn_conf_get() returns it, but does not act on itself); message says
+ * so with the file and line. The value is not passed (it may be a secret).
+ * Return 0 to go on, non-zero to stop loading with err. Called on the
+ * loading thread, inside the call.
+ */
+typedef int(kn_conf_line_cb_t)(void *opaque, const char *name, kn_err_t err, const char *message);
+
+/**
+ * As kn_conf_load_properties(), but unknown and pass-through names go to cb
+ * (may be NULL: unknown names are then skipped silently) instead of stopping
+ * the load: for programs that read a file written for another tool (a KCL
+ * MultiLang .properties file) and want to warn about what they ignore.
+ * Invalid values still stop it.
+ */
+KN_API kn_err_t kn_conf_load_properties_cb(kn_conf_t *conf, const char *path, kn_conf_line_cb_t *cb,
+                                           void *opaque, char *errstr, size_t errstr_size);
+
+/**
  * A text table of every property (name, type, default, range, aliases, doc)
  * for `-X list` style help. The caller frees it with kn_free().
  */

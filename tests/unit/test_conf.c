@@ -786,6 +786,77 @@ static void test_properties_errors_name_file_and_line(void **state)
     kn_conf_destroy(c);
 }
 
+typedef struct seen_s {
+    char names[8][64];
+    kn_err_t errs[8];
+    char msgs[8][256];
+    int n;
+    int stop_at; /* stop when this many were reported (0: never) */
+} seen_t;
+
+static int on_line(void *opaque, const char *name, kn_err_t err, const char *message)
+{
+    seen_t *s = opaque;
+    if (s->n < 8) {
+        snprintf(s->names[s->n], 64, "%s", name);
+        s->errs[s->n] = err;
+        snprintf(s->msgs[s->n], 256, "%s", message);
+    }
+    s->n++;
+    return s->stop_at && s->n >= s->stop_at;
+}
+
+/* kn_conf_load_properties_cb: unknown and pass-through names reported and skipped, bad values still fatal. */
+static void test_properties_cb_reports_what_it_skips(void **state)
+{
+    (void)state;
+    const char *text = "applicationName = app\n"
+                       "executableName = node app.js\n"
+                       "someFutureKclKey = 1\n"
+                       "failoverTimeMillis = 4000\n";
+    char *path = write_tmp(text, strlen(text));
+    kn_conf_t *c = kn_conf_new();
+    char err[512] = "";
+    seen_t seen = {0};
+    assert_int_equal(kn_conf_load_properties_cb(c, path, on_line, &seen, err, sizeof(err)), KN_ERR_OK);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.names[0], "executableName");
+    assert_int_equal(seen.errs[0], KN_ERR_NOT_SUPPORTED);
+    assert_non_null(strstr(seen.msgs[0], ":2:"));
+    assert_string_equal(seen.names[1], "someFutureKclKey");
+    assert_int_equal(seen.errs[1], KN_ERR_CONF_UNKNOWN);
+    assert_non_null(strstr(seen.msgs[1], ":3:"));
+    assert_null(strstr(seen.msgs[0], "node app.js")); /* values are not repeated */
+    char v[64];
+    size_t vs = sizeof(v);
+    assert_int_equal(kn_conf_get(c, "consumer.failover.ms", v, &vs), KN_ERR_OK);
+    assert_string_equal(v, "4000");
+    vs = sizeof(v);
+    assert_int_equal(kn_conf_get(c, "executableName", v, &vs), KN_ERR_OK);
+    assert_string_equal(v, "node app.js");
+    /* The callback may stop it; the conf is then left as it was. */
+    kn_conf_t *d = kn_conf_new();
+    seen_t stop = {0};
+    stop.stop_at = 1;
+    assert_int_equal(kn_conf_load_properties_cb(d, path, on_line, &stop, err, sizeof(err)),
+                     KN_ERR_NOT_SUPPORTED);
+    vs = sizeof(v);
+    assert_int_equal(kn_conf_get(d, "consumer.application.name", v, &vs), KN_ERR_OK);
+    assert_string_equal(v, "");
+    unlink(path);
+    free(path);
+    /* Invalid values stop it, with file and line. */
+    const char *bad = "failoverTimeMillis = soon\n";
+    path = write_tmp(bad, strlen(bad));
+    assert_int_equal(kn_conf_load_properties_cb(d, path, on_line, &seen, err, sizeof(err)), KN_ERR_CONF_INVALID);
+    assert_non_null(strstr(err, ":1:"));
+    unlink(path);
+    free(path);
+    kn_conf_destroy(c);
+    kn_conf_destroy(d);
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_properties_kpl_file),
         cmocka_unit_test(test_properties_kcl_multilang_file),
         cmocka_unit_test(test_properties_errors_name_file_and_line),
+        cmocka_unit_test(test_properties_cb_reports_what_it_skips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

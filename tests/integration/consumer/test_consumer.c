@@ -792,7 +792,46 @@ static void test_asker_withdraws_at_shutdown(void **state)
     free(recs);
 }
 
-int main(void)
+/*
+ * consumer.processor.max.retries: a processor that keeps failing lets its
+ * shard go (released, cooled off here) so another worker can take it; that
+ * worker processes every record.
+ */
+static void test_failing_processor_lets_the_shard_go(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "giveup", 1);
+    char appname[128];
+    app_name(appname, sizeof(appname), "giveup");
+    put_t *recs = calloc(30, sizeof(*recs));
+    produce(s, recs, 0, 30, 7, NULL);
+    app_t bad, good;
+    app_init(&bad);
+    app_init(&good);
+    bad.fail_first = 1000000;
+    const char *extra[] = {"consumer.processor.max.retries", "2", "consumer.processor.retry.ms", "50", NULL};
+    kn_consumer_t *c1 = consumer_start(s, appname, "bad", &bad, extra);
+    int64_t deadline = now_ms() + 10000;
+    while (kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_RELEASED) < 1 && now_ms() < deadline)
+        usleep(20000);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_RELEASED), 1);
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_PROCESS_ERRORS), 3);
+    kn_consumer_t *c2 = consumer_start(s, appname, "good", &good, NULL);
+    wait_records(&good, 30, 20000);
+    pthread_mutex_lock(&good.lock);
+    check_exact(&good.run, recs, 30);
+    pthread_mutex_unlock(&good.lock);
+    /* The failing worker does not take it back while it cools off. */
+    assert_int_equal(kn_consumer_stat(c1, KN_CONSUMER_STAT_LEASES_HELD), 0);
+    assert_int_equal(kn_consumer_destroy(c2), KN_ERR_OK);
+    assert_int_equal(kn_consumer_destroy(c1), KN_ERR_OK);
+    delete_table(s, appname);
+    app_free(&bad);
+    app_free(&good);
+    free(recs);
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_bad_input_is_named, setup, teardown, &kinesalite),
@@ -817,6 +856,10 @@ int main(void)
                                                  teardown, &kinesalite),
         cmocka_unit_test_prestate_setup_teardown(test_asker_withdraws_at_shutdown, setup, teardown,
                                                  &kinesalite),
+        cmocka_unit_test_prestate_setup_teardown(test_failing_processor_lets_the_shard_go, setup, teardown,
+                                                 &kinesalite),
     };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]); /* one test by name, when debugging */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
