@@ -168,6 +168,13 @@ static bool is_positive_int(const char *s, int64_t *out)
     return true;
 }
 
+static void free_words(char **v)
+{
+    for (int i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longs[] = {{"properties-file", required_argument, NULL, 'p'},
@@ -176,16 +183,28 @@ int main(int argc, char **argv)
                                           {NULL, 0, NULL, 0}};
     const char *props = NULL;
     char **overrides = calloc((size_t)argc + 1, sizeof(char *));
-    int n_over = 0, c;
+    kn_conf_t *conf = NULL;
+    kn_consumer_t *cons = NULL;
+    kn_error_t *e = NULL;
+    int n_over = 0, c, rc = 2;
+    char err[1024], buf[4096], stream[2048];
+    if (!overrides)
+        return 2;
     while ((c = getopt_long(argc, argv, "p:X:vqVh", longs, NULL)) != -1) {
         switch (c) {
         case 'p': props = optarg; break;
         case 'X': overrides[n_over++] = optarg; break;
         case 'v': ml_daemon.verbosity++; break;
         case 'q': ml_daemon.verbosity = -1; break;
-        case 'V': printf("kinesis-multilang (libkinesis %s)\n", kn_version_str()); return 0;
-        case 'h': fputs(usage_text, stdout); return 0;
-        default: fputs("see kinesis-multilang --help\n", stderr); return 2;
+        case 'V':
+            printf("kinesis-multilang (libkinesis %s)\n", kn_version_str());
+            rc = 0;
+            goto out;
+        case 'h':
+            fputs(usage_text, stdout);
+            rc = 0;
+            goto out;
+        default: fputs("see kinesis-multilang --help\n", stderr); goto out;
         }
     }
     if (!props && optind == argc - 1)
@@ -193,62 +212,62 @@ int main(int argc, char **argv)
     if (!props || optind != argc) {
         fputs("kinesis-multilang: give the KCL .properties file: --properties-file FILE "
               "(see --help)\n", stderr);
-        return 2;
+        goto out;
     }
-    kn_conf_t *conf = kn_conf_new();
-    char err[1024], buf[4096];
+    conf = kn_conf_new();
+    e = kn_error_new();
+    if (!conf || !e)
+        goto out;
     /* The daemon's defaults, before the file: a broken child gives its shard up after 3 tries. */
     if (set(conf, "consumer.processor.max.retries", "3") != 0)
-        return 2;
+        goto out;
     if (kn_conf_load_properties_cb(conf, props, on_line, NULL, err, sizeof(err)) != KN_ERR_OK) {
         ml_log("ERROR %s", err);
-        return 2;
+        goto out;
     }
     for (int i = 0; i < n_over; i++) {
         char *eq = strchr(overrides[i], '=');
         if (!eq) {
             ml_log("ERROR -X %s: use property=value", overrides[i]);
-            return 2;
+            goto out;
         }
         *eq = '\0';
         if (set(conf, overrides[i], eq + 1) != 0)
-            return 2;
+            goto out;
     }
-    free(overrides);
     const char *level = ml_daemon.verbosity < 0 ? "error" : ml_daemon.verbosity == 0 ? "warn" : "info";
     if (set(conf, "log.level", level) != 0)
-        return 2;
+        goto out;
     kn_conf_set_log_cb(conf, on_log, NULL);
 
     if (!*get(conf, "executableName", buf, sizeof(buf))) {
         ml_log("ERROR %s: executableName is required (the record processor to run)", props);
-        return 2;
+        goto out;
     }
     ml_daemon.argv = split_words(buf);
     if (!ml_daemon.argv || !ml_daemon.argv[0]) {
         ml_log("ERROR %s: executableName is empty", props);
-        return 2;
+        goto out;
     }
-    char stream[2048];
     get(conf, "streamArn", stream, sizeof(stream));
     if (!*stream)
         get(conf, "streamName", stream, sizeof(stream));
     if (!*stream) {
         ml_log("ERROR %s: streamName (or streamArn) is required", props);
-        return 2;
+        goto out;
     }
     int64_t v = 0;
     if (*get(conf, "timeoutInSeconds", buf, sizeof(buf))) {
         if (!is_positive_int(buf, &v)) {
             ml_log("ERROR %s: timeoutInSeconds \"%s\" is not a number of seconds", props, buf);
-            return 2;
+            goto out;
         }
         ml_daemon.timeout_ms = v * 1000;
     }
     if (*get(conf, "shutdownGraceMillis", buf, sizeof(buf))) {
         if (!is_positive_int(buf, &v)) {
             ml_log("ERROR %s: shutdownGraceMillis \"%s\" is not a number", props, buf);
-            return 2;
+            goto out;
         }
         ml_daemon.shutdown_grace_ms = v;
     }
@@ -256,11 +275,12 @@ int main(int argc, char **argv)
         char ms[32];
         if (!is_positive_int(buf, &v)) {
             ml_log("ERROR %s: initialPositionInStreamExtended \"%s\" is not epoch seconds", props, buf);
-            return 2;
+            goto out;
         }
         snprintf(ms, sizeof(ms), "%lld", (long long)v * 1000);
-        if (set(conf, "consumer.initial.position", "AT_TIMESTAMP") || set(conf, "consumer.initial.timestamp.ms", ms))
-            return 2;
+        if (set(conf, "consumer.initial.position", "AT_TIMESTAMP") ||
+            set(conf, "consumer.initial.timestamp.ms", ms))
+            goto out;
     }
     const char *creds = get(conf, "AWSCredentialsProvider", buf, sizeof(buf));
     if (*creds && !strstr(creds, "Default") && !strstr(creds, "default"))
@@ -269,12 +289,10 @@ int main(int argc, char **argv)
                props, creds);
 
     kn_processor_t proc = ml_processor();
-    kn_error_t *e = kn_error_new();
-    kn_consumer_t *cons = kn_consumer_new(conf, stream, &proc, NULL, e);
-    kn_conf_destroy(conf);
+    cons = kn_consumer_new(conf, stream, &proc, NULL, e);
     if (!cons) {
         ml_log("ERROR %s", kn_error_message(e));
-        return 2;
+        goto out;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -282,26 +300,31 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN); /* a child that exits: EPIPE on its stdin, handled */
+    rc = 1;
     if (kn_consumer_start(cons, e) != KN_ERR_OK) {
         ml_log("ERROR stream %s: %s (%s)", stream, kn_error_message(e), kn_err2name(kn_error_code(e)));
-        kn_consumer_destroy(cons);
-        kn_error_destroy(e);
-        return 1;
+        goto out;
     }
     if (ml_daemon.verbosity >= 0)
         ml_log("worker %s running %s for stream %s", kn_consumer_worker_id(cons), ml_daemon.argv[0], stream);
     while (!stop)
         usleep(100 * 1000);
     int64_t grace = ml_daemon.shutdown_grace_ms > 0 ? ml_daemon.shutdown_grace_ms + 5000 : 30000;
-    kn_err_t rc = kn_consumer_shutdown(cons, (int)grace);
-    if (rc != KN_ERR_OK)
+    kn_err_t src = kn_consumer_shutdown(cons, (int)grace);
+    if (src != KN_ERR_OK)
         ml_log("WARN not every shard was checkpointed and released within %lld ms", (long long)grace);
     kn_err_t drc = kn_consumer_destroy(cons);
-    kn_error_destroy(e);
-    for (int i = 0; ml_daemon.argv[i]; i++)
-        free(ml_daemon.argv[i]);
-    free(ml_daemon.argv);
+    cons = NULL;
+    rc = src == KN_ERR_OK && drc == KN_ERR_OK ? 0 : 1;
     if (ml_daemon.verbosity >= 0)
         ml_log("stopped");
-    return rc == KN_ERR_OK && drc == KN_ERR_OK ? 0 : 1;
+out:
+    if (cons)
+        kn_consumer_destroy(cons);
+    kn_error_destroy(e);
+    kn_conf_destroy(conf);
+    free(overrides);
+    free_words(ml_daemon.argv);
+    ml_daemon.argv = NULL;
+    return rc;
 }
