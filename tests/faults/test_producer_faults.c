@@ -52,6 +52,7 @@ typedef struct rec_s {
     char shard[80];
     char seq[128];
     uint64_t sub;
+    bool aggregated; /* put inside an aggregate (else as a plain Kinesis record) */
     int attempts;
     bool saw_error_name; /* an attempt names the expected service error */
     int found;           /* times read back from the stream */
@@ -86,6 +87,7 @@ static void on_result(kn_producer_t *p, const kn_result_t *r, void *opaque)
         snprintf(rec->shard, sizeof(rec->shard), "%s", shard ? shard : "");
         snprintf(rec->seq, sizeof(rec->seq), "%s", seq ? seq : "");
         rec->sub = kn_result_sub_sequence(r);
+        rec->aggregated = kn_result_aggregated(r);
     }
     rec->attempts = kn_result_attempt_count(r);
     for (int i = 0; i < rec->attempts; i++) {
@@ -721,7 +723,13 @@ static void test_wrong_shard_answers_at_destroy(void **state)
         if (strcmp(owner[i], "shardId-000000000000") != 0)
             continue;
         on0++;
-        if (r->err == KN_ERR_OK)
+        /*
+         * A record that went out alone, as a plain Kinesis record, was placed
+         * by the service from its own key: the producer rightly believes the
+         * shard the answer names (here the proxy's lie). Only an aggregate's
+         * landing is checked against the map.
+         */
+        if (r->err == KN_ERR_OK && r->aggregated)
             fail_msg("record %d reported put on %s, which does not hold its key", i, r->shard);
         if (r->err == KN_ERR_DESTROYED && strstr(r->errstr, "shardId-000000000001"))
             destroyed++;
@@ -776,9 +784,12 @@ static void test_wrong_shard_without_memory(void **state)
     for (int i = 0; i < run.n; i++) {
         rec_t *r = &run.recs[i];
         assert_int_equal(r->results, 1);
-        if (r->err == KN_ERR_OK && strcmp(r->shard, owner[i]) != 0)
+        /* A plain (unaggregated) record is placed by the service from its key: see above. */
+        if (r->err == KN_ERR_OK && r->aggregated && strcmp(r->shard, owner[i]) != 0)
             fail_msg("record %d reported put on %s; its key belongs to %s", i, r->shard, owner[i]);
         if (strcmp(owner[i], "shardId-000000000000") == 0) {
+            if (r->err == KN_ERR_OK && !r->aggregated)
+                continue;
             on0++;
             if (r->err != KN_ERR_TIMEOUT)
                 fail_msg("record %d (shard 0): %s: %s, expected a timeout", i, kn_err2name(r->err), r->errstr);

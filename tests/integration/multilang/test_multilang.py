@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 DAEMON = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else ""
 KNCAT = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else ""
@@ -198,6 +199,19 @@ def check_keys(recs):
         check(f"k{i % 7}" == r[-2], f"record d-{i} came with key {r[-2]}")
 
 
+def check_sequence_numbers(stream, recs):
+    """Each record came with the sequence and sub-sequence numbers the stream holds it under."""
+    dump = kncat(["-C", "-t", stream, "-e", "-f", "%s %p %o %u\\n"]).decode().split("\n")
+    where = {}
+    for line in dump:
+        if line:
+            data, shard, seq, sub = line.split(" ")
+            where[data] = (shard, seq, sub)
+    for r in recs:
+        check(where.get(r[-1]) == (r[1], r[2], r[3]),
+              f"{r[-1]}: delivered as {r[1]} {r[2]}/{r[3]}, the stream has {where.get(r[-1])}")
+
+
 # ----------------------------------------------------------------- groups
 
 def run_processor(executable, tag):
@@ -211,6 +225,7 @@ def run_processor(executable, tag):
     recs = d.records()
     exactly(recs, range(60), "first run")
     check_keys(recs)
+    check_sequence_numbers(stream, recs)
     check(all(ln[-1] == "ok" for ln in d.lines("CK")), f"checkpoints refused: {d.lines('CK')[:3]}")
     ls = leases(app)
     check(len(ls) == 2 and all(l["checkpoint"].isdigit() for l in ls), f"checkpoints not in the table: {ls}")
@@ -353,7 +368,6 @@ def g_transcript():
     d = Daemon(props, "tx3", {"KN_ML_MODE": "transcript", "AWS_ENDPOINT_URL_DYNAMODB": ""})
     d.wait(lambda: len(d.records()) >= 1, 30, "1 record")
     time.sleep(0.5)
-    import urllib.request
     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/__proxy/config",
                                                   data=b'{"reset_fraction":1}', method="POST")).read()
     d.wait(lambda: d.lines("LOST"), 15, "leaseLost")
@@ -371,6 +385,45 @@ def g_transcript():
             if '"responseFor":"leaseLost"' in line:
                 break
     compare_golden(path, "lease_lost.txt")
+    # The checkpoint errors DynamoDB causes: throttled (ThrottlingException), failing
+    # (KinesisClientLibDependencyException); then it works again.
+    stream, app = names("txerr")
+    create(stream, 1)
+    proxy = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "faults", "fault_proxy.py"),
+                              os.environ["KN_TEST_DYNALITE_URL"], "--fault-target", "UpdateItem"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    port = int(proxy.stdout.readline().split()[1])
+    props = properties(stream, app, "python3 scripted.py", [f"dynamoDBEndpoint = http://127.0.0.1:{port}"])
+    d = Daemon(props, "tx4", {"KN_ML_MODE": "transcript", "AWS_ENDPOINT_URL_DYNAMODB": ""},
+               args=["-X", "aws.retry.max.attempts=2", "-X", "aws.retry.base.ms=20"])
+    d.wait(lambda: d.lines("INIT"), 30, "the processor")
+    transcript = d.out + ".shardId-000000000000"
+
+    def replies(word):
+        try:
+            with open(transcript) as f:
+                return f.read().count(word)
+        except OSError:
+            return 0
+
+    def proxy_set(body):
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/__proxy/config",
+                                                      data=body, method="POST")).read()
+
+    proxy_set(b'{"throttle_fraction":1}')
+    put(stream, 0, 1)
+    d.wait(lambda: replies("ThrottlingException") >= 1, 20, "a ThrottlingException reply")
+    proxy_set(b'{"throttle_fraction":0,"error_fraction":1}')
+    put(stream, 1, 1)
+    d.wait(lambda: replies("KinesisClientLibDependencyException") >= 1, 20, "a dependency exception reply")
+    proxy_set(b'{"error_fraction":0}')
+    put(stream, 2, 1)
+    d.wait(lambda: len(d.records()) >= 3 and replies('"error":null') >= 1, 20, "the third record checkpointed")
+    time.sleep(0.5)
+    d.stop()
+    proxy.terminate()
+    proxy.wait()
+    compare_golden(transcript, "checkpoint_errors.txt")
 
 
 def misbehaving(mode, reason):
