@@ -1,5 +1,5 @@
 /*
- * Internal: the KPL aggregated record format (reference/aggregation.md).
+ * Internal: the KPL aggregated record format (README "Aggregation").
  *
  *   MAGIC F3 89 9A C2 | protobuf AggregatedRecord | MD5(protobuf)
  *

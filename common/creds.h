@@ -1,5 +1,5 @@
 /*
- * Internal: credentials. The standard chain (reference/aws-protocol.md order:
+ * Internal: credentials. The standard chain (in the AWS SDKs' order:
  * environment, web identity from the environment, shared files and profiles,
  * container endpoint, EC2 IMDSv2) and a cache that refreshes before expiry.
  * Resolution blocks (it may do network I/O): never call it on the loop

@@ -205,7 +205,7 @@ static int form_append(kn_buf_t *b, const char *name, const char *value)
 /*
  * Explicit option, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the selected
  * profile's endpoint_url, else the regional endpoint (the order of
- * reference/aws-protocol.md, as for the other services).
+ * common/endpoint.c, as for the other services).
  */
 static char *sts_url(kn__creds_ctx_t *ctx, kn_error_t *err)
 {

@@ -1,4 +1,4 @@
-/* Internal: region and endpoint resolution (reference/aws-protocol.md). */
+/* Internal: region and endpoint resolution (README "Pointing it at AWS"). */
 #ifndef KN_ENDPOINT_H
 #define KN_ENDPOINT_H
 

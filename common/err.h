@@ -4,7 +4,7 @@
 
 #include "kinesis/common.h"
 
-/* How the request layer reacts to an error (reference/aws-protocol.md). */
+/* How the request layer reacts to an error (the classes kn__aws_classify assigns). */
 typedef enum kn__errclass_e {
     KN__EC_NONE = 0,
     KN__EC_RETRY,         /* throttling, 5xx, network: back off and retry */

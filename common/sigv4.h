@@ -4,7 +4,7 @@
  * derived signing key per (access key id + secret digest, date, region,
  * service).
  *
- * Canonicalization rules (reference/aws-protocol.md "SigV4"; checked against
+ * Canonicalization rules (as AWS documents SigV4; checked against
  * the official vectors and botocore):
  * - Method: used as given (HTTP methods are case-sensitive).
  * - Path: the path as sent on the wire. With normalize_path, "." and ".."

@@ -1,8 +1,7 @@
 /*
  * SigV4 signer: all 38 official header-signing vectors (aws-c-auth's copy of
- * the AWS suite, read from KN_SIGV4_TESTDATA or $KN_SHARED_DIR/testdata/sigv4,
- * never copied into the repo), the derived-key cache, bad input, large inputs
- * and concurrent use.
+ * the AWS suite, kept in tests/unit/testdata/sigv4: see the README there), the
+ * derived-key cache, bad input, large inputs and concurrent use.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,7 +66,7 @@
 /* ---- test data location ---- */
 
 static char g_dir[4096];
-static char g_tried[8192];
+static char g_tried[4096];
 
 static int is_dir(const char *p)
 {
@@ -75,37 +74,31 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Finds the vector folder, or fails the test naming every path tried. */
+/*
+ * Finds the vector folder: KN_SIGV4_TESTDATA when set (meson test sets it to
+ * the copy in this repository), else tests/unit/testdata/sigv4 under
+ * KN_SOURCE_ROOT; or fails the test naming the path tried.
+ */
 static const char *testdata_dir(void)
 {
     if (g_dir[0])
         return g_dir;
-    g_tried[0] = '\0';
     const char *env = getenv("KN_SIGV4_TESTDATA");
-    if (env && *env) {
-        snprintf(g_tried, sizeof(g_tried), "KN_SIGV4_TESTDATA=%s", env);
-        if (is_dir(env)) {
-            snprintf(g_dir, sizeof(g_dir), "%s", env);
-            return g_dir;
-        }
-    } else {
-        const char *shared = getenv("KN_SHARED_DIR");
-        if (shared && *shared) {
-            char p[4096];
-            snprintf(p, sizeof(p), "%s/testdata/sigv4", shared);
-            snprintf(g_tried, sizeof(g_tried), "$KN_SHARED_DIR/testdata/sigv4 = %s", p);
-            if (is_dir(p)) {
-                snprintf(g_dir, sizeof(g_dir), "%s", p);
-                return g_dir;
-            }
-        } else {
-            snprintf(g_tried, sizeof(g_tried), "(KN_SIGV4_TESTDATA and KN_SHARED_DIR are both unset)");
-        }
+    const char *root = getenv("KN_SOURCE_ROOT");
+    if (env && *env)
+        snprintf(g_dir, sizeof(g_dir), "%s", env);
+    else if (root && *root)
+        snprintf(g_dir, sizeof(g_dir), "%s/tests/unit/testdata/sigv4", root);
+    else
+        fail_msg("SigV4 test vectors not found: KN_SIGV4_TESTDATA and KN_SOURCE_ROOT are both unset "
+                 "(run through meson test, or point KN_SIGV4_TESTDATA at tests/unit/testdata/sigv4)");
+    if (!is_dir(g_dir)) {
+        snprintf(g_tried, sizeof(g_tried), "%s", g_dir);
+        g_dir[0] = '\0';
+        fail_msg("SigV4 test vectors not found in %s (the 38 case folders of tests/unit/testdata/sigv4)",
+                 g_tried);
     }
-    fail_msg("SigV4 test vectors not found; tried: %s. Point KN_SIGV4_TESTDATA at the folder "
-             "holding the 38 case folders (shared/testdata/sigv4), or run through meson test.",
-             g_tried);
-    return NULL;
+    return g_dir;
 }
 
 /* Whole file as raw bytes (NUL added, not counted). Fails the test if unreadable. */
