@@ -348,6 +348,8 @@ static void attempt_send(call_t *call)
     if (st == KN__CREDS_REFRESH_DUE && kn__creds_cache_refresh_wanted(c->creds))
         start_refresh(c);
 
+    /* The JSON protocols name the operation in X-Amz-Target; the query protocol in the body. */
+    bool query = !call->target[0];
     kn__hdr_t sh[3] = {
         {"Host", c->host[call->svc]},
         {"Content-Type", kn__service_content_type(call->svc)},
@@ -358,7 +360,7 @@ static void attempt_send(call_t *call)
         .path = c->path[call->svc],
         .query = NULL,
         .headers = sh,
-        .n_headers = 3,
+        .n_headers = query ? 2 : 3,
         .body = call->body.data,
         .body_len = call->body.len,
         .payload_sha256_hex = call->payload_hash,
@@ -382,12 +384,12 @@ static void attempt_send(call_t *call)
     if (rc == KN_ERR_OK) {
         int bad = add_header(call, offs, &nh, "Host", c->host[call->svc]) ||
                   add_header(call, offs, &nh, "Content-Type", kn__service_content_type(call->svc)) ||
-                  add_header(call, offs, &nh, "X-Amz-Target", call->target) ||
+                  (!query && add_header(call, offs, &nh, "X-Amz-Target", call->target)) ||
                   add_header(call, offs, &nh, "X-Amz-Date", out.amz_date) ||
                   (out.add_token_header && add_header(call, offs, &nh, "X-Amz-Security-Token", cr.session_token)) ||
                   add_header(call, offs, &nh, "Authorization", out.authorization) ||
                   add_header(call, offs, &nh, "User-Agent", "libkinesis/" KN_VERSION_STR) ||
-                  add_header(call, offs, &nh, "Accept", "application/json");
+                  add_header(call, offs, &nh, "Accept", query ? "text/xml" : "application/json");
         if (bad)
             rc = kn__error_set(&e, KN_ERR_NOMEM, "out of memory building the request headers");
     }
@@ -431,8 +433,15 @@ static void start_task(kn_client_t *c, void *arg)
 
 kn_err_t kn__aws_call(kn_client_t *c, kn__aws_req_t *req, kn_error_t *err)
 {
-    const char *prefix = kn__service_target_prefix(req->service);
-    if (!prefix || !req->operation || !req->cb) {
+    /*
+     * A service without a target prefix speaks the query protocol (CloudWatch's
+     * PutMetricData): the body is a form that names the action itself, and a
+     * 2xx answer is XML, handed over unparsed.
+     */
+    bool query = (unsigned)req->service < KN__SVC__COUNT && !kn__service_target_prefix(req->service) &&
+                 strcmp(kn__service_content_type(req->service), "application/x-www-form-urlencoded") == 0;
+    const char *prefix = (unsigned)req->service < KN__SVC__COUNT ? kn__service_target_prefix(req->service) : NULL;
+    if ((!prefix && !query) || !req->operation || !req->cb) {
         kn__buf_free(&req->body);
         return kn__error_set(err, KN_ERR_INVALID_ARG, "aws call: bad service, operation or callback");
     }
@@ -444,14 +453,17 @@ kn_err_t kn__aws_call(kn_client_t *c, kn__aws_req_t *req, kn_error_t *err)
     call->c = c;
     call->svc = req->service;
     snprintf(call->op, sizeof(call->op), "%s", req->operation);
-    snprintf(call->target, sizeof(call->target), "%s.%s", prefix, req->operation);
+    if (query)
+        call->target[0] = '\0';
+    else
+        snprintf(call->target, sizeof(call->target), "%s.%s", prefix, req->operation);
     call->body = req->body;
     memset(&req->body, 0, sizeof(req->body));
     call->max_attempts = req->max_attempts > 0 ? req->max_attempts : (int)kn__conf_int(c->conf, KN_P_RETRY_MAX_ATTEMPTS);
     call->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : (long)kn__conf_int(c->conf, KN_P_REQUEST_TIMEOUT_MS);
     call->cb = req->cb;
     call->opaque = req->opaque;
-    call->raw_body = req->raw_body;
+    call->raw_body = req->raw_body || query;
     /*
      * The payload hash once per call, here on the calling thread (or given by
      * a caller that hashed on its own worker): every attempt re-signs with a

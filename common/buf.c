@@ -102,3 +102,30 @@ char *kn__buf_steal(kn_buf_t *b)
     b->len = b->cap = 0;
     return p;
 }
+
+int kn__buf_put_pct(kn_buf_t *b, const char *s)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        /* Explicit ranges: isalnum() depends on the application's locale. */
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            if (kn__buf_putc(b, (char)*p) != 0)
+                return -1;
+        } else {
+            char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
+            if (kn__buf_append(b, e, 3) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int kn__buf_form_pair(kn_buf_t *b, const char *name, const char *value)
+{
+    if (b->len && kn__buf_putc(b, '&') != 0)
+        return -1;
+    if (kn__buf_puts(b, name) != 0 || kn__buf_putc(b, '=') != 0)
+        return -1;
+    return kn__buf_put_pct(b, value);
+}

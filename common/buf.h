@@ -22,6 +22,10 @@ int kn__buf_puts(kn_buf_t *b, const char *s);
 int kn__buf_putc(kn_buf_t *b, char c);
 int kn__buf_printf(kn_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int kn__buf_vprintf(kn_buf_t *b, const char *fmt, va_list ap);
+/* Appends s percent-encoded (everything but A-Z a-z 0-9 - _ . ~). 0, or -1 on ENOMEM. */
+int kn__buf_put_pct(kn_buf_t *b, const char *s);
+/* Appends "name=value" to a form body ('&' first unless empty), value percent-encoded. 0, or -1. */
+int kn__buf_form_pair(kn_buf_t *b, const char *name, const char *value);
 void kn__buf_reset(kn_buf_t *b); /* len = 0, keeps memory */
 void kn__buf_free(kn_buf_t *b);
 /* Hands the memory to the caller (NUL-terminated, never NULL on success). */

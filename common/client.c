@@ -228,7 +228,7 @@ KN_API kn_client_t *kn_client_new(const kn_conf_t *conf, kn_error_t *errp)
         [KN__SVC_KINESIS] = KN_P_KINESIS_ENDPOINT,
         [KN__SVC_DYNAMODB] = KN_P_DYNAMODB_ENDPOINT,
         [KN__SVC_STS] = KN_P_STS_ENDPOINT,
-        [KN__SVC_CLOUDWATCH] = KN_P__COUNT,
+        [KN__SVC_CLOUDWATCH] = KN_P_CLOUDWATCH_ENDPOINT,
         [KN__SVC_SSO] = KN_P__COUNT,
     };
     for (int i = 0; i < KN__SVC__COUNT; i++) {

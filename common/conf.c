@@ -15,6 +15,7 @@
 #include "conf.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,7 +193,7 @@ static const char *level_name(int64_t level)
 /* The debug context names, for messages and the list. */
 static const char *debug_names(void)
 {
-    return "generic,conf,http,sigv4,creds,aws,kinesis,dynamodb,producer,consumer,lease or all";
+    return "generic,conf,http,sigv4,creds,aws,kinesis,dynamodb,producer,consumer,lease,metrics or all";
 }
 
 static const char *type_name(kn__ctype_t t)
@@ -205,6 +206,7 @@ static const char *type_name(kn__ctype_t t)
     case KN__CT_BOOL: return "bool";
     case KN__CT_LEVEL: return "level";
     case KN__CT_DEBUG: return "debug";
+    case KN__CT_CHOICE: return "choice";
     }
     return "?";
 }
@@ -294,6 +296,27 @@ static bool is_kpl_host(const char *h)
             return false;
     }
     return true;
+}
+
+#define CHOICE_ROW(id, words) [KN_P_##id] = words,
+static const char *const choices[KN_P__COUNT] = {KN_CONF_CHOICES(CHOICE_ROW)};
+#undef CHOICE_ROW
+
+/* The index of word (case-insensitive) among id's "|"-separated choices, or -1. */
+static int choice_index(kn__prop_t id, const char *word)
+{
+    const char *w = choices[id];
+    size_t len = strlen(word);
+    for (int i = 0; w && *w; i++) {
+        const char *end = strchr(w, '|');
+        size_t n = end ? (size_t)(end - w) : strlen(w);
+        if (n == len && strncasecmp(w, word, n) == 0)
+            return i;
+        if (!end)
+            break;
+        w = end + 1;
+    }
+    return -1;
 }
 
 /*
@@ -402,6 +425,18 @@ static kn_err_t parse_value(kn__prop_t id, const char *value, char **norm, int64
         if (!t)
             err = KN_ERR_NOMEM;
         *num = lvl;
+        break;
+    }
+    case KN__CT_CHOICE: {
+        int i = choice_index(id, t);
+        if (i < 0) {
+            snprintf(why, size, "%s is not one of %s", q, choices[id]);
+            err = KN_ERR_CONF_INVALID;
+            break;
+        }
+        for (char *c = t; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        *num = i;
         break;
     }
     case KN__CT_DEBUG: {
@@ -869,7 +904,7 @@ int64_t kn__conf_int(const kn_conf_t *conf, kn__prop_t id)
 {
     assert((unsigned)id < KN_P__COUNT);
     assert(props[id].type == KN__CT_INT || props[id].type == KN__CT_LEVEL ||
-           props[id].type == KN__CT_DEBUG);
+           props[id].type == KN__CT_DEBUG || props[id].type == KN__CT_CHOICE);
     return conf->slot[id].num;
 }
 
@@ -923,6 +958,7 @@ static void range_text(char *dst, size_t size, const prop_def_t *d)
     case KN__CT_BOOL: snprintf(dst, size, "true|false"); break;
     case KN__CT_LEVEL: snprintf(dst, size, "error|warn|info|debug|trace"); break;
     case KN__CT_DEBUG: snprintf(dst, size, "contexts,..."); break;
+    case KN__CT_CHOICE: snprintf(dst, size, "%s", choices[d - props]); break;
     case KN__CT_URL: snprintf(dst, size, "http(s)://host[:port][/path]"); break;
     default: snprintf(dst, size, "-"); break;
     }

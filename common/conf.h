@@ -19,6 +19,7 @@ typedef enum kn__ctype_e {
     KN__CT_BOOL,   /* true/false (also 1/0, yes/no, on/off; case-insensitive) */
     KN__CT_LEVEL,  /* log level name */
     KN__CT_DEBUG,  /* comma-separated debug contexts */
+    KN__CT_CHOICE, /* one word of KN_CONF_CHOICES (case-insensitive; kept lower-case; num = its index) */
 } kn__ctype_t;
 
 /* X(ID, name, type, default, min, max, doc). min/max apply to INT only. */
@@ -42,6 +43,9 @@ typedef enum kn__ctype_e {
     X(STS_ENDPOINT, "sts.endpoint", KN__CT_URL, "", 0, 0,                                        \
       "STS endpoint URL for role credentials. Empty: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, "   \
       "else the regional endpoint")                                                              \
+    X(CLOUDWATCH_ENDPOINT, "cloudwatch.endpoint", KN__CT_URL, "", 0, 0,                          \
+      "CloudWatch endpoint URL for the metrics publisher. Empty: AWS_ENDPOINT_URL_CLOUDWATCH, "  \
+      "AWS_ENDPOINT_URL, the profile's endpoint_url, else the regional endpoint")                \
     X(CA_BUNDLE, "http.ca.bundle", KN__CT_STR, "", 0, 0,                                         \
       "PEM file of CA certificates. Empty: AWS_CA_BUNDLE, else the system store")                \
     X(TLS_VERIFY, "http.tls.verify", KN__CT_BOOL, "true", 0, 0,                                  \
@@ -74,7 +78,7 @@ typedef enum kn__ctype_e {
       "Least severe level delivered to the log callback: error, warn, info, debug, trace")       \
     X(DEBUG, "debug", KN__CT_DEBUG, "", 0, 0,                                                    \
       "Debug contexts for debug/trace messages: generic,conf,http,sigv4,creds,aws,kinesis,"      \
-      "dynamodb,producer,consumer,lease or all")                                                 \
+      "dynamodb,producer,consumer,lease,metrics or all")                                         \
     X(P_BUFFERED_MS, "producer.record.max.buffered.ms", KN__CT_INT, "100", 0, 600000,          \
       "Longest time a record waits to be aggregated and collected before it is sent")           \
     X(P_TTL_MS, "producer.record.ttl.ms", KN__CT_INT, "30000", 100, 86400000,                   \
@@ -188,7 +192,29 @@ typedef enum kn__ctype_e {
       "0: retry for ever")                                                                       \
     X(C_SHUTDOWN_MS, "consumer.shutdown.timeout.ms", KN__CT_INT, "30000", 0, 3600000,          \
       "Consumer: how long destroy waits for a graceful shutdown before ending shards without "  \
-      "a checkpoint")
+      "a checkpoint")                                                                           \
+    X(METRICS_LEVEL, "metrics.level", KN__CT_CHOICE, "detailed", 0, 0,                         \
+      "Metrics gathered: none, summary (the main ones) or detailed (all). Metrics are only "    \
+      "gathered when a metrics callback is set or metrics.cloudwatch is on")                    \
+    X(METRICS_GRANULARITY, "metrics.granularity", KN__CT_CHOICE, "shard", 0, 0,                \
+      "Metrics dimensions: global (none), stream (also per stream) or shard (also per shard)")  \
+    X(METRICS_NAMESPACE, "metrics.namespace", KN__CT_STR, "", 0, 0,                            \
+      "CloudWatch namespace. Empty: KinesisProducerLibrary for a producer, the application "    \
+      "name for a consumer (as the KPL and the KCL do)")                                        \
+    X(METRICS_INTERVAL_MS, "metrics.interval.ms", KN__CT_INT, "60000", 100, 86400000,          \
+      "Window over which each metric is aggregated; one callback and one upload per window")    \
+    X(METRICS_CLOUDWATCH, "metrics.cloudwatch", KN__CT_BOOL, "false", 0, 0,                    \
+      "Publish the metrics to CloudWatch (PutMetricData), in the background")                   \
+    X(METRICS_MAX_BYTES, "metrics.cloudwatch.max.bytes", KN__CT_INT, "4194304", 65536,         \
+      1073741824, "PutMetricData bodies waiting or in flight at most; beyond, a window's "     \
+      "upload is dropped (counted and logged), never the data path held up")                   \
+    X(METRICS_SHUTDOWN_MS, "metrics.cloudwatch.shutdown.ms", KN__CT_INT, "5000", 0, 600000,    \
+      "How long destroy waits for the last uploads to CloudWatch")
+
+/* The words a CHOICE property takes, "|"-separated, in the order of their numbers. */
+#define KN_CONF_CHOICES(X)                                                                       \
+    X(METRICS_LEVEL, "none|summary|detailed")                                                    \
+    X(METRICS_GRANULARITY, "global|stream|shard")
 
 #define KN__PROP_ENUM(id, name, type, def, min, max, doc) KN_P_##id,
 typedef enum kn__prop_e { KN_CONF_PROPS(KN__PROP_ENUM) KN_P__COUNT } kn__prop_t;
@@ -229,6 +255,14 @@ typedef enum kn__conv_e {
     X("KinesisPort", KPL, KINESIS_ENDPOINT, PORT)                                                \
     X("StsEndpoint", KPL, STS_ENDPOINT, HOST)                                                    \
     X("StsPort", KPL, STS_ENDPOINT, PORT)                                                        \
+    X("CloudwatchEndpoint", KPL, CLOUDWATCH_ENDPOINT, HOST)                                      \
+    X("CloudwatchPort", KPL, CLOUDWATCH_ENDPOINT, PORT)                                          \
+    X("MetricsLevel", KPL, METRICS_LEVEL, SAME)                                                  \
+    X("MetricsGranularity", KPL, METRICS_GRANULARITY, SAME)                                      \
+    X("MetricsNamespace", KPL, METRICS_NAMESPACE, SAME)                                          \
+    X("MetricsUploadDelay", KPL, METRICS_INTERVAL_MS, SAME)                                      \
+    X("metricsLevel", KCL, METRICS_LEVEL, SAME)                                                  \
+    X("metricsBufferTimeMillis", KCL, METRICS_INTERVAL_MS, SAME)                                 \
     X("CaCertFile", KPL, CA_BUNDLE, SAME)                                                        \
     X("CollectionMaxCount", KPL, PUT_MAX_RECORDS, SAME)                                          \
     X("CollectionMaxSize", KPL, PUT_MAX_BYTES, SAME)                                             \
@@ -267,16 +301,10 @@ typedef enum kn__conv_e {
 #define KN_CONF_FOREIGN(X)                                                                       \
     /* KPL (KinesisProducerConfiguration) */                                                     \
     X("CaCertPath", KPL, 0)                                                                      \
-    X("CloudwatchEndpoint", KPL, 0)                                                              \
-    X("CloudwatchPort", KPL, 0)                                                                  \
     X("CredentialsRefreshDelay", KPL, 0)                                                         \
     X("EnableCoreDumps", KPL, 0)                                                                 \
     X("EnableOldestFutureTracker", KPL, 0)                                                       \
     X("GlueSchemaRegistryPropertiesFilePath", KPL, 0)                                            \
-    X("MetricsGranularity", KPL, 0)                                                              \
-    X("MetricsLevel", KPL, 0)                                                                    \
-    X("MetricsNamespace", KPL, 0)                                                                \
-    X("MetricsUploadDelay", KPL, 0)                                                              \
     X("MinConnections", KPL, 0)                                                                  \
     X("NativeExecutable", KPL, 0)                                                                \
     X("ProxyHost", KPL, 0)                                                                       \
@@ -314,9 +342,7 @@ typedef enum kn__conv_e {
     X("schedulerInitializationBackoffTimeMillis", KCL, 0)                                        \
     X("taskBackoffTimeMillis", KCL, 0)                                                           \
     X("logWarningForTaskAfterMillis", KCL, 0)                                                    \
-    X("metricsBufferTimeMillis", KCL, 0)                                                         \
     X("metricsMaxQueueSize", KCL, 0)                                                             \
-    X("metricsLevel", KCL, 0)                                                                    \
     X("metricsEnabledDimensions", KCL, 0)                                                        \
     X("validateSequenceNumberBeforeCheckpointing", KCL, 0)                                       \
     X("shutdownGraceMillis", KCL, 0)                                                             \
@@ -346,7 +372,7 @@ bool kn__conf_is_set(const kn_conf_t *conf, kn__prop_t id);
  * to its own type.
  */
 typedef void(kn__conf_fn_t)(void);
-typedef enum kn__conf_cb_e { KN__CB_RESULT, KN__CB_STATS, KN__CB__COUNT } kn__conf_cb_t;
+typedef enum kn__conf_cb_e { KN__CB_RESULT, KN__CB_STATS, KN__CB_METRICS, KN__CB__COUNT } kn__conf_cb_t;
 void kn__conf_set_cb(kn_conf_t *conf, kn__conf_cb_t which, kn__conf_fn_t *fn, void *opaque);
 kn__conf_fn_t *kn__conf_cb(const kn_conf_t *conf, kn__conf_cb_t which, void **opaque);
 

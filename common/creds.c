@@ -42,24 +42,6 @@ void kn__creds_why(kn__creds_ctx_t *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
-int kn__creds_url_escape(kn_buf_t *b, const char *s)
-{
-    static const char hexd[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        /* Explicit ranges: isalnum() depends on the application's locale. */
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            if (kn__buf_putc(b, (char)*p) != 0)
-                return -1;
-        } else {
-            char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
-            if (kn__buf_append(b, e, 3) != 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
 static void wipe_free(char *s)
 {
     if (s) {

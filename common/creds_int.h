@@ -44,8 +44,6 @@ const char *kn__creds_ca_bundle(const kn__creds_ctx_t *ctx);
 const char *kn__creds_env(const char *name);
 /* Records why a provider gave KN__CP_NONE (ctx->why). */
 void kn__creds_why(kn__creds_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s percent-encoded (everything but A-Z a-z 0-9 - _ . ~). 0, or -1 on ENOMEM. */
-int kn__creds_url_escape(kn_buf_t *b, const char *s);
 
 /* Fills c from the given strings (copied); token may be NULL or "". 0, or -1 on ENOMEM. */
 int kn__creds_fill(kn__creds_t *c, const char *akid, size_t akid_len, const char *secret,

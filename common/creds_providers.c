@@ -831,8 +831,8 @@ kn__cp_t kn__cp_sso(kn__creds_ctx_t *ctx, const char *profile, kn__creds_t *out,
     /* GetRoleCredentials. */
     portal = sso_portal_url(ctx, sso_region);
     if (!portal || kn__buf_printf(&url, "%s/federation/credentials?account_id=", portal) != 0 ||
-        kn__creds_url_escape(&url, account) != 0 || kn__buf_puts(&url, "&role_name=") != 0 ||
-        kn__creds_url_escape(&url, role) != 0)
+        kn__buf_put_pct(&url, account) != 0 || kn__buf_puts(&url, "&role_name=") != 0 ||
+        kn__buf_put_pct(&url, role) != 0)
         goto nomem;
     const char *headers[] = {hdr.data, "Accept: application/json", NULL};
     long status = 0;

@@ -193,15 +193,6 @@ static int xml_path_text(const char *p, size_t n, const char *const *path, kn_bu
 
 /* ------------------------------------------------------------ requests */
 
-static int form_append(kn_buf_t *b, const char *name, const char *value)
-{
-    if (b->len && kn__buf_putc(b, '&') != 0)
-        return -1;
-    if (kn__buf_puts(b, name) != 0 || kn__buf_putc(b, '=') != 0)
-        return -1;
-    return kn__creds_url_escape(b, value);
-}
-
 /*
  * Explicit option, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the selected
  * profile's endpoint_url, else the regional endpoint (the order of
@@ -495,11 +486,11 @@ kn_err_t kn__sts_assume_role_with_web_identity(kn__creds_ctx_t *ctx, const char 
         default_session_name(name, sizeof(name));
         session_name = name;
     }
-    if (form_append(&body, "Action", "AssumeRoleWithWebIdentity") != 0 ||
-        form_append(&body, "Version", "2011-06-15") != 0 ||
-        form_append(&body, "RoleArn", role_arn) != 0 ||
-        form_append(&body, "RoleSessionName", session_name) != 0 ||
-        form_append(&body, "WebIdentityToken", token.data) != 0) {
+    if (kn__buf_form_pair(&body, "Action", "AssumeRoleWithWebIdentity") != 0 ||
+        kn__buf_form_pair(&body, "Version", "2011-06-15") != 0 ||
+        kn__buf_form_pair(&body, "RoleArn", role_arn) != 0 ||
+        kn__buf_form_pair(&body, "RoleSessionName", session_name) != 0 ||
+        kn__buf_form_pair(&body, "WebIdentityToken", token.data) != 0) {
         rc = kn__error_set(err, KN_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -546,16 +537,16 @@ kn_err_t kn__sts_assume_role(kn__creds_ctx_t *ctx, const kn__creds_t *source, co
         default_session_name(name, sizeof(name));
         session_name = name;
     }
-    if (form_append(&body, "Action", "AssumeRole") != 0 ||
-        form_append(&body, "Version", "2011-06-15") != 0 ||
-        form_append(&body, "RoleArn", role_arn) != 0 ||
-        form_append(&body, "RoleSessionName", session_name) != 0)
+    if (kn__buf_form_pair(&body, "Action", "AssumeRole") != 0 ||
+        kn__buf_form_pair(&body, "Version", "2011-06-15") != 0 ||
+        kn__buf_form_pair(&body, "RoleArn", role_arn) != 0 ||
+        kn__buf_form_pair(&body, "RoleSessionName", session_name) != 0)
         goto nomem;
-    if (external_id && *external_id && form_append(&body, "ExternalId", external_id) != 0)
+    if (external_id && *external_id && kn__buf_form_pair(&body, "ExternalId", external_id) != 0)
         goto nomem;
     if (duration_s > 0) {
         snprintf(dur, sizeof(dur), "%ld", duration_s);
-        if (form_append(&body, "DurationSeconds", dur) != 0)
+        if (kn__buf_form_pair(&body, "DurationSeconds", dur) != 0)
             goto nomem;
     }
 

@@ -26,7 +26,8 @@
     X(DYNAMODB, "dynamodb")                                                      \
     X(PRODUCER, "producer")                                                      \
     X(CONSUMER, "consumer")                                                      \
-    X(LEASE, "lease")
+    X(LEASE, "lease")                                                            \
+    X(METRICS, "metrics")
 
 #define KN__DBG_ENUM(n, s) KN__DBGI_##n,
 enum { KN_DBG_CONTEXTS(KN__DBG_ENUM) KN__DBGI_COUNT };

@@ -295,14 +295,19 @@ void kn__pipeline_take(kn_client_t *c, void *arg)
         return;
     }
     ensure_timer(p);
+    kn__mbatch_t mb;
+    kn__mbatch_init(&mb, p->metrics);
     while (list) {
         kn__prec_t *next = list->next;
         kn__pstream_t *s = list->stream;
+        if (p->metrics)
+            kn__mbatch_add(&mb, KN__PM_USER_RECORDS_RECEIVED, s->name, NULL, NULL, 1, 1);
         if (!s->started)
             start_stream(p, s);
         kn__pipeline_route(p, s, list);
         list = next;
     }
+    kn__mbatch_commit(&mb);
     kn__pipeline_pump(p);
 }
 

@@ -250,9 +250,14 @@ KN_API kn_producer_t *kn_producer_new_on(kn_client_t *client, const kn_conf_t *c
         goto fail_early;
     }
     p->client = kn_client_ref(client);
+    if (kn__pm_start(p, err) != KN_ERR_OK) {
+        kn_client_destroy(p->client);
+        goto fail_early;
+    }
     if (p->background) {
         if (pthread_create(&p->bg_thread, NULL, bg_main, p) != 0) {
             new_fail(err, KN_ERR_IO, "cannot start the result thread");
+            kn__metrics_destroy(p->metrics);
             kn_client_destroy(p->client);
             goto fail_early;
         }
@@ -580,6 +585,8 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
     }
     p->mem_records++;
     p->mem_bytes += need;
+    if (p->metrics)
+        atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
     r->gen = p->gen % KN__PGEN_SLOTS;
     p->gen_count[r->gen]++;
     if (p->in_tail)
@@ -777,6 +784,8 @@ KN_API kn_err_t kn_producer_destroy(kn_producer_t *p)
     }
     while (kn__results_serve(p, 0) > 0) {
     }
+    /* The last window, every result in it, before the client (CloudWatch's calls) goes. */
+    kn__metrics_destroy(p->metrics);
     kn_client_t *c = p->client;
     producer_free(p);
     kn_client_destroy(c);

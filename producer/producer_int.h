@@ -26,6 +26,7 @@
 #include "hashkey.h"
 #include "kinesis/producer.h"
 #include "kinesis_ops.h"
+#include "metrics.h"
 #include "shard_map.h"
 
 typedef struct kn__pstream_s kn__pstream_t;
@@ -144,6 +145,7 @@ struct kn__pstream_s {
     size_t ready_count, ready_bytes;
     int64_t ready_min_deadline;
     kn__mismatch_t *mismatches; /* successes to check against the next map */
+    atomic_int_fast64_t pending; /* with metrics: put and not yet served (UserRecordsPending) */
     char last_err[800];         /* the last map refresh error, for messages */
 };
 
@@ -228,6 +230,7 @@ struct kn_producer_s {
     int zcompressing; /* loop only: aggregates being compressed on the thread pool */
 
     kn__pstats_t stats;
+    kn__metrics_t *metrics; /* NULL: metrics off (producer_metrics.c) */
 };
 
 /* producer.c */
@@ -240,6 +243,33 @@ typedef struct kn__zslot_s {
 /* NULL when out of memory. The slot goes back with kn__zslot_put (its buffer reset). */
 kn__zslot_t *kn__zslot_get(kn_producer_t *p);
 void kn__zslot_put(kn_producer_t *p, kn__zslot_t *zs);
+
+/* producer_metrics.c: the KPL's metrics (ids index its table). */
+enum {
+    KN__PM_USER_RECORDS_RECEIVED,
+    KN__PM_USER_RECORDS_PENDING,
+    KN__PM_USER_RECORDS_PUT,
+    KN__PM_USER_RECORDS_DATA_PUT,
+    KN__PM_USER_RECORD_EXPIRED,
+    KN__PM_BUFFERING_TIME,
+    KN__PM_RETRIES_PER_RECORD,
+    KN__PM_KINESIS_RECORDS_PUT,
+    KN__PM_KINESIS_RECORDS_DATA_PUT,
+    KN__PM_ERRORS_BY_CODE,
+    KN__PM_ALL_ERRORS,
+    KN__PM_REQUEST_TIME,
+    KN__PM_USER_RECORDS_PER_KINESIS_RECORD,
+    KN__PM_KINESIS_RECORDS_PER_REQUEST,
+    KN__PM_USER_RECORDS_PER_REQUEST,
+    KN__PM__COUNT
+};
+/* Starts p->metrics from p->conf (stays NULL when off). */
+kn_err_t kn__pm_start(kn_producer_t *p, kn_error_t *err);
+/* Loop thread, a PutRecords answer, before its entries are handled: fail is the whole call's error or NULL. */
+void kn__pm_answer(kn_producer_t *p, kn__pstream_t *s, kn__krec_t *const *krecs, size_t n,
+                   const kn_error_t *fail, const kn__put_result_entry_t *entries, int64_t request_ms);
+/* Serving thread: one served result into b (committed by the caller). */
+void kn__pm_served(kn_producer_t *p, kn__mbatch_t *b, const kn__prec_t *r);
 
 /* results.c: the result queue and serving. */
 int kn__results_init(kn_producer_t *p);

@@ -142,11 +142,15 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
     memset(gen_dec, 0, sizeof(gen_dec));
     int64_t ok = 0, expired = 0;
     kn__pstats_t *st = &p->stats;
+    kn__mbatch_t mb;
+    kn__mbatch_init(&mb, p->metrics);
     for (kn__prec_t *r = list; r; r = r->next) {
         /* The loop thread wrote these records last: start the next one's fetch early. */
         __builtin_prefetch(r->next);
         if (p->cb)
             p->cb(p, r, p->cb_opaque);
+        if (p->metrics)
+            kn__pm_served(p, &mb, r);
         if (r->err == KN_ERR_OK) {
             ok++;
         } else {
@@ -157,6 +161,7 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
         bytes += kn__prec_mem(r);
         gen_dec[r->gen]++;
     }
+    kn__mbatch_commit(&mb);
     if (n) {
         atomic_fetch_add_explicit(&st->put_ok, ok, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->failed, n - ok, memory_order_relaxed);

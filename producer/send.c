@@ -330,6 +330,8 @@ static void on_put_done(kn__aws_result_t *res, void *opaque)
         e.retriable = true;
         fail = &e;
     }
+    if (p->metrics)
+        kn__pm_answer(p, q->s, q->krecs, q->n, fail, fail ? NULL : pr.entries, now - q->start_ms);
     if (fail) {
         bool retry = whole_retriable(fail);
         const char *name = *fail->aws_type ? fail->aws_type : kn_err2name(fail->code);

@@ -189,6 +189,55 @@ typedef enum kn_log_level_e {
 typedef void(kn_log_cb_t)(void *opaque, kn_log_level_t level, const char *ctx,
                           const char *message);
 
+/* ---------------------------------------------------------------- metrics */
+
+/*
+ * Metrics, under the names the KPL and the KCL publish (README "Metrics" lists
+ * them). A producer or consumer gathers them only when a metrics callback is
+ * set on its conf or metrics.cloudwatch is true, at metrics.level (none,
+ * summary, detailed) and metrics.granularity (global, stream, shard). Each
+ * metric is aggregated over a window of metrics.interval.ms as CloudWatch's
+ * statistic sets are: the sum, minimum, maximum and number of its samples.
+ */
+typedef struct kn_metric_dim_s {
+    const char *name;  /* "StreamName", "ShardId", "ErrorCode", "Operation", ... */
+    const char *value;
+} kn_metric_dim_t;
+
+typedef struct kn_metric_s {
+    size_t struct_size;         /* sizeof(kn_metric_t) of the library that filled it */
+    const char *name;           /* "UserRecordsPut", "MillisBehindLatest", ... */
+    const char *unit;           /* the CloudWatch unit: "Count", "Milliseconds" or "Bytes" */
+    const kn_metric_dim_t *dims;
+    size_t n_dims;              /* 0: the global figure */
+    double sum, min, max;
+    uint64_t count;             /* samples in the window (CloudWatch's SampleCount); never 0 */
+    int64_t start_ms, end_ms;   /* the window, wall clock (ms since the epoch) */
+} kn_metric_t;
+
+/*
+ * Metrics callback: once per window with every metric that had a sample in
+ * it (and once more at destroy with the last, partial window). ns is the
+ * namespace (metrics.namespace or the component's default). Runs on the
+ * producer's or consumer's metrics thread, never on the I/O thread and never
+ * concurrently with itself for one producer or consumer; everything it is
+ * given is valid only inside the call. A slow callback delays only the next
+ * window's callback, never records.
+ */
+typedef void(kn_metrics_cb_t)(const char *ns, const kn_metric_t *metrics, size_t n, void *opaque);
+
+/** Sets the metrics callback on a conf (used by producers and consumers made from it). */
+KN_API void kn_conf_set_metrics_cb(kn_conf_t *conf, kn_metrics_cb_t *cb, void *opaque);
+
+/**
+ * Writes one metric as a JSON object (no line break) into buf, NUL-terminated:
+ *   {"namespace":..,"name":..,"unit":..,"dimensions":{..},"sum":..,"min":..,
+ *    "max":..,"count":..,"average":..,"start":ms,"end":ms}
+ * Returns the length it needs (not counting the NUL); when that is >= size
+ * the text was cut (as snprintf does).
+ */
+KN_API size_t kn_metric_json(const char *ns, const kn_metric_t *m, char *buf, size_t size);
+
 /* ----------------------------------------------------------------- client */
 
 /*

@@ -203,7 +203,7 @@ static void test_level_and_debug_values(void **state)
     set_fails(
         c, "debug", "http,bogus", KN_ERR_CONF_INVALID,
         "debug: \"http,bogus\": unknown debug context \"bogus\" (allowed: a comma-separated list "
-        "of generic,conf,http,sigv4,creds,aws,kinesis,dynamodb,producer,consumer,lease or all)");
+        "of generic,conf,http,sigv4,creds,aws,kinesis,dynamodb,producer,consumer,lease,metrics or all)");
     assert_int_equal(kn__conf_int(c, KN_P_DEBUG), KN_DBG_ALL);
     kn_conf_destroy(c);
 }
@@ -469,14 +469,41 @@ static void test_pass_through_kpl_kcl_names(void **state)
     set_ok(c, "streamName", "my-stream");
     set_ok(c, "executableName", "node app.js");
     set_ok(c, "AWSCredentialsProvider", "DefaultCredentialsProvider");
-    set_ok(c, "MetricsLevel", "none");
+    set_ok(c, "ThreadingModel", "POOLED");
     assert_string_equal(get(c, "streamName"), "my-stream");
     assert_string_equal(kn__conf_extra(c, "executableName"), "node app.js");
-    assert_string_equal(kn__conf_extra(c, "MetricsLevel"), "none");
+    assert_string_equal(kn__conf_extra(c, "ThreadingModel"), "POOLED");
     assert_null(kn__conf_extra(c, "AggregationMaxSize")); /* a real alias now */
+    set_ok(c, "MetricsLevel", "none");                    /* so is this one */
+    assert_null(kn__conf_extra(c, "MetricsLevel"));
     /* Not a pass-through name: */
     assert_null(kn__conf_extra(c, "http.max.connections"));
     assert_null(kn__conf_extra(c, "bogus"));
+    kn_conf_destroy(c);
+}
+
+/* A choice takes one of its words in any case, reads back lower-case, and names the words when wrong. */
+static void test_choice_properties(void **state)
+{
+    (void)state;
+    kn_conf_t *c = new_conf();
+    assert_string_equal(get(c, "metrics.level"), "detailed");
+    assert_int_equal(kn__conf_int(c, KN_P_METRICS_LEVEL), 2);
+    set_ok(c, "metricsLevel", "SUMMARY"); /* the KCL's spelling */
+    assert_string_equal(get(c, "metrics.level"), "summary");
+    assert_int_equal(kn__conf_int(c, KN_P_METRICS_LEVEL), 1);
+    set_ok(c, "MetricsGranularity", "stream");
+    assert_int_equal(kn__conf_int(c, KN_P_METRICS_GRANULARITY), 1);
+    char err[256];
+    assert_int_equal(kn_conf_set(c, "metrics.granularity", "shards", err, sizeof(err)), KN_ERR_CONF_INVALID);
+    assert_non_null(strstr(err, "global|stream|shard"));
+    assert_non_null(strstr(err, "shards"));
+    assert_int_equal(kn_conf_set(c, "metrics.level", "", err, sizeof(err)), KN_ERR_CONF_INVALID);
+    assert_int_equal(kn__conf_int(c, KN_P_METRICS_GRANULARITY), 1); /* unchanged by the refusal */
+    set_ok(c, "MetricsUploadDelay", "5000");
+    assert_int_equal(kn__conf_int(c, KN_P_METRICS_INTERVAL_MS), 5000);
+    set_ok(c, "CloudwatchEndpoint", "monitoring.example.com");
+    assert_string_equal(get(c, "cloudwatch.endpoint"), "https://monitoring.example.com");
     kn_conf_destroy(c);
 }
 
@@ -873,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_kpl_endpoint_host_and_port_compose_in_either_order),
         cmocka_unit_test(test_seconds_alias_conversion),
         cmocka_unit_test(test_pass_through_kpl_kcl_names),
+        cmocka_unit_test(test_choice_properties),
         cmocka_unit_test(test_get_size_protocol),
         cmocka_unit_test(test_dup_is_deep_and_independent),
         cmocka_unit_test(test_list_documents_every_property),
