@@ -52,6 +52,7 @@ typedef struct kc_opts_s {
     const char *stream;
     const char *group;
     int verbosity; /* 0 normal, <0 quiet, >0 verbose */
+    bool stats;    /* --stats: metrics as JSON lines on stderr */
     bool unbuffered;
     bool json;
 

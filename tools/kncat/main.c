@@ -46,6 +46,8 @@ static const char usage_text[] =
     "  -u                 unbuffered output (flush after every record)\n"
     "  -q                 quiet: only errors on stderr\n"
     "  -v                 more diagnostics (repeatable); on a terminal a progress line\n"
+    "  --stats[=<ms>]     in -P, -C and -G, the metrics (the KPL's and KCL's names) as a JSON\n"
+    "                     line on stderr every <ms> milliseconds (default 10000) and at the end\n"
     "  -V                 print the version and exit\n"
     "  -h, --help         this help\n"
     "\n"
@@ -215,6 +217,52 @@ kn_client_t *kc_client(kc_opts_t *o)
     return g_client;
 }
 
+/* ------------------------------------------------------------------- stats */
+
+/*
+ * --stats: one JSON line per window on stderr, {"type":"metrics","start":ms,
+ * "end":ms,"metrics":[...]} with each metric as kn_metric_json writes it
+ * (namespace included). Called on the library's metrics thread: the line
+ * is built whole and written under stderr's lock, and on a terminal with
+ * the progress line it first clears that line (redrawn a second later).
+ */
+static void on_metrics(const char *ns, const kn_metric_t *m, size_t n, void *opaque)
+{
+    const kc_opts_t *o = opaque;
+    size_t cap = 256 + n * 320, len = 0;
+    char *line = malloc(cap);
+    if (!line)
+        return;
+    int w = snprintf(line, cap, "{\"type\":\"metrics\",\"start\":%lld,\"end\":%lld,\"metrics\":[",
+                     n ? (long long)m[0].start_ms : 0LL, n ? (long long)m[0].end_ms : 0LL);
+    len = w > 0 ? (size_t)w : 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t need = kn_metric_json(ns, &m[i], NULL, 0) + 4;
+        if (len + need + 4 > cap) {
+            size_t ncap = (len + need + 4) * 2;
+            char *nl = realloc(line, ncap);
+            if (!nl) {
+                free(line);
+                return;
+            }
+            line = nl;
+            cap = ncap;
+        }
+        if (i)
+            line[len++] = ',';
+        len += kn_metric_json(ns, &m[i], line + len, cap - len);
+    }
+    memcpy(line + len, "]}\n", 4);
+    len += 3;
+    flockfile(stderr);
+    if (o->verbosity > 0 && isatty(STDERR_FILENO))
+        fputs("\r\033[K", stderr);
+    fwrite(line, 1, len, stderr);
+    fflush(stderr);
+    funlockfile(stderr);
+    free(line);
+}
+
 /* ---------------------------------------------------------------- progress */
 
 void kc_progress_init(kc_progress_t *p, const kc_opts_t *o)
@@ -266,6 +314,7 @@ enum {
     OPT_ON_DEMAND,
     OPT_NO_WAIT,
     OPT_WAIT_TIMEOUT,
+    OPT_STATS,
 };
 
 static const struct option long_opts[] = {
@@ -277,6 +326,7 @@ static const struct option long_opts[] = {
     {"on-demand", no_argument, NULL, OPT_ON_DEMAND},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
+    {"stats", optional_argument, NULL, OPT_STATS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -502,6 +552,18 @@ static int parse_args(kc_opts_t *o, int argc, char **argv)
             break;
         case OPT_ON_DEMAND: o->on_demand = true; break;
         case OPT_NO_WAIT: o->no_wait = true; break;
+        case OPT_STATS: {
+            char ms[32] = "10000";
+            if (optarg) {
+                if (parse_long("--stats", optarg, 100, 86400000L, &v))
+                    return KC_EXIT_USAGE;
+                snprintf(ms, sizeof(ms), "%ld", v);
+            }
+            if (set_prop(o, "metrics.interval.ms", ms))
+                return KC_EXIT_USAGE;
+            o->stats = true;
+            break;
+        }
         case OPT_WAIT_TIMEOUT:
             if (parse_long("--wait-timeout", optarg, 0, 86400, &v))
                 return KC_EXIT_USAGE;
@@ -543,6 +605,13 @@ static int parse_args(kc_opts_t *o, int argc, char **argv)
     if (set_prop(o, "log.level", level))
         return KC_EXIT_USAGE;
     kn_conf_set_log_cb(o->conf, on_log, NULL);
+    if (o->stats) {
+        if (o->mode != KC_MODE_PRODUCE && o->mode != KC_MODE_CONSUME && o->mode != KC_MODE_GROUP) {
+            kc_err("--stats works with -P, -C and -G");
+            return KC_EXIT_USAGE;
+        }
+        kn_conf_set_metrics_cb(o->conf, on_metrics, o);
+    }
     return -1;
 }
 

@@ -782,6 +782,120 @@ def g_group():
         check(rc == code and what in err, f"kncat {' '.join(args)}: exit {rc}, stderr {err!r}")
 
 
+def stats_lines(err):
+    """The --stats JSON lines of a stderr text."""
+    out = []
+    for line in err.splitlines():
+        line = line.strip("\r").replace("\x1b[K", "")
+        if line.startswith('{"type":"metrics"'):
+            out.append(json.loads(line))
+    return out
+
+
+def stats_totals(lines):
+    """(name, dims as a sorted tuple) -> [sum, min, max, count, unit] over every window."""
+    tot = {}
+    for ln in lines:
+        for m in ln["metrics"]:
+            k = (m["name"], tuple(sorted(m["dimensions"].items())))
+            t = tot.setdefault(k, [0.0, m["min"], m["max"], 0, m["unit"]])
+            t[0] += m["sum"]
+            t[1] = min(t[1], m["min"])
+            t[2] = max(t[2], m["max"])
+            t[3] += m["count"]
+    return tot
+
+
+def g_stats():
+    """--stats during -P and -C; the CloudWatch publisher against moto, read back with boto3;
+    a failing or hanging CloudWatch does not hold up kncat or lose a record."""
+    import boto3
+    import datetime
+    moto = server("KN_TEST_MOTO_URL")
+    stream = new_stream(shards=2)
+    lines = b"".join(b"k%d:%s\n" % (i % 9, b"x" * (i % 50)) for i in range(3000))
+    # -P --stats: windows while it runs (0.2 s) and the last one at the end.
+    slow = b"".join(b"k%d:v%d\n" % (i % 9, i) for i in range(40))
+    p = subprocess.Popen([KNCAT, "-P", "-t", stream, "-K", ":", "--stats=200"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env(KINESALITE))
+    for i in range(0, len(slow), 100):
+        p.stdin.write(slow[i:i + 100])
+        p.stdin.flush()
+        time.sleep(0.15)
+    out, err = p.communicate(timeout=60)
+    err = err.decode()
+    check(p.returncode == 0, f"-P --stats exited {p.returncode}: {err}")
+    st = stats_lines(err)
+    check(len(st) >= 2, f"-P --stats=200 over ~0.5 s printed {len(st)} windows: {err[:400]}")
+    tot = stats_totals(st)
+    put = tot.get(("UserRecordsPut", ()), [0])[0]
+    check(put == 40, f"UserRecordsPut over the windows: {put}, want 40")
+    check(all(m["namespace"] == "KinesisProducerLibrary" for ln in st for m in ln["metrics"]),
+          "the producer's namespace")
+    # --stats with a bad interval, and outside -P/-C/-G
+    rc, _, err = run(["-P", "-t", stream, "--stats=5"])
+    check(rc == 2 and "--stats" in err and "100" in err, f"--stats=5: {rc} {err}")
+    rc, _, err = run(["-L", "--stats"])
+    check(rc == 2 and "-P, -C and -G" in err, f"-L --stats: {rc} {err}")
+
+    # CloudWatch: what moto stored equals what --stats printed, name by name and dimension by dimension.
+    ns = f"kn-test-{os.getpid()}"
+    cw_args = ["-X", "metrics.cloudwatch=true", "-X", f"cloudwatch.endpoint={moto}", "-X",
+               f"metrics.namespace={ns}", "-X", "metrics.granularity=stream"]
+    rc, _, err = run(["-P", "-t", stream, "-K", ":", "--stats=600000"] + cw_args, stdin=lines)
+    check(rc == 0, f"-P with CloudWatch exited {rc}: {err}")
+    tot = stats_totals(stats_lines(err))
+    check(tot.get(("UserRecordsPut", ()), [0])[0] == 3000, f"UserRecordsPut: {tot.get(('UserRecordsPut', ()))}")
+    cw = boto3.client("cloudwatch", endpoint_url=moto, region_name="us-east-1",
+                      aws_access_key_id="AKIDKNCAT", aws_secret_access_key="Sk3tKnCatSecretValue")
+    listed = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m.get("Dimensions", []))))
+              for m in cw.list_metrics(Namespace=ns)["Metrics"]}
+    check(listed == set(tot), f"CloudWatch holds {sorted(listed)}, --stats printed {sorted(tot)}")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for (name, dims), (sm, mn, mx, cnt, unit) in sorted(tot.items()):
+        dp = cw.get_metric_statistics(Namespace=ns, MetricName=name,
+                                      Dimensions=[{"Name": k, "Value": v} for k, v in dims],
+                                      StartTime=now - datetime.timedelta(hours=1),
+                                      EndTime=now + datetime.timedelta(hours=1), Period=3600,
+                                      Statistics=["Sum", "Minimum", "Maximum", "SampleCount"],
+                                      Unit=unit)["Datapoints"]
+        got = (sum(d["Sum"] for d in dp), min((d["Minimum"] for d in dp), default=None),
+               max((d["Maximum"] for d in dp), default=None), sum(d["SampleCount"] for d in dp))
+        if not dims:
+            # moto answers a query without dimensions with every series of the name (AWS, with the
+            # series that has none): compare with all of them added up.
+            same = [v for (n2, _), v in tot.items() if n2 == name]
+            sm, mn, mx, cnt = (sum(v[0] for v in same), min(v[1] for v in same), max(v[2] for v in same),
+                               sum(v[3] for v in same))
+        check(got == (sm, mn, mx, cnt), f"{name}{dict(dims)} {unit}: CloudWatch has {got}, want {(sm, mn, mx, cnt)}")
+
+    # A CloudWatch that fails every call (500 through the fault proxy), then one that never answers:
+    # every record is put, kncat ends at once, and says what happened to its metrics.
+    for what, opts, expect in (("failing", ["--error-fraction", "1"], "PutMetricData failed"),
+                               ("hanging", ["--slow-fraction", "1", "--slow-ms", "60000"], "still in flight")):
+        proxy = subprocess.Popen([sys.executable, os.path.join(os.environ.get("KN_SOURCE_ROOT", "."), "tests",
+                                  "faults", "fault_proxy.py"), moto, "--fault-target", "all"] + opts,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        port = int(proxy.stdout.readline().split()[1])
+        s2 = new_stream(shards=1)
+        t0 = time.monotonic()
+        rc, _, err = run(["-P", "-t", s2, "-K", ":", "-v", "-X", "metrics.cloudwatch=true",
+                          "-X", f"cloudwatch.endpoint=http://127.0.0.1:{port}", "-X", "metrics.interval.ms=300",
+                          "-X", "metrics.cloudwatch.shutdown.ms=1000", "-X", "aws.retry.max.attempts=2",
+                          "-X", "aws.retry.base.ms=20", "-X", "http.request.timeout.ms=30000"], stdin=lines,
+                         timeout=60)
+        took = time.monotonic() - t0
+        proxy.terminate()
+        proxy.wait()
+        check(rc == 0, f"{what} CloudWatch: kncat -P exited {rc}: {err[-600:]}")
+        check(expect in err, f"{what} CloudWatch: no '{expect}' warning in: {err[-600:]}")
+        # 1 s of waiting for the last upload at most, plus the run itself
+        check(took < 15, f"{what} CloudWatch: kncat -P took {took:.1f} s")
+        print(f"{what} CloudWatch: kncat -P of 3000 records took {took:.1f} s")
+        got = dump_json(s2)
+        check(len(got) == 3000, f"{what} CloudWatch: {len(got)} records in the stream, want 3000")
+
+
 GROUPS = {
     "roundtrip": g_roundtrip,
     "group": g_group,
@@ -794,6 +908,7 @@ GROUPS = {
     "errors": g_errors,
     "misc": g_misc,
     "empty": g_empty,
+    "stats": g_stats,
 }
 
 
