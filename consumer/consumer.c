@@ -113,6 +113,8 @@ static void consumer_free(kn_consumer_t *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     pthread_cond_destroy(&c->run_cond);
+    kn__metrics_destroy(c->metrics); /* the last window, before the client goes */
+    c->metrics = NULL;
     kn_conf_destroy(c->conf);
     free(c->stream);
     free(c->worker_id);
@@ -264,6 +266,10 @@ KN_API kn_consumer_t *kn_consumer_new_on(kn_client_t *client, const kn_conf_t *c
     if (!c->lt) {
         consumer_free(c);
         return fail_new(err, KN_ERR_NOMEM, "kn_consumer_new: out of memory%s", "");
+    }
+    if (kn__cm_start(c, appname, err) != KN_ERR_OK) {
+        consumer_free(c);
+        return NULL;
     }
     /* A lease write that takes longer than a quarter of the lease is as good as failed. */
     kn__lease_table_set_timeout(c->lt, c->failover_ms / 4 > 1000 ? (long)(c->failover_ms / 4) : 1000);

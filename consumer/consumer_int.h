@@ -41,6 +41,7 @@
 #include "kinesis_ops.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
 #include "reader_int.h"
 #include "record_codec.h"
 
@@ -267,11 +268,46 @@ struct kn_consumer_s {
     bool sync_wanted;            /* a sync follows the next scan */
 
     _Atomic int64_t stats[KN_CONSUMER_STAT__COUNT];
+    kn__metrics_t *metrics; /* NULL: metrics off (consumer_metrics.c) */
 };
+
+/* consumer_metrics.c: the KCL's metrics (ids index its table). */
+enum {
+    KN__CM_RECORDS,
+    KN__CM_BYTES,
+    KN__CM_MBL,
+    KN__CM_PROCESS_TIME,
+    KN__CM_CURRENT_LEASES,
+    KN__CM_LOST_LEASES,
+    KN__CM_RENEW_SUCCESS,
+    KN__CM_TAKEN_LEASES,
+    KN__CM_TOTAL_LEASES,
+    KN__CM_NUM_WORKERS,
+    KN__CM_EXPIRED_LEASES,
+    KN__CM_NEEDED_LEASES,
+    KN__CM_LEASES_TO_TAKE,
+    KN__CM_HANDED_TO_US,
+    KN__CM_HANDED_OVER,
+    KN__CM_RELEASED,
+    KN__CM_CHECKPOINTS,
+    KN__CM__COUNT
+};
+/* Starts c->metrics (stays NULL when off); appname is the default namespace. */
+kn_err_t kn__cm_start(kn_consumer_t *c, const char *appname, kn_error_t *err);
+/* A counter moved: the lease metrics that follow it. */
+void kn__cm_stat(kn_consumer_t *c, kn_consumer_stat_t s, int64_t v);
+/* A process_records call that returned KN_ERR_OK (processor thread). */
+void kn__cm_batch(kn_consumer_t *c, const char *shard, size_t records, int64_t bytes, int64_t millis_behind,
+                  int64_t process_ms);
+/* A scan's view of the table and its plan (loop thread). */
+void kn__cm_scan(kn_consumer_t *c, size_t total, int64_t workers, size_t expired, int64_t needed,
+                 size_t to_take);
 
 static inline void kn__cstat_add(kn_consumer_t *c, kn_consumer_stat_t s, int64_t v)
 {
     atomic_fetch_add_explicit(&c->stats[s], v, memory_order_relaxed);
+    if (c->metrics)
+        kn__cm_stat(c, s, v);
 }
 
 /* consumer.c */

@@ -481,6 +481,7 @@ static bool step(kn__worker_t *w, kn__tenure_t *t)
     }
     t->cp.usable = true;
     in_callback = true;
+    int64_t began_ms = c->metrics ? kn__mono_ms() : 0;
     kn_err_t rc = c->proc.process_records(c->app, t->state, b, &t->cp);
     in_callback = false;
     t->cp.usable = false;
@@ -492,6 +493,9 @@ static bool step(kn__worker_t *w, kn__tenure_t *t)
     kn__cstat_add(c, KN_CONSUMER_STAT_BATCHES, 1);
     kn__cstat_add(c, KN_CONSUMER_STAT_RECORDS, (int64_t)n);
     kn__cstat_add(c, KN_CONSUMER_STAT_BYTES, kn__batch_bytes(b));
+    if (c->metrics)
+        kn__cm_batch(c, t->shard.shard_id, n, kn__batch_bytes(b), kn_batch_millis_behind(b),
+                     kn__mono_ms() - began_ms);
     if (last) {
         t->skipping = false;
         if (!t->ck_seq || kn__checkpoint_cmp(last, sub, t->ck_seq, t->ck_sub) > 0) {

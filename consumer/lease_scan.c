@@ -246,6 +246,12 @@ static void balance(kn_consumer_t *c, int64_t now)
         c->scanned = true;
         c->nothing_to_take = plan.n_take == 0 && plan.n_ask == 0;
         pthread_mutex_unlock(&c->lock);
+        if (c->metrics) {
+            size_t expired = 0;
+            for (size_t i = 0; i < n; i++)
+                expired += in[i].expired;
+            kn__cm_scan(c, n, plan.workers, expired, plan.target - plan.mine, plan.n_take);
+        }
         KN_LOG(c->log, KN_LOG_DEBUG, KN_DBG_LEASE,
                "consumer %s: scan: %zu leases, %lld workers, target %lld, mine %lld, "
                "available %lld, taking %zu, asking %zu",

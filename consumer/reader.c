@@ -417,6 +417,8 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
     r = kn__reader_alloc(client, conf, stream, opts, true, err);
     if (!r)
         return NULL;
+    if (kn__rm_start(r, err) != KN_ERR_OK)
+        goto fail;
 
     if (kn__kinesis_list_shards(client, &r->ref, NULL, &list, &e) != KN_ERR_OK) {
         kn__error_prefix(&e, "stream \"%s\"", stream);
@@ -449,6 +451,7 @@ KN_API kn_reader_t *kn_reader_new_on(kn_client_t *client, const kn_conf_t *conf,
 
 fail:
     kn__shard_list_free(&list);
+    kn__rm_stop(r);
     kn__rc_decoder_destroy(r->dec);
     r->dec = NULL;
     reader_free(r);
@@ -500,6 +503,7 @@ KN_API void kn_reader_destroy(kn_reader_t *r)
     kn__buf_free(&r->msg.ehk);
     kn__rc_decoder_destroy(r->dec);
     r->dec = NULL;
+    kn__rm_stop(r); /* the last window, before the client (CloudWatch's calls) goes */
     /* Dropping the client fails calls still in flight; their callbacks drop their references. */
     kn_client_destroy(c);
     kn__reader_unref(r);
@@ -634,6 +638,11 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
     }
     kn__rstat_add(r, KN_READER_STAT_KINESIS_RECORDS, (int64_t)b->count);
     int64_t mbl = res->millis_behind_latest;
+    if (r->metrics) {
+        if (mbl >= 0)
+            kn__mbatch_add(&r->mb, KN__RM_MBL, r->stream, s->id, NULL, (double)mbl, 1);
+        kn__mbatch_commit(&r->mb);
+    }
     if (b->count > 0 || (r->keep_empty && !hb.stop)) {
         if (b->count > 0)
             s->p_caught_up = false;
@@ -757,6 +766,10 @@ static const kn_reader_msg_t *next_message(kn_reader_t *r)
                 m->millis_behind = res->millis_behind_latest;
                 kn__rstat_add(r, KN_READER_STAT_RECORDS, 1);
                 kn__rstat_add(r, KN_READER_STAT_BYTES, (int64_t)rec->data_len);
+                if (r->metrics) {
+                    kn__mbatch_add(&r->mb, KN__RM_RECORDS, r->stream, s->id, NULL, 1, 1);
+                    kn__mbatch_add(&r->mb, KN__RM_BYTES, r->stream, s->id, NULL, (double)rec->data_len, 1);
+                }
                 return m;
             }
         } else {
@@ -784,6 +797,10 @@ static const kn_reader_msg_t *next_message(kn_reader_t *r)
                     kn__rstat_add(r, KN_READER_STAT_DECODE_ERRORS, 1);
                 kn__rstat_add(r, KN_READER_STAT_RECORDS, 1);
                 kn__rstat_add(r, KN_READER_STAT_BYTES, (int64_t)u->data_len);
+                if (r->metrics) {
+                    kn__mbatch_add(&r->mb, KN__RM_RECORDS, r->stream, s->id, NULL, 1, 1);
+                    kn__mbatch_add(&r->mb, KN__RM_BYTES, r->stream, s->id, NULL, (double)u->data_len, 1);
+                }
                 return m;
             }
             r->decoded = NULL;

@@ -33,6 +33,7 @@
 #include "hashkey.h"
 #include "kinesis/reader.h"
 #include "kinesis_ops.h"
+#include "metrics.h"
 #include "record_codec.h"
 
 /* Lineage state of a known shard (loop only). */
@@ -267,6 +268,9 @@ struct kn_reader_s {
     atomic_bool at_end;
 
     _Atomic int64_t stats[KN_READER_STAT__COUNT];
+    /* Metrics (reader_metrics.c): NULL when off; mb is poller only. */
+    kn__metrics_t *metrics;
+    kn__mbatch_t mb;
 };
 
 /* reader.c */
@@ -313,6 +317,13 @@ void kn__reader_push_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t
 void kn__reader_kick(kn_reader_t *r);
 void kn__handback_clear(kn__handback_t *hb);
 void kn__child_shards_free(kn__child_shard_t *cs, size_t n);
+/* reader_metrics.c: the reader's metrics (ids index its table). */
+enum { KN__RM_RECORDS, KN__RM_BYTES, KN__RM_MBL, KN__RM__COUNT };
+/* Starts r->metrics from r->conf (stays NULL when off). Public readers only. */
+kn_err_t kn__rm_start(kn_reader_t *r, kn_error_t *err);
+/* Records what is gathered and stops the metrics (the last window). Poller side, at destroy. */
+void kn__rm_stop(kn_reader_t *r);
+
 static inline void kn__rstat_add(kn_reader_t *r, kn_reader_stat_t s, int64_t v)
 {
     atomic_fetch_add(&r->stats[s], v);

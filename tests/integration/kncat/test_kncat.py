@@ -896,6 +896,86 @@ def g_stats():
         check(len(got) == 3000, f"{what} CloudWatch: {len(got)} records in the stream, want 3000")
 
 
+def g_stats_consumers():
+    """--stats in -C and -G: the records delivered and processed, MillisBehindLatest of a reader that
+    starts behind (moto reports it), the lease metrics of a group member, handoffs both ways."""
+    import signal
+    moto = server("KN_TEST_MOTO_URL")
+    stream = new_stream(shards=2, endpoint=moto)
+    plain = ["-X", "aggregation.enabled=false"]  # 200 Kinesis records, so that 50 an answer means 4+ answers
+    ok(["-P", "-t", stream, "-K", ":"] + plain,
+       stdin=b"".join(b"a%d:first-%d\n" % (i % 5, i) for i in range(100)), endpoint=moto)
+    time.sleep(1.5)
+    ok(["-P", "-t", stream, "-K", ":"] + plain,
+       stdin=b"".join(b"a%d:second-%d\n" % (i % 5, i) for i in range(100)), endpoint=moto)
+    # -C, 50 records an answer: the first answers are 1.5 s behind the last record.
+    rc, out, err = run(["-C", "-t", stream, "-e", "-f", "%s\n", "-X", "consumer.max.records=50",
+                        "--stats=600000"], endpoint=moto)
+    check(rc == 0 and len(out.splitlines()) == 200, f"-C --stats: {rc}, {len(out.splitlines())} records: {err}")
+    tot = stats_totals(stats_lines(err))
+    check(tot.get(("RecordsProcessed", ()), [0])[0] == 200, f"-C RecordsProcessed: {tot.get(('RecordsProcessed', ()))}")
+    data_bytes = sum(len(l) for l in out.splitlines())
+    check(tot.get(("DataBytesProcessed", ()), [0])[0] == data_bytes,
+          f"-C DataBytesProcessed {tot.get(('DataBytesProcessed', ()))}, want {data_bytes}")
+    mbl = tot.get(("MillisBehindLatest", ()), [0, 0, 0])[2]
+    check(1000 <= mbl < 60000, f"-C MillisBehindLatest max {mbl}, want about 1500")
+    per_shard = sum(v[0] for (n, d), v in tot.items() if n == "RecordsProcessed" and len(d) == 2)
+    check(per_shard == 200, f"-C RecordsProcessed over the shards: {per_shard}")
+
+    # -G on the same stream (leases in dynalite): the KCL's ProcessTask and lease metrics.
+    group = f"kcs-{os.getpid()}"
+    env = base_env(moto)
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = server("KN_TEST_DYNALITE_URL")
+    rc, out, err = run(["-G", group, "-t", stream, "-e", "-o", "beginning", "-f", "%s\n", "-X",
+                        "consumer.max.records=50", "-X", "consumer.worker.id=w1", "--stats=600000"], env=env,
+                       timeout=120)
+    check(rc == 0 and len(out.splitlines()) == 200, f"-G --stats: {rc}, {len(out.splitlines())} records: {err}")
+    st = stats_lines(err)
+    check(all(m["namespace"] == group for ln in st for m in ln["metrics"]), "-G: the namespace is the group")
+    tot = stats_totals(st)
+    op = (("Operation", "ProcessTask"),)
+    check(tot.get(("RecordsProcessed", op), [0])[0] == 200, f"-G RecordsProcessed: {tot.get(('RecordsProcessed', op))}")
+    check(tot.get(("DataBytesProcessed", op), [0])[0] == data_bytes, f"-G DataBytesProcessed: {tot.get(('DataBytesProcessed', op))}")
+    mbl = tot.get(("MillisBehindLatest", op), [0, 0, 0])[2]
+    check(1000 <= mbl < 60000, f"-G MillisBehindLatest max {mbl}, want about 1500")
+    check(tot.get(("RecordProcessor.processRecords.Time", op), [0, 0, 0, 0])[3] >= 4,
+          f"-G processRecords.Time: {tot.get(('RecordProcessor.processRecords.Time', op))}")
+    wk = lambda o: (("Operation", o), ("WorkerIdentifier", "w1"))
+    check(tot.get(("TakenLeases", wk("TakeLeases")), [0])[0] == 2, f"-G TakenLeases: {tot.get(('TakenLeases', wk('TakeLeases')))}")
+    check(tot.get(("CurrentLeases", wk("RenewAllLeases")), [0, 0, 0])[2] == 2, "-G CurrentLeases max")
+    check(tot.get(("LeasesReleased", wk("LeaseCoordinator")), [0])[0] == 2, "-G LeasesReleased")
+    check(tot.get(("TotalLeases", wk("TakeLeases")), [0, 0, 0])[2] == 2, "-G TotalLeases max")
+    check(tot.get(("NumWorkers", wk("TakeLeases")), [0, 0, 0])[2] == 1, "-G NumWorkers max")
+    check(tot.get(("Checkpoints", wk("LeaseCoordinator")), [0])[0] >= 2, "-G Checkpoints")
+    check(tot.get(("LostLeases", wk("RenewAllLeases")), [0])[0] == 0, "-G LostLeases")
+
+    # A second member joins a 4-shard group: the first hands two leases over, the second receives them.
+    s4 = new_stream(4)
+    g2 = f"kch-{os.getpid()}"
+    a = start_member(g2, s4, ["-X", "consumer.worker.id=wa", "--stats=500"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len([l for l in group_leases(g2) if l["owner"] == "wa"]) < 4:
+        time.sleep(0.2)
+    b = start_member(g2, s4, ["-X", "consumer.worker.id=wb", "--stats=500"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ls = group_leases(g2)
+        owners = [l["owner"] for l in ls]
+        if owners.count("wa") == 2 and owners.count("wb") == 2 and all(not l["handing_over"] for l in ls):
+            break
+        time.sleep(0.2)
+    time.sleep(1)  # the new owner's claim follows the hand-over
+    check(owners.count("wa") == 2 and owners.count("wb") == 2, f"the join did not split the leases: {owners}")
+    _, _, errb = member_output(*b, sig=signal.SIGINT)
+    _, _, erra = member_output(*a, sig=signal.SIGINT)
+    ta, tb = stats_totals(stats_lines(erra)), stats_totals(stats_lines(errb))
+    co = lambda w: (("Operation", "LeaseCoordinator"), ("WorkerIdentifier", w))
+    check(ta.get(("LeasesHandedOver", co("wa")), [0])[0] == 2, f"wa LeasesHandedOver: {ta.get(('LeasesHandedOver', co('wa')))}")
+    check(tb.get(("LeasesHandedToUs", co("wb")), [0])[0] == 2, f"wb LeasesHandedToUs: {tb.get(('LeasesHandedToUs', co('wb')))}")
+    check(tb.get(("NumWorkers", (("Operation", "TakeLeases"), ("WorkerIdentifier", "wb"))), [0, 0, 0])[2] == 2,
+          "wb NumWorkers max")
+
+
 GROUPS = {
     "roundtrip": g_roundtrip,
     "group": g_group,
@@ -909,6 +989,7 @@ GROUPS = {
     "misc": g_misc,
     "empty": g_empty,
     "stats": g_stats,
+    "stats_consumers": g_stats_consumers,
 }
 
 
