@@ -54,11 +54,42 @@ static kn_err_t f_process(void *app, void *state, const kn_batch_t *b, kn_checkp
     return KN_ERR_OK;
 }
 
+/* The lease metrics the consumers of a case published, added up over their windows. */
+static struct {
+    pthread_mutex_t lock;
+    double lost, taken, renew_sum, renew_min;
+    uint64_t renew_count;
+} lm = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 1, 0};
+
+static void on_metrics(const char *ns, const kn_metric_t *m, size_t n, void *opaque)
+{
+    (void)ns;
+    (void)opaque;
+    pthread_mutex_lock(&lm.lock);
+    for (size_t i = 0; i < n; i++) {
+        bool global = m[i].n_dims == 2; /* Operation and WorkerIdentifier only */
+        if (!global)
+            continue;
+        if (!strcmp(m[i].name, "LostLeases"))
+            lm.lost += m[i].sum;
+        else if (!strcmp(m[i].name, "TakenLeases"))
+            lm.taken += m[i].sum;
+        else if (!strcmp(m[i].name, "RenewLease.Success")) {
+            lm.renew_sum += m[i].sum;
+            lm.renew_count += m[i].count;
+            if (m[i].min < lm.renew_min)
+                lm.renew_min = m[i].min;
+        }
+    }
+    pthread_mutex_unlock(&lm.lock);
+}
+
 static kn_consumer_t *start_via(const server_t *s, const kn_fproxy_t *px, const char *app_name,
                                 const char *worker, app_t *a)
 {
-    const char *extra[] = {"dynamodb.endpoint", px->url, NULL};
+    const char *extra[] = {"dynamodb.endpoint", px->url, "metrics.interval.ms", "500", NULL};
     kn_conf_t *conf = consumer_conf(s, app_name, worker, extra);
+    kn_conf_set_metrics_cb(conf, on_metrics, NULL);
     kn_processor_t p = test_processor();
     p.process_records = f_process;
     kn_error_t e = {0};
@@ -265,7 +296,21 @@ static void test_dynamodb_outages(void **state)
                   (long long)kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_TAKEN));
     assert_int_equal(kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_HELD), 2);
     check_acks(s, app);
+    int64_t renewals = kn_consumer_stat(c, KN_CONSUMER_STAT_RENEWALS);
+    int64_t renew_failures = kn_consumer_stat(c, KN_CONSUMER_STAT_RENEW_FAILURES);
+    int64_t taken = kn_consumer_stat(c, KN_CONSUMER_STAT_LEASES_TAKEN);
     assert_int_equal(kn_consumer_destroy(c), KN_ERR_OK);
+    /* The KCL's lease metrics say the same as the counters (the last window came with destroy). */
+    pthread_mutex_lock(&lm.lock);
+    print_message("metrics: LostLeases %.0f, TakenLeases %.0f, RenewLease.Success %.0f of %llu (min %.0f)\n",
+                  lm.lost, lm.taken, lm.renew_sum, (unsigned long long)lm.renew_count, lm.renew_min);
+    assert_true(lm.lost == 2);
+    assert_true(lm.taken == (double)taken);
+    assert_true(renew_failures > 0);
+    assert_true(lm.renew_sum == (double)renewals);
+    assert_int_equal(lm.renew_count, renewals + renew_failures);
+    assert_true(lm.renew_min == 0);
+    pthread_mutex_unlock(&lm.lock);
     kn_fproxy_stop(&px);
     delete_table(s, app);
     app_free(&a);
