@@ -7,6 +7,9 @@ random partition keys as fast as it can:
   libkinesis   tests/bench/producer/producer_bench.c on <kinesis/producer.h> (the shared library),
                with producer.rate.limit.percent=10000 (kinesalite does not throttle; the default
                150 % of a real shard's 1 MiB/s would make it wait for a limit that is not there)
+  metrics      the same as libkinesis with every metric gathered for CloudWatch (metrics.level
+               detailed, granularity shard, the defaults; the endpoint refuses connections): the
+               difference between the two rows is what gathering the metrics costs
   js           tests/bench/producer/peer_js.js: @aws-sdk/client-kinesis + aws-kinesis-agg
                (tests/bench/peers), aggregated per predicted shard, PutRecords of 500
   kncat        `kncat -P -K :` reading the same records as "key:data" lines from a file (written by
@@ -18,7 +21,7 @@ CPU time and peak RSS of each child come from wait4() (the whole process: start-
 child also prints its own figures as a JSON line (shown as it finishes).
 
 Usage: bench.py --bin BUILD/tests/bench/producer/producer_bench [--kncat BUILD/tools/kncat/kncat]
-                [--records N | --quick] [--only libkinesis,kncat,js,boto3] [--shards 4]
+                [--records N | --quick] [--only libkinesis,metrics,kncat,js,boto3] [--shards 4]
 Needs node, tests/servers/node_modules (kinesalite) and tests/bench/peers/node_modules
 (tools/setup.sh installs both), and python3 with boto3.
 """
@@ -74,7 +77,7 @@ def main():
     ap.add_argument("--records", type=int, default=1000000)
     ap.add_argument("--quick", action="store_true", help="100,000 records")
     ap.add_argument("--kncat", help="the built kncat (for the kncat row)")
-    ap.add_argument("--only", default="libkinesis,kncat,js,boto3")
+    ap.add_argument("--only", default="libkinesis,metrics,kncat,js,boto3")
     ap.add_argument("--shards", type=int, default=4)
     args = ap.parse_args()
     n = 100000 if args.quick else args.records
@@ -111,6 +114,11 @@ def main():
             stdin = None
             if impl == "libkinesis":
                 cmd = [args.bin, url, name, str(n), "-X", "producer.rate.limit.percent=10000"]
+            elif impl == "metrics":
+                # The same, gathering every metric (level detailed, granularity shard) for CloudWatch;
+                # the endpoint refuses connections, so the cost measured is the gathering's.
+                cmd = [args.bin, url, name, str(n), "-X", "producer.rate.limit.percent=10000",
+                       "-X", "metrics.cloudwatch=true", "-X", "cloudwatch.endpoint=http://127.0.0.1:9"]
             elif impl == "kncat":
                 cmd = [args.kncat, "-P", "-b", url, "-r", "us-east-1", "-t", name, "-K", ":", "-v",
                        "-X", "producer.rate.limit.percent=10000"]
@@ -157,6 +165,9 @@ def main():
         for impl, total, ok, wall, user, system, rss, line, rc, tail in rows:
             if impl == "kncat":
                 print("kncat -P over the library it runs on: %+.2f us CPU per record" %
+                      ((user + system) * 1e6 / total - base))
+            elif impl == "metrics":
+                print("metrics on (detailed, shard) over metrics off: %+.2f us CPU per record" %
                       ((user + system) * 1e6 / total - base))
             elif impl != "libkinesis":
                 print("CPU per record, %s / libkinesis: %.1fx" % (impl, (user + system) * 1e6 / total / base))
