@@ -41,6 +41,7 @@ struct kn_batch_s {
     size_t count, cap;
     kn_buf_t arena;
     int64_t bytes;
+    size_t out_of_range; /* KPL sub-records whose hash key the shard does not own */
 };
 
 kn_batch_t *kn__batch_new(void) { return calloc(1, sizeof(kn_batch_t)); }
@@ -93,6 +94,7 @@ kn_err_t kn__batch_fill(kn_batch_t *b, kn__tenure_t *t, kn__rc_decoder_t *dec,
     b->millis_behind = res->millis_behind_latest;
     b->count = 0;
     b->bytes = 0;
+    b->out_of_range = 0;
     kn__buf_reset(&b->arena);
     for (size_t i = 0; i < rb->count; i++) {
         const kn__record_t *rec = &res->records[i];
@@ -105,7 +107,7 @@ kn_err_t kn__batch_fill(kn_batch_t *b, kn__tenure_t *t, kn__rc_decoder_t *dec,
         if (kn__rc_decode(dec, rec->data, rec->data_len, rec->partition_key, rec->partition_key_len,
                           NULL, 0, &d, &e) != KN_ERR_OK)
             return KN_ERR_NOMEM;
-        kn__rc_check_range(dec, t->start_hash, t->end_hash);
+        b->out_of_range += kn__rc_check_range(dec, t->start_hash, t->end_hash);
         for (size_t j = 0; j < d->count; j++) {
             const kn__rc_rec_t *u = &d->records[j];
             if (t->skipping && kn__checkpoint_cmp(rec->sequence_number, u->sub_sequence,
@@ -153,6 +155,7 @@ const char *kn__batch_last(const kn_batch_t *b, uint64_t *sub)
 }
 
 int64_t kn__batch_bytes(const kn_batch_t *b) { return b ? b->bytes : 0; }
+size_t kn__batch_out_of_range(const kn_batch_t *b) { return b ? b->out_of_range : 0; }
 
 /* ------------------------------------------------------------ accessors */
 

@@ -164,6 +164,7 @@ struct kn__held_s {
     int64_t counter;    /* after our last write that succeeded */
     int64_t sent_ms;    /* when that write was sent: the fence counts from it */
     int64_t since_ms;   /* when the state began (asks, handoffs: their timeouts) */
+    int64_t asked_ms;   /* when this worker asked its owner for it (0: it did not) */
     int ops;            /* lease table operations in flight for it */
     bool writing;       /* a write in flight (renew, checkpoint, last write): one at a time */
     int64_t next_renew_ms;
@@ -290,6 +291,8 @@ enum {
     KN__CM_HANDED_OVER,
     KN__CM_RELEASED,
     KN__CM_CHECKPOINTS,
+    KN__CM_HANDOFF_TIME,
+    KN__CM_OUT_OF_RANGE,
     KN__CM__COUNT
 };
 /* Starts c->metrics (stays NULL when off); appname is the default namespace. */
@@ -298,7 +301,9 @@ kn_err_t kn__cm_start(kn_consumer_t *c, const char *appname, kn_error_t *err);
 void kn__cm_stat(kn_consumer_t *c, kn_consumer_stat_t s, int64_t v);
 /* A process_records call that returned KN_ERR_OK (processor thread). */
 void kn__cm_batch(kn_consumer_t *c, const char *shard, size_t records, int64_t bytes, int64_t millis_behind,
-                  int64_t process_ms);
+                  int64_t process_ms, size_t out_of_range);
+/* A lease handed over to this worker, ms after it asked (loop thread). */
+void kn__cm_handoff(kn_consumer_t *c, int64_t ms);
 /* A scan's view of the table and its plan (loop thread). */
 void kn__cm_scan(kn_consumer_t *c, size_t total, int64_t workers, size_t expired, int64_t needed,
                  size_t to_take);
@@ -382,6 +387,8 @@ kn_err_t kn__batch_fill(kn_batch_t *b, kn__tenure_t *t, kn__rc_decoder_t *dec,
 /* The last record of the batch (NULL when it has none). */
 const char *kn__batch_last(const kn_batch_t *b, uint64_t *sub);
 int64_t kn__batch_bytes(const kn_batch_t *b);
+/* Its KPL sub-records whose explicit hash key lies outside the shard's range (delivered all the same). */
+size_t kn__batch_out_of_range(const kn_batch_t *b);
 
 /* checkpointer.c (worker) */
 /* A blocking checkpoint of t at seq/sub (SHARD_END with 0), validated by the caller. */

@@ -34,6 +34,9 @@ static const kn__mdef_t consumer_defs[KN__CM__COUNT] = {
                             true},
     [KN__CM_RELEASED] = {"LeasesReleased", KN__MU_COUNT, KN__ML_SUMMARY, KN__MG_GLOBAL, "LeaseCoordinator", true},
     [KN__CM_CHECKPOINTS] = {"Checkpoints", KN__MU_COUNT, KN__ML_DETAILED, KN__MG_GLOBAL, "LeaseCoordinator", true},
+    [KN__CM_HANDOFF_TIME] = {"HandoffTime", KN__MU_MS, KN__ML_SUMMARY, KN__MG_GLOBAL, "LeaseCoordinator", true},
+    [KN__CM_OUT_OF_RANGE] = {"SubRecordsOutOfRange", KN__MU_COUNT, KN__ML_SUMMARY, KN__MG_SHARD, "ProcessTask",
+                             false},
 };
 
 static void consumer_sample(kn__metrics_t *m, void *opaque)
@@ -84,7 +87,7 @@ void kn__cm_stat(kn_consumer_t *c, kn_consumer_stat_t s, int64_t v)
 }
 
 void kn__cm_batch(kn_consumer_t *c, const char *shard, size_t records, int64_t bytes, int64_t millis_behind,
-                  int64_t process_ms)
+                  int64_t process_ms, size_t out_of_range)
 {
     kn__mbatch_t b;
     kn__mbatch_init(&b, c->metrics);
@@ -93,7 +96,14 @@ void kn__cm_batch(kn_consumer_t *c, const char *shard, size_t records, int64_t b
     if (millis_behind >= 0)
         kn__mbatch_add(&b, KN__CM_MBL, NULL, shard, NULL, (double)millis_behind, 1);
     kn__mbatch_add(&b, KN__CM_PROCESS_TIME, NULL, shard, NULL, (double)process_ms, 1);
+    if (out_of_range)
+        kn__mbatch_add(&b, KN__CM_OUT_OF_RANGE, NULL, shard, NULL, (double)out_of_range, 1);
     kn__mbatch_commit(&b);
+}
+
+void kn__cm_handoff(kn_consumer_t *c, int64_t ms)
+{
+    kn__metrics_add(c->metrics, KN__CM_HANDOFF_TIME, NULL, NULL, NULL, (double)ms, 1);
 }
 
 void kn__cm_scan(kn_consumer_t *c, size_t total, int64_t workers, size_t expired, int64_t needed, size_t to_take)

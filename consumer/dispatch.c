@@ -495,7 +495,7 @@ static bool step(kn__worker_t *w, kn__tenure_t *t)
     kn__cstat_add(c, KN_CONSUMER_STAT_BYTES, kn__batch_bytes(b));
     if (c->metrics)
         kn__cm_batch(c, t->shard.shard_id, n, kn__batch_bytes(b), kn_batch_millis_behind(b),
-                     kn__mono_ms() - began_ms);
+                     kn__mono_ms() - began_ms, kn__batch_out_of_range(b));
     if (last) {
         t->skipping = false;
         if (!t->ck_seq || kn__checkpoint_cmp(last, sub, t->ck_seq, t->ck_sub) > 0) {

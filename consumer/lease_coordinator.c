@@ -399,6 +399,8 @@ static void on_op(kn__lt_result_t *res, void *opaque)
         if (rc == KN_ERR_OK && !closing) {
             wrote(h, op, &res->lease);
             kn__cstat_add(c, KN_CONSUMER_STAT_LEASES_STOLEN, 1);
+            if (c->metrics && h->asked_ms)
+                kn__cm_handoff(c, kn__mono_ms() - h->asked_ms);
             KN_LOG(c->log, KN_LOG_INFO, KN_DBG_LEASE, "consumer %s: lease %s handed over to us",
                    c->worker_id, h->key);
             start_tenure(h);
@@ -601,6 +603,7 @@ void kn__coord_ask(kn_consumer_t *c, const kn__lease_t *l)
     kn__held_t *h = held_new(c, l, KN__H_ASKED);
     if (!h)
         return;
+    h->asked_ms = kn__mono_ms();
     if (!send_op(h, OP_ASK, NULL, false))
         held_gone(h);
 }

@@ -815,8 +815,11 @@ static const kn_reader_msg_t *next_message(kn_reader_t *r)
                     return NULL;
                 }
                 size_t oor = kn__rc_check_range(r->dec, s->start_hash, s->end_hash);
-                if (oor)
+                if (oor) {
                     kn__rstat_add(r, KN_READER_STAT_OUT_OF_RANGE, (int64_t)oor);
+                    if (r->metrics)
+                        kn__mbatch_add(&r->mb, KN__RM_OUT_OF_RANGE, r->stream, s->id, NULL, (double)oor, 1);
+                }
                 if (d->aggregated)
                     kn__rstat_add(r, KN_READER_STAT_AGGREGATES, 1);
                 r->decoded = d;

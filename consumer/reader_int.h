@@ -318,7 +318,7 @@ void kn__reader_kick(kn_reader_t *r);
 void kn__handback_clear(kn__handback_t *hb);
 void kn__child_shards_free(kn__child_shard_t *cs, size_t n);
 /* reader_metrics.c: the reader's metrics (ids index its table). */
-enum { KN__RM_RECORDS, KN__RM_BYTES, KN__RM_MBL, KN__RM__COUNT };
+enum { KN__RM_RECORDS, KN__RM_BYTES, KN__RM_MBL, KN__RM_OUT_OF_RANGE, KN__RM__COUNT };
 /* Starts r->metrics from r->conf (stays NULL when off). Public readers only. */
 kn_err_t kn__rm_start(kn_reader_t *r, kn_error_t *err);
 /* Records what is gathered and stops the metrics (the last window). Poller side, at destroy. */

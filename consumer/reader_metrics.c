@@ -14,6 +14,7 @@ static const kn__mdef_t reader_defs[KN__RM__COUNT] = {
     [KN__RM_RECORDS] = {"RecordsProcessed", KN__MU_COUNT, KN__ML_SUMMARY, KN__MG_SHARD, NULL, false},
     [KN__RM_BYTES] = {"DataBytesProcessed", KN__MU_BYTES, KN__ML_SUMMARY, KN__MG_SHARD, NULL, false},
     [KN__RM_MBL] = {"MillisBehindLatest", KN__MU_MS, KN__ML_SUMMARY, KN__MG_SHARD, NULL, false},
+    [KN__RM_OUT_OF_RANGE] = {"SubRecordsOutOfRange", KN__MU_COUNT, KN__ML_SUMMARY, KN__MG_SHARD, NULL, false},
 };
 
 kn_err_t kn__rm_start(kn_reader_t *r, kn_error_t *err)

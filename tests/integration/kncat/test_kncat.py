@@ -974,6 +974,57 @@ def g_stats_consumers():
     check(tb.get(("LeasesHandedToUs", co("wb")), [0])[0] == 2, f"wb LeasesHandedToUs: {tb.get(('LeasesHandedToUs', co('wb')))}")
     check(tb.get(("NumWorkers", (("Operation", "TakeLeases"), ("WorkerIdentifier", "wb"))), [0, 0, 0])[2] == 2,
           "wb NumWorkers max")
+    ho = tb.get(("HandoffTime", co("wb")), [0, 0, 0, 0])
+    check(ho[3] == 2 and 0 <= ho[1] <= ho[2] < 30000, f"wb HandoffTime (sum, min, max, count): {ho[:4]}")
+
+    # An aggregate on shard 0 holding a sub-record whose explicit hash key belongs to shard 1 (as after
+    # a reshard, or from a broken producer): SubRecordsOutOfRange in -C and -G.
+    import boto3
+    s2 = new_stream(2)
+    k = boto3.client("kinesis", endpoint_url=KINESALITE, region_name="us-east-1",
+                     aws_access_key_id="AKIDKNCAT", aws_secret_access_key="Sk3tKnCatSecretValue")
+    k.put_record(StreamName=s2, Data=kpl_aggregate([("a", str(2**127 + 5), b"outside"), ("b", "1", b"inside")]),
+                 PartitionKey="pk", ExplicitHashKey="0")
+    rc, out, err = run(["-C", "-t", s2, "-e", "-f", "%s\n", "--stats=600000"])
+    check(rc == 0 and sorted(out.split()) == [b"inside", b"outside"], f"-C of the aggregate: {rc} {out} {err}")
+    sub = (("ShardId", "shardId-000000000000"), ("StreamName", s2))
+    check(stats_totals(stats_lines(err)).get(("SubRecordsOutOfRange", sub), [0])[0] == 1,
+          f"-C SubRecordsOutOfRange: {stats_totals(stats_lines(err)).get(('SubRecordsOutOfRange', sub))}")
+    rc, out, err = run(["-G", f"kco-{os.getpid()}", "-t", s2, "-e", "-o", "beginning", "-f", "%s\n",
+                        "--stats=600000"], env=group_env(), timeout=120)
+    sub = (("Operation", "ProcessTask"), ("ShardId", "shardId-000000000000"))
+    check(rc == 0 and stats_totals(stats_lines(err)).get(("SubRecordsOutOfRange", sub), [0])[0] == 1,
+          f"-G SubRecordsOutOfRange: {rc} {stats_totals(stats_lines(err)).get(('SubRecordsOutOfRange', sub))} {err[-300:]}")
+
+
+def kpl_aggregate(records):
+    """A KPL aggregated record of (partition key, explicit hash key or None, data) triples, built by
+    hand from the format's protobuf definition (magic, AggregatedRecord, MD5 of it)."""
+    def varint(n):
+        out = b""
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return out
+
+    def field(tag, payload):
+        return varint(tag) + varint(len(payload)) + payload
+
+    keys, ehks, body = [], [], b""
+    for pk, ehk, data in records:
+        if pk not in keys:
+            keys.append(pk)
+        rec = varint(0x08) + varint(keys.index(pk))
+        if ehk is not None:
+            if ehk not in ehks:
+                ehks.append(ehk)
+            rec += varint(0x10) + varint(ehks.index(ehk))
+        rec += field(0x1A, data)
+        body += field(0x1A, rec)
+    msg = b"".join(field(0x0A, k.encode()) for k in keys) + b"".join(field(0x12, e.encode()) for e in ehks) + body
+    return b"\xf3\x89\x9a\xc2" + msg + hashlib.md5(msg).digest()
 
 
 GROUPS = {
