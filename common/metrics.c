@@ -393,21 +393,35 @@ static void *thread_main(void *arg)
 
 /* ------------------------------------------------------------- life cycle */
 
-kn__metrics_t *kn__metrics_new(kn_client_t *c, const kn_conf_t *conf, const kn__metrics_opts_t *o,
-                               kn_error_t *err)
+/* Frees what kn__metrics_start made (the thread, if any, has ended). */
+static void metrics_free(kn__metrics_t *m)
 {
-    kn__error_clear(err);
+    kn__cw_destroy(m->cw);
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->slots[i]);
+    free(m->slots);
+    pthread_cond_destroy(&m->cond);
+    pthread_mutex_destroy(&m->tlock);
+    pthread_mutex_destroy(&m->lock);
+    free(m->wanted);
+    free(m->worker_id);
+    free(m->ns);
+    free(m);
+}
+
+kn_err_t kn__metrics_start(kn_client_t *c, const kn_conf_t *conf, const kn__metrics_opts_t *o,
+                           kn__metrics_t **out, kn_error_t *err)
+{
+    *out = NULL;
     void *cb_opaque = NULL;
     kn_metrics_cb_t *cb = (kn_metrics_cb_t *)kn__conf_cb(conf, KN__CB_METRICS, &cb_opaque);
     bool cloudwatch = kn__conf_bool(conf, KN_P_METRICS_CLOUDWATCH);
     int level = (int)kn__conf_int(conf, KN_P_METRICS_LEVEL);
     if (level == KN__ML_NONE || (!cb && !cloudwatch))
-        return NULL;
+        return KN_ERR_OK;
     kn__metrics_t *m = calloc(1, sizeof(*m));
-    if (!m) {
-        kn__error_set(err, KN_ERR_NOMEM, "out of memory starting the metrics");
-        return NULL;
-    }
+    if (!m)
+        return kn__error_set(err, KN_ERR_NOMEM, "out of memory starting the metrics");
     m->c = c;
     m->log = kn__client_log(c);
     m->defs = o->defs;
@@ -426,38 +440,38 @@ kn__metrics_t *kn__metrics_new(kn_client_t *c, const kn_conf_t *conf, const kn__
     pthread_mutex_init(&m->lock, NULL);
     pthread_mutex_init(&m->tlock, NULL);
     pthread_cond_init(&m->cond, NULL);
-    if (!m->ns || !m->wanted) {
-        kn__error_set(err, KN_ERR_NOMEM, "out of memory starting the metrics");
+    kn_err_t rc = KN_ERR_OK;
+    if (!m->ns || !m->wanted || (o->worker_id && *o->worker_id && !m->worker_id)) {
+        rc = kn__error_set(err, KN_ERR_NOMEM, "out of memory starting the metrics");
         goto fail;
     }
     for (int i = 0; i < o->n_defs; i++)
         m->wanted[i] = o->defs[i].level <= level;
     if (cloudwatch) {
-        m->cw = kn__cw_new(c, conf, m->component, err);
-        if (!m->cw)
+        kn_error_t e;
+        kn__error_clear(&e);
+        m->cw = kn__cw_new(c, conf, m->component, &e);
+        if (!m->cw) {
+            kn__error_copy(err, &e);
+            rc = e.code;
             goto fail;
+        }
     }
     m->window_start_ms = kn__wall_ms();
-    int rc = pthread_create(&m->thread, NULL, thread_main, m);
-    if (rc != 0) {
-        kn__error_set(err, KN_ERR_NOMEM, "cannot start the metrics thread: %s", strerror(rc));
+    int prc = pthread_create(&m->thread, NULL, thread_main, m);
+    if (prc != 0) {
+        rc = kn__error_set(err, KN_ERR_NOMEM, "cannot start the metrics thread: %s", strerror(prc));
         goto fail;
     }
     KN_LOG(m->log, KN_LOG_DEBUG, KN_DBG_METRICS,
            "%s metrics: level %s, granularity %s, namespace %s, window %lld ms%s%s", m->component,
            kn__conf_str(conf, KN_P_METRICS_LEVEL), kn__conf_str(conf, KN_P_METRICS_GRANULARITY), m->ns,
            (long long)m->interval_ms, cb ? ", callback" : "", cloudwatch ? ", CloudWatch" : "");
-    return m;
+    *out = m;
+    return KN_ERR_OK;
 fail:
-    kn__cw_destroy(m->cw);
-    pthread_cond_destroy(&m->cond);
-    pthread_mutex_destroy(&m->tlock);
-    pthread_mutex_destroy(&m->lock);
-    free(m->wanted);
-    free(m->worker_id);
-    free(m->ns);
-    free(m);
-    return NULL;
+    metrics_free(m);
+    return rc;
 }
 
 void kn__metrics_flush(kn__metrics_t *m)
@@ -481,17 +495,7 @@ void kn__metrics_destroy(kn__metrics_t *m)
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->tlock);
     pthread_join(m->thread, NULL);
-    kn__cw_destroy(m->cw);
-    for (size_t i = 0; i < m->cap; i++)
-        free(m->slots[i]);
-    free(m->slots);
-    pthread_cond_destroy(&m->cond);
-    pthread_mutex_destroy(&m->tlock);
-    pthread_mutex_destroy(&m->lock);
-    free(m->wanted);
-    free(m->worker_id);
-    free(m->ns);
-    free(m);
+    metrics_free(m);
 }
 
 void kn__metrics_counters(const kn__metrics_t *m, kn__metrics_counters_t *out)

@@ -16,7 +16,7 @@
  * KCL's) carries Operation first, and WorkerIdentifier when it says so.
  *
  * Cost. When metrics are off (metrics.level none, or neither a callback nor
- * CloudWatch) kn__metrics_new returns NULL and every recording call on NULL
+ * CloudWatch) kn__metrics_start gives NULL and every recording call on NULL
  * returns at once. Recording takes one mutex per call: components add up
  * their samples locally (kn__mstat_t, exact: merging statistic sets loses
  * nothing) and record once per batch, not once per record.
@@ -99,12 +99,12 @@ typedef struct kn__metrics_opts_s {
 
 /*
  * Starts gathering for one component, from conf (metrics.*, the callback
- * set with kn_conf_set_metrics_cb). Returns NULL with err OK when metrics are
- * off; NULL with err set on failure. The client is used for CloudWatch and
- * logging only, and must outlive the metrics.
+ * set with kn_conf_set_metrics_cb), into *out: NULL when metrics are off.
+ * KN_ERR_OK, or the error (in err too; *out NULL). The client is used for
+ * CloudWatch and logging only, and must outlive the metrics.
  */
-kn__metrics_t *kn__metrics_new(kn_client_t *c, const kn_conf_t *conf, const kn__metrics_opts_t *o,
-                               kn_error_t *err);
+kn_err_t kn__metrics_start(kn_client_t *c, const kn_conf_t *conf, const kn__metrics_opts_t *o,
+                           kn__metrics_t **out, kn_error_t *err);
 
 /* Whether metric id is gathered (false on NULL): skip computing its samples otherwise. */
 bool kn__metrics_wants(const kn__metrics_t *m, int id);

@@ -58,13 +58,7 @@ kn_err_t kn__cm_start(kn_consumer_t *c, const char *appname, kn_error_t *err)
         .sample = consumer_sample,
         .sample_opaque = c,
     };
-    kn_error_t e;
-    c->metrics = kn__metrics_new(c->client, c->conf, &o, &e);
-    if (!c->metrics && e.code != KN_ERR_OK) {
-        kn__error_copy(err, &e);
-        return e.code;
-    }
-    return KN_ERR_OK;
+    return kn__metrics_start(c->client, c->conf, &o, &c->metrics, err);
 }
 
 void kn__cm_stat(kn_consumer_t *c, kn_consumer_stat_t s, int64_t v)

@@ -25,14 +25,9 @@ kn_err_t kn__rm_start(kn_reader_t *r, kn_error_t *err)
         .component = "reader",
         .default_namespace = "KinesisStreamReader",
     };
-    kn_error_t e;
-    r->metrics = kn__metrics_new(r->client, r->conf, &o, &e);
-    if (!r->metrics && e.code != KN_ERR_OK) {
-        kn__error_copy(err, &e);
-        return e.code;
-    }
+    kn_err_t rc = kn__metrics_start(r->client, r->conf, &o, &r->metrics, err);
     kn__mbatch_init(&r->mb, r->metrics);
-    return KN_ERR_OK;
+    return rc;
 }
 
 void kn__rm_stop(kn_reader_t *r)

@@ -60,13 +60,7 @@ kn_err_t kn__pm_start(kn_producer_t *p, kn_error_t *err)
         .sample = sample,
         .sample_opaque = p,
     };
-    kn_error_t e;
-    p->metrics = kn__metrics_new(p->client, p->conf, &o, &e);
-    if (!p->metrics && e.code != KN_ERR_OK) {
-        kn__error_copy(err, &e);
-        return e.code;
-    }
-    return KN_ERR_OK;
+    return kn__metrics_start(p->client, p->conf, &o, &p->metrics, err);
 }
 
 void kn__pm_answer(kn_producer_t *p, kn__pstream_t *s, kn__krec_t *const *krecs, size_t n,

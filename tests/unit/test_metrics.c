@@ -89,7 +89,8 @@ static kn__metrics_t *start(seen_t *s, const char *level, const char *gran)
     kn_conf_set_metrics_cb(conf, on_metrics, s);
     kn__metrics_opts_t o = {defs, M__COUNT, "unit", "UnitNs", "worker-1", NULL, NULL};
     kn_error_t e;
-    kn__metrics_t *m = kn__metrics_new(g_client, conf, &o, &e);
+    kn__metrics_t *m = NULL;
+    assert_int_equal(kn__metrics_start(g_client, conf, &o, &m, &e), KN_ERR_OK);
     kn_conf_destroy(conf);
     assert_non_null(m);
     return m;
@@ -153,13 +154,15 @@ static void test_levels(void **state)
     kn_conf_t *conf = kn_conf_new();
     kn__metrics_opts_t o = {defs, M__COUNT, "unit", "UnitNs", NULL, NULL, NULL};
     kn_error_t e;
-    assert_null(kn__metrics_new(g_client, conf, &o, &e));
-    assert_int_equal(e.code, KN_ERR_OK);
+    kn__metrics_t *none = (kn__metrics_t *)&s; /* anything but NULL: start must clear it */
+    assert_int_equal(kn__metrics_start(g_client, conf, &o, &none, &e), KN_ERR_OK);
+    assert_null(none);
     char err[128];
     kn_conf_set_metrics_cb(conf, on_metrics, &s);
     kn_conf_set(conf, "metrics.level", "none", err, sizeof(err));
-    assert_null(kn__metrics_new(g_client, conf, &o, &e));
-    assert_int_equal(e.code, KN_ERR_OK);
+    none = (kn__metrics_t *)&s;
+    assert_int_equal(kn__metrics_start(g_client, conf, &o, &none, &e), KN_ERR_OK);
+    assert_null(none);
     kn_conf_destroy(conf);
     assert_false(kn__metrics_wants(NULL, M_SHARDY));
     kn__metrics_add(NULL, M_SHARDY, "st", "sh", NULL, 1, 1); /* a no-op */
