@@ -1,5 +1,5 @@
 /*
- * The in-place GetRecords parser (common/getrecords_parse.c) against the
+ * The in-place GetRecords parser (common/ops/getrecords_parse.c) against the
  * general one (json-c + kn__get_records_parse) on any input: whenever the
  * fast parser accepts an answer, the general parser accepts it too and both
  * give the same records (data, keys, sequence numbers, times, encryption),

@@ -140,7 +140,7 @@ fuzz_one() {
     elif [ "$t" = fuzz_properties ]; then
         # Every property and alias name in the table, so the fuzzer reaches each value parser.
         { printf '"%s"\n' = : '\\' '\\u00e9' '\\n' true false; \
-          grep -ohE '"[A-Za-z][A-Za-z0-9._-]*"' "$root"/common/conf.h | sort -u; } >"$dir/props.dict"
+          grep -ohE '"[A-Za-z][A-Za-z0-9._-]*"' "$root"/common/base/conf.h | sort -u; } >"$dir/props.dict"
         args+=(-dict="$dir/props.dict")
     fi
     start=$(date +%s)

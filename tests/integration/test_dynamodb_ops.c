@@ -1,5 +1,5 @@
 /*
- * Every DynamoDB operation in common/dynamodb.c against real servers: each
+ * Every DynamoDB operation in common/ops/dynamodb.c against real servers: each
  * test body runs twice, once against dynalite (KN_TEST_DYNALITE_URL) and once
  * against moto_server (KN_TEST_MOTO_URL). Covers table create/describe/
  * delete, item put/get/update/delete with and without conditions (failed

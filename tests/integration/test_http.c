@@ -1,5 +1,5 @@
 /*
- * The asynchronous HTTP client (common/http.c) against the scripted fixture
+ * The asynchronous HTTP client (common/aws/http.c) against the scripted fixture
  * server (tests/servers/fixture_server.py): round trips, keep-alive, the
  * connection bound, timeouts, broken responses, the body cap, TLS, proxies,
  * and the callback contract (never inside send, exactly once, DESTROYED on

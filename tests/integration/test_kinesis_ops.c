@@ -1,5 +1,5 @@
 /*
- * Every Kinesis operation in common/kinesis_ops.c against real servers: each
+ * Every Kinesis operation in common/ops/kinesis_ops.c against real servers: each
  * test body runs twice, once against kinesalite (KN_TEST_KINESALITE_URL) and
  * once against moto_server (KN_TEST_MOTO_URL). What kinesalite lacks
  * (UpdateShardCount, on-demand streams, StreamARN-only calls) runs on moto

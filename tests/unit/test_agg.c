@@ -1,5 +1,5 @@
 /*
- * Unit tests for the KPL aggregation format (common/agg_encode.c, agg_decode.c):
+ * Unit tests for the KPL aggregation format (common/format/agg_encode.c, agg_decode.c):
  * hand-checked byte vectors, exact incremental size accounting, round trips,
  * and hostile input for the decoder (every failure passes through unchanged).
  */

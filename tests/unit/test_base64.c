@@ -1,4 +1,4 @@
-/* Unit tests for common/base64.c: RFC 4648 vectors, strict decoding, no overreads. */
+/* Unit tests for common/format/base64.c: RFC 4648 vectors, strict decoding, no overreads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for common/compress.c: gzip and zstd frames, interop with the system tools, bounded decompression. */
+/* Unit tests for common/format/compress.c: gzip and zstd frames, interop with the system tools, bounded decompression. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

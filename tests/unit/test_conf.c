@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/conf.c: defaults, validation of every type with its
+ * Unit tests for common/base/conf.c: defaults, validation of every type with its
  * message, bounds, KPL/KCL aliases and unit conversion, the KPL host/port
  * composition, pass-through KPL/KCL names, .properties files, dup, the
  * kn_conf_get size protocol, secrets and the property list.

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/dynamodb.c: typed attribute values and items (set,
+ * Unit tests for common/ops/dynamodb.c: typed attribute values and items (set,
  * replace, get with type checks), the wire JSON both ways (including nested
  * L/M, sets and base64 binaries), request builders and response parsers on
  * hand-written JSON, and parse errors that name the attribute path.

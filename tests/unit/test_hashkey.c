@@ -1,4 +1,4 @@
-/* Unit tests for common/hashkey.c: MD5, partition key -> hash key, decimal I/O, comparison. */
+/* Unit tests for common/format/hashkey.c: MD5, partition key -> hash key, decimal I/O, comparison. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/kinesis_ops.c: request builders and response parsers
+ * Unit tests for common/ops/kinesis_ops.c: request builders and response parsers
  * on hand-written JSON (kinesalite-, moto- and AWS-shaped), including moto's
  * short sequence numbers, absent optional fields, wrong types (which must
  * fail with KN_ERR_BAD_RESPONSE naming the field) and the PutRecords limits.

@@ -1,5 +1,5 @@
 /*
- * Unit tests for common/record_codec.c: the record and aggregate compression
+ * Unit tests for common/format/record_codec.c: the record and aggregate compression
  * scopes over the KPL format, the consumer's decode pipeline and its bounds,
  * and pass-through of everything that is not certainly ours.
  */

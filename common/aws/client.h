@@ -24,7 +24,7 @@ int kn__client_on_loop(const kn_client_t *c);
 time_t kn__client_now(kn_client_t *c);
 /*
  * Accessors for the components above common/ (producer/, consumer/), which
- * do not see the client's structure (common/client_int.h).
+ * do not see the client's structure (common/aws/client_int.h).
  */
 /* The I/O thread's loop: timers and work are created on it from loop tasks only. */
 uv_loop_t *kn__client_loop(kn_client_t *c);

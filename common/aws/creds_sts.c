@@ -196,7 +196,7 @@ static int xml_path_text(const char *p, size_t n, const char *const *path, kn_bu
 /*
  * Explicit option, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the selected
  * profile's endpoint_url, else the regional endpoint (the order of
- * common/endpoint.c, as for the other services).
+ * common/aws/endpoint.c, as for the other services).
  */
 static char *sts_url(kn__creds_ctx_t *ctx, kn_error_t *err)
 {
