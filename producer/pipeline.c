@@ -709,9 +709,18 @@ void kn__pipeline_pump(kn_producer_t *p)
 static void on_timer_closed(uv_handle_t *h)
 {
     kn_producer_t *p = h->data;
+    /*
+     * Destroy's thread waits for this under p->lock, or for results under
+     * rlock: both hear of it. p is not touched after p->lock is let go (destroy
+     * may free it then). This is the one place the two locks nest, p->lock
+     * first; nothing takes p->lock while holding rlock.
+     */
     pthread_mutex_lock(&p->lock);
     p->loop_closed = true;
     pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_lock(&p->rlock);
+    pthread_cond_broadcast(&p->rcond);
+    pthread_mutex_unlock(&p->rlock);
     pthread_mutex_unlock(&p->lock);
 }
 

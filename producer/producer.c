@@ -740,6 +740,7 @@ KN_API kn_err_t kn_producer_destroy(kn_producer_t *p)
      * returns now (in background mode nobody polls; its thread keeps waiting).
      */
     pthread_mutex_lock(&p->rlock);
+    p->destroyer = pthread_self();
     p->stop_waits = !p->background;
     pthread_cond_broadcast(&p->rcond);
     pthread_mutex_unlock(&p->rlock);

@@ -202,7 +202,8 @@ struct kn_producer_s {
     pthread_t server;
     int efd;
     bool bg_stop;
-    bool stop_waits; /* destroy: a poll waiting for results returns instead */
+    bool stop_waits; /* destroy: a poll waiting for results returns instead (not destroy's own) */
+    pthread_t destroyer; /* the thread in destroy, once stop_waits is set (under rlock) */
     pthread_t bg_thread;
     bool bg_started;
 

@@ -115,14 +115,20 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
             timeout_ms = (int)until;
     }
     pthread_mutex_lock(&p->rlock);
+    /*
+     * Destroy stops the waits of other threads' polls (stop_waits); its own
+     * thread keeps waiting here, woken by results and by the loop closing,
+     * instead of spinning through its drain.
+     */
+    bool mine = p->stop_waits && pthread_equal(p->destroyer, pthread_self());
     if (!p->res_head && timeout_ms != 0) {
         if (timeout_ms < 0) {
-            while (!p->res_head && !p->bg_stop && !p->stop_waits)
+            while (!p->res_head && !p->bg_stop && (!p->stop_waits || mine))
                 pthread_cond_wait(&p->rcond, &p->rlock);
         } else {
             struct timespec ts;
             kn__abs_after(&ts, timeout_ms);
-            while (!p->res_head && !p->bg_stop && !p->stop_waits)
+            while (!p->res_head && !p->bg_stop && (!p->stop_waits || mine))
                 if (pthread_cond_timedwait(&p->rcond, &p->rlock, &ts) == ETIMEDOUT)
                     break;
         }

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -35,6 +36,7 @@
 #include "test_new.h"
 #include "agg.h"
 #include "client.h"
+#include "clock.h"
 #include "err.h"
 #include "fault.h"
 #include "fault_util.h"
@@ -805,6 +807,56 @@ static void test_wrong_shard_without_memory(void **state)
     kn_fproxy_stop(&px);
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/*
+ * Destroy with answers 2 s late: it waits for them (its drain, then the
+ * cancel step), and waits without spinning: the process uses a small part
+ * of a core meanwhile. (Destroy's own thread once spun through both waits,
+ * a whole core for as long as the answers took.)
+ */
+static void test_destroy_waits_without_spinning(void **state)
+{
+    (void)state;
+    const char *proxy[] = {"--slow-fraction", "1", "--slow-ms", "2000", NULL};
+    kn_fproxy_t px;
+    kn_fproxy_start(&px, kn_test_server_url("KN_TEST_KINESALITE_URL"), proxy);
+    kn_client_t *direct = direct_client(px.upstream);
+    char stream[128];
+    kn_fault_stream_name(stream, sizeof(stream), "nospin");
+    create_stream(direct, stream, 1);
+    run_t run = {0};
+    run.n = 50;
+    run.nkeys = 5;
+    run.recs = calloc((size_t)run.n, sizeof(rec_t));
+    assert_non_null(run.recs);
+    kn_producer_t *p = wrong_shard_producer(px.url, &run, NULL);
+    put_range(p, stream, &run, 0, run.n);
+    usleep(200 * 1000); /* the PutRecords call is out, its answer 2 s away */
+    int64_t t0 = kn__mono_ms();
+    double c0 = cpu_seconds();
+    kn_producer_destroy(p);
+    double cpu = cpu_seconds() - c0;
+    int64_t wall = kn__mono_ms() - t0;
+    print_message("nospin: destroy took %lld ms of wall time and %.0f ms of CPU\n", (long long)wall, cpu * 1000);
+    assert_true(wall >= 1000); /* it did wait for the answer */
+    assert_true(cpu < 0.25 * (double)wall / 1000.0);
+    for (int i = 0; i < run.n; i++) {
+        assert_int_equal(run.recs[i].results, 1);
+        assert_int_equal(run.recs[i].err, KN_ERR_OK);
+    }
+    free(run.recs);
+    delete_stream(direct, stream);
+    kn_client_destroy(direct);
+    kn_fproxy_stop(&px);
+}
+
 /*
  * A record over the default size limit makes the producer ask the stream's
  * own limit (DescribeStreamSummary, answered 3 s late here): the put waits at
@@ -876,6 +928,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_wrong_shard_answers_at_destroy),
         cmocka_unit_test(test_wrong_shard_without_memory),
         cmocka_unit_test(test_large_record_waits_within_put_timeout),
+        cmocka_unit_test(test_destroy_waits_without_spinning),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
