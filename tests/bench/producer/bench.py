@@ -79,9 +79,12 @@ def main():
     ap.add_argument("--kncat", help="the built kncat (for the kncat row)")
     ap.add_argument("--only", default="libkinesis,metrics,kncat,js,boto3")
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--threads", help="e.g. 1,2,4,8: only the libkinesis row, once per number of putting threads")
     args = ap.parse_args()
     n = 100000 if args.quick else args.records
     impls = [x.strip() for x in args.only.split(",") if x.strip()]
+    if args.threads:
+        impls = ["T%d" % int(t) for t in args.threads.split(",")]
     if "kncat" in impls and not args.kncat:
         impls.remove("kncat")
         print("(no --kncat: the kncat row is left out)")
@@ -114,6 +117,8 @@ def main():
             stdin = None
             if impl == "libkinesis":
                 cmd = [args.bin, url, name, str(n), "-X", "producer.rate.limit.percent=10000"]
+            elif impl.startswith("T"):
+                cmd = [args.bin, url, name, str(n), "-T", impl[1:], "-X", "producer.rate.limit.percent=10000"]
             elif impl == "metrics":
                 # The same, gathering every metric (level detailed, granularity shard) for CloudWatch;
                 # the endpoint refuses connections, so the cost measured is the gathering's.

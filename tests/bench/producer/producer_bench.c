@@ -17,6 +17,7 @@
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -94,12 +95,38 @@ static int print_lines(long count)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* One putting thread: its share of the records, its own key sequence. */
+typedef struct putter_s {
+    kn_producer_t *p;
+    const char *stream;
+    long count;
+    uint64_t seed;
+    long refused;
+    char first_error[256];
+} putter_t;
+
+static void *put_main(void *arg)
+{
+    putter_t *w = arg;
+    char key[17], errstr[512];
+    for (long i = 0; i < w->count; i++) {
+        const unsigned char *data = next_record(&w->seed, key);
+        kn_record_t rec = {sizeof(kn_record_t), w->stream, key, 16, NULL, data, 100, NULL};
+        kn_err_t rc = kn_producer_put(w->p, &rec, errstr, sizeof(errstr));
+        if (rc != KN_ERR_OK && w->refused++ == 0)
+            snprintf(w->first_error, sizeof(w->first_error), "put: %s: %.200s", kn_err2name(rc), errstr);
+        if ((i & 4095) == 4095)
+            kn_producer_poll(w->p, 0);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--lines") == 0)
         return print_lines(strtol(argv[2], NULL, 10));
     if (argc < 4) {
-        fprintf(stderr, "usage: producer_bench ENDPOINT STREAM COUNT [-X property=value]...\n");
+        fprintf(stderr, "usage: producer_bench ENDPOINT STREAM COUNT [-T threads] [-X property=value]...\n");
         return 2;
     }
     const char *endpoint = argv[1], *stream = argv[2];
@@ -114,7 +141,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", errstr);
             return 2;
         }
+    int threads = 1;
     for (int i = 4; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "-T") == 0) {
+            threads = atoi(argv[i + 1]);
+            if (threads < 1 || threads > 64) {
+                fprintf(stderr, "-T: 1 to 64 threads, not %s\n", argv[i + 1]);
+                return 2;
+            }
+            continue;
+        }
         char *eq = strchr(argv[i + 1], '=');
         if (strcmp(argv[i], "-X") != 0 || !eq) {
             fprintf(stderr, "expected -X property=value, got %s %s\n", argv[i], argv[i + 1]);
@@ -137,19 +173,26 @@ int main(int argc, char **argv)
 
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
     fill_pool(&seed);
-    char key[17];
     long refused = 0;
+    putter_t w[64];
+    pthread_t tid[64];
     double t0 = now_s();
-    for (long i = 0; i < count; i++) {
-        const unsigned char *data = next_record(&seed, key);
-        kn_record_t rec = {sizeof(kn_record_t), stream, key, 16, NULL, data, 100, NULL};
-        kn_err_t rc = kn_producer_put(p, &rec, errstr, sizeof(errstr));
-        if (rc != KN_ERR_OK) {
-            if (refused++ == 0 && !t.first_error[0])
-                snprintf(t.first_error, sizeof(t.first_error), "put: %s: %.200s", kn_err2name(rc), errstr);
+    for (int k = 0; k < threads; k++) {
+        w[k] = (putter_t){p, stream, count / threads + (k == 0 ? count % threads : 0),
+                          seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)k), 0, ""};
+        if (threads == 1)
+            put_main(&w[0]); /* on this thread, as before there were threads */
+        else if (pthread_create(&tid[k], NULL, put_main, &w[k]) != 0) {
+            fprintf(stderr, "cannot start thread %d\n", k);
+            return 2;
         }
-        if ((i & 4095) == 4095)
-            kn_producer_poll(p, 0);
+    }
+    for (int k = 0; k < threads; k++) {
+        if (threads > 1)
+            pthread_join(tid[k], NULL);
+        refused += w[k].refused;
+        if (w[k].refused && !t.first_error[0])
+            snprintf(t.first_error, sizeof(t.first_error), "%s", w[k].first_error);
     }
     kn_err_t frc = kn_producer_flush(p, 600000);
     double wall = now_s() - t0;
@@ -164,9 +207,9 @@ int main(int argc, char **argv)
     for (char *c = t.first_error; *c; c++)
         if (*c == '"' || *c == '\\')
             *c = '\'';
-    printf("{\"impl\":\"libkinesis\",\"records\":%ld,\"ok\":%ld,\"failed\":%ld,\"wall_s\":%.3f,"
+    printf("{\"impl\":\"libkinesis\",\"threads\":%d,\"records\":%ld,\"ok\":%ld,\"failed\":%ld,\"wall_s\":%.3f,"
            "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"maxrss_kib\":%ld,\"first_error\":\"%s\"}\n",
-           count, t.ok, t.failed + refused, wall, (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+           threads, count, t.ok, t.failed + refused, wall, (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
            (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss, t.first_error);
     if (stats) {
         fprintf(stderr, "producer stats: %s\n", stats);
