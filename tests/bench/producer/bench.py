@@ -107,7 +107,7 @@ def main():
     print("load average before the run: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     sys.stdout.flush()
 
-    ks, url = start_kinesalite()
+    ks, url = start_kinesalite(shard_limit=max(100, args.shards * 2))
     rows = []
     try:
         k = kinesis(url)
