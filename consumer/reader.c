@@ -692,6 +692,17 @@ static void drain_inbox(kn_reader_t *r)
     }
 }
 
+/* A record of shard s goes to the application: the counters and the metrics. Poller side. */
+static void delivered(kn_reader_t *r, const kn__rshard_t *s, size_t len)
+{
+    kn__rstat_add(r, KN_READER_STAT_RECORDS, 1);
+    kn__rstat_add(r, KN_READER_STAT_BYTES, (int64_t)len);
+    if (r->metrics) {
+        kn__mbatch_add(&r->mb, KN__RM_RECORDS, r->stream, s->id, NULL, 1, 1);
+        kn__mbatch_add(&r->mb, KN__RM_BYTES, r->stream, s->id, NULL, (double)len, 1);
+    }
+}
+
 static void msg_reset(kn_reader_t *r)
 {
     kn_reader_msg_t *m = &r->msg;
@@ -764,12 +775,7 @@ static const kn_reader_msg_t *next_message(kn_reader_t *r)
                 m->seq = rec->sequence_number;
                 m->arrival_ms = rec->arrival_ms;
                 m->millis_behind = res->millis_behind_latest;
-                kn__rstat_add(r, KN_READER_STAT_RECORDS, 1);
-                kn__rstat_add(r, KN_READER_STAT_BYTES, (int64_t)rec->data_len);
-                if (r->metrics) {
-                    kn__mbatch_add(&r->mb, KN__RM_RECORDS, r->stream, s->id, NULL, 1, 1);
-                    kn__mbatch_add(&r->mb, KN__RM_BYTES, r->stream, s->id, NULL, (double)rec->data_len, 1);
-                }
+                delivered(r, s, rec->data_len);
                 return m;
             }
         } else {
@@ -795,12 +801,7 @@ static const kn_reader_msg_t *next_message(kn_reader_t *r)
                 m->errstr = u->err_msg ? u->err_msg : "";
                 if (u->err != KN_ERR_OK)
                     kn__rstat_add(r, KN_READER_STAT_DECODE_ERRORS, 1);
-                kn__rstat_add(r, KN_READER_STAT_RECORDS, 1);
-                kn__rstat_add(r, KN_READER_STAT_BYTES, (int64_t)u->data_len);
-                if (r->metrics) {
-                    kn__mbatch_add(&r->mb, KN__RM_RECORDS, r->stream, s->id, NULL, 1, 1);
-                    kn__mbatch_add(&r->mb, KN__RM_BYTES, r->stream, s->id, NULL, (double)u->data_len, 1);
-                }
+                delivered(r, s, u->data_len);
                 return m;
             }
             r->decoded = NULL;

@@ -96,21 +96,24 @@ static uint64_t key_hash(int id, const char *stream, const char *shard, const ch
 
 static bool same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
 
+/* Puts s in the first free slot of its probe chain (cap a power of two, a free slot left). */
+static void place(series_t **slots, size_t cap, series_t *s)
+{
+    size_t j = (size_t)s->hash & (cap - 1);
+    while (slots[j])
+        j = (j + 1) & (cap - 1);
+    slots[j] = s;
+}
+
 static bool grow(kn__metrics_t *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 256;
     series_t **slots = calloc(cap, sizeof(*slots));
     if (!slots)
         return false;
-    for (size_t i = 0; i < m->cap; i++) {
-        series_t *s = m->slots[i];
-        if (!s)
-            continue;
-        size_t j = (size_t)s->hash & (cap - 1);
-        while (slots[j])
-            j = (j + 1) & (cap - 1);
-        slots[j] = s;
-    }
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i])
+            place(slots, cap, m->slots[i]);
     free(m->slots);
     m->slots = slots;
     m->cap = cap;
@@ -163,10 +166,7 @@ static series_t *series_of(kn__metrics_t *m, int id, const char *stream, const c
     s->stream = put_str(&at, stream);
     s->shard = put_str(&at, shard);
     s->err = put_str(&at, err);
-    size_t j = (size_t)h & (m->cap - 1);
-    while (m->slots[j])
-        j = (j + 1) & (m->cap - 1);
-    m->slots[j] = s;
+    place(m->slots, m->cap, s);
     m->count++;
     return s;
 }
@@ -314,10 +314,7 @@ static out_t *take_window(kn__metrics_t *m, size_t *n_out, int64_t start_ms, int
                 m->count--;
                 continue;
             }
-            size_t j = (size_t)s->hash & (m->cap - 1);
-            while (fresh[j])
-                j = (j + 1) & (m->cap - 1);
-            fresh[j] = s;
+            place(fresh, m->cap, s);
         }
         free(m->slots);
         m->slots = fresh;
