@@ -453,7 +453,12 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
         return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
                         "put: partition key has %ld Unicode characters; the limit is 1 to %d", chars,
                         PARTITION_KEY_MAX_CHARS);
-    kn__hashkey_t hash;
+    /*
+     * An explicit hash key is checked here; the MD5 of a partition key is
+     * left to the loop thread, which hashes the keys it takes many at a time
+     * (kn__md5_many; pipeline.c).
+     */
+    kn__hashkey_t hash = {0, 0};
     size_t elen = 0;
     if (rec->explicit_hash_key) {
         elen = strlen(rec->explicit_hash_key);
@@ -461,8 +466,6 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
             return put_fail(errstr, errstr_size, KN_ERR_INVALID_ARG,
                             "put: explicit hash key \"%.48s\" is not a decimal number in 0..2^128-1",
                             rec->explicit_hash_key);
-    } else {
-        hash = kn__hashkey_from_partition_key(rec->partition_key, klen);
     }
     uint64_t wire = (uint64_t)rec->data_len + klen;
     /*
@@ -521,6 +524,7 @@ KN_API kn_err_t kn_producer_put(kn_producer_t *p, const kn_record_t *rec, char *
     if (zs)
         kn__zslot_put(p, zs);
     r->hash = hash;
+    r->hash_pending = !rec->explicit_hash_key;
     r->opaque = rec->opaque;
     int64_t now = kn__mono_ms();
     r->put_ms = r->last_end_ms = now;

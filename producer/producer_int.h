@@ -61,6 +61,7 @@ struct kn_result_s {
     uint32_t gen;  /* flush generation slot */
     uint32_t shard_index; /* predicted shard in the stream's current map */
     bool aggregated, sent;
+    bool hash_pending; /* hash is the MD5 of key, computed when the loop takes the record */
     kn__pshard_t *wait_shard; /* while in a retry list */
     kn_err_t err;
     char *errstr;          /* malloc'd on failure */

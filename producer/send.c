@@ -365,6 +365,14 @@ static void build_work(uv_work_t *w)
         q->rc = kn__error_set(&q->err, KN_ERR_NOMEM, "out of memory building a request");
         return;
     }
+    /* The aggregates' digests, many at once (kn__agg_out_digest), 64 Kinesis records at a time. */
+    for (size_t i = 0; i < q->n; i += 64) {
+        kn__agg_out_t *outs[64];
+        size_t m = q->n - i < 64 ? q->n - i : 64;
+        for (size_t k = 0; k < m; k++)
+            outs[k] = &q->krecs[i + k]->out;
+        kn__agg_out_digest(outs, m);
+    }
     for (size_t i = 0; i < q->n; i++) {
         kn__krec_t *x = q->krecs[i];
         kn__put_entry_t *en = &q->entries[i];

@@ -19,6 +19,7 @@
  * records, whose user data stay views into the input.
  */
 #include "agg.h"
+#include "md5.h"
 
 #include <stdlib.h>
 #include <string.h>

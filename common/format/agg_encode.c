@@ -20,6 +20,7 @@
  * amortised growth of the buffers.
  */
 #include "agg.h"
+#include "md5.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,7 @@ struct kn__agg_builder_s {
     /* The first record, for the raw single-record output and the outer hash key. */
     size_t first_data_off, first_data_len;
     long first_ehk; /* index in ehk, or -1 */
+    bool defer_digest; /* finish leaves the MD5 to kn__agg_out_digest */
 };
 
 kn__agg_builder_t *kn__agg_builder_new(void)
@@ -523,13 +525,48 @@ kn_err_t kn__agg_builder_finish(const kn__agg_builder_t *b, const char *outer_pa
     w = tab_write(&b->ehk, w, TAG_AR_EHK_TABLE);
     memcpy(w, b->recs.data, b->recs.len);
     w += b->recs.len;
-    kn__md5(start + KN__AGG_MAGIC_LEN, (size_t)(w - start) - KN__AGG_MAGIC_LEN, w);
+    if (b->defer_digest) {
+        memset(w, 0, KN__AGG_DIGEST_LEN);
+        out->digest_pending = true;
+    } else {
+        kn__md5(start + KN__AGG_MAGIC_LEN, (size_t)(w - start) - KN__AGG_MAGIC_LEN, w);
+    }
     w += KN__AGG_DIGEST_LEN;
     out->data.len += (size_t)(w - start);
     out->data.data[out->data.len] = '\0';
     out->aggregated = true;
 out:
     return rc;
+}
+
+void kn__agg_builder_defer_digest(kn__agg_builder_t *b, bool defer) { b->defer_digest = defer; }
+
+void kn__agg_out_digest(kn__agg_out_t *const *outs, size_t n)
+{
+    /* In groups of up to 64, so that the lane arrays stay on the stack. */
+    enum { GROUP = 64 };
+    const void *data[GROUP];
+    size_t len[GROUP];
+    unsigned char digest[GROUP][16];
+    kn__agg_out_t *who[GROUP];
+    size_t m = 0;
+    for (size_t i = 0; i <= n; i++) {
+        kn__agg_out_t *o = i < n ? outs[i] : NULL;
+        if (o && o->digest_pending && o->aggregated && o->data.len >= KN__AGG_OVERHEAD) {
+            who[m] = o;
+            data[m] = o->data.data + KN__AGG_MAGIC_LEN;
+            len[m] = o->data.len - KN__AGG_OVERHEAD;
+            m++;
+        }
+        if (m == GROUP || (i == n && m > 0)) {
+            kn__md5_many(m, data, len, digest);
+            for (size_t k = 0; k < m; k++) {
+                memcpy(who[k]->data.data + who[k]->data.len - KN__AGG_DIGEST_LEN, digest[k], 16);
+                who[k]->digest_pending = false;
+            }
+            m = 0;
+        }
+    }
 }
 
 void kn__agg_out_free(kn__agg_out_t *out)

@@ -18,12 +18,12 @@ typedef struct kn__hashkey_s {
  * safe from any thread. Works in OpenSSL FIPS mode (it is a partitioning hash).
  */
 kn__hashkey_t kn__hashkey_from_partition_key(const void *key, size_t len);
+/* A 16-byte MD5 digest as a hash key (for digests computed elsewhere, e.g. by kn__md5_many). */
+kn__hashkey_t kn__hashkey_from_digest(const unsigned char d[16]);
 /* Parses a decimal "0".."340282366920938463463374607431768211455"; -1 if invalid. */
 int kn__hashkey_parse(const char *s, size_t len, kn__hashkey_t *out);
 /* Decimal representation into out (KN__HASHKEY_STRLEN bytes); returns length. */
 size_t kn__hashkey_format(kn__hashkey_t k, char out[KN__HASHKEY_STRLEN]);
 int kn__hashkey_cmp(kn__hashkey_t a, kn__hashkey_t b);
-/* Raw 16-byte MD5 digest. */
-void kn__md5(const void *data, size_t len, unsigned char out[16]);
 
 #endif

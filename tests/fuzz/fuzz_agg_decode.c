@@ -15,6 +15,7 @@
 #include "agg.h"
 #include "err.h"
 #include "hashkey.h"
+#include "md5.h"
 
 static bool inside(const void *p, size_t n, const uint8_t *base, size_t len)
 {

@@ -7,6 +7,7 @@
 #include "fuzz.h"
 
 #include "hashkey.h"
+#include "md5.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

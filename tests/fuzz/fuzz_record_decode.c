@@ -23,6 +23,7 @@
 #include "compress.h"
 #include "err.h"
 #include "hashkey.h"
+#include "md5.h"
 #include "record_codec.h"
 
 static kn__zctx_t *z;

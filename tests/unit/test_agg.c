@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agg.h"
+#include "md5.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -675,6 +676,62 @@ static void test_try_add_packs_to_limit(void **state)
     }
     assert_true(aggs > 10);
     kn__agg_builder_destroy(b);
+}
+
+/*
+ * Deferred digests: aggregates finished with the MD5 left out, then digested
+ * together by kn__agg_out_digest, are byte for byte the aggregates finished
+ * the ordinary way; raw single records and finished ones are left alone.
+ */
+static void test_deferred_digests_match(void **state)
+{
+    (void)state;
+    enum { N = 23 };
+    kn__agg_out_t plain[N], deferred[N];
+    kn__agg_out_t *outs[N + 1];
+    kn__agg_builder_t *b = kn__agg_builder_new();
+    kn__agg_builder_t *d = kn__agg_builder_new();
+    assert_true(b && d);
+    kn__agg_builder_defer_digest(d, true);
+    char key[32], data[600];
+    for (int i = 0; i < N; i++) {
+        kn__agg_builder_reset(b);
+        kn__agg_builder_reset(d);
+        int count = i == 3 ? 1 : 1 + (i * 7) % 40; /* i == 3: one record, sent raw */
+        for (int j = 0; j < count; j++) {
+            snprintf(key, sizeof(key), "key-%d-%d", i, j % 5);
+            size_t dl = (size_t)((i * 131 + j * 17) % (int)sizeof(data));
+            memset(data, 'a' + (i + j) % 26, dl);
+            kn__agg_in_t r = {key, strlen(key), NULL, 0, data, dl, NULL, 0};
+            assert_int_equal(kn__agg_builder_add(b, &r, NULL), KN_ERR_OK);
+            assert_int_equal(kn__agg_builder_add(d, &r, NULL), KN_ERR_OK);
+        }
+        plain[i] = (kn__agg_out_t)KN__AGG_OUT_INIT;
+        deferred[i] = (kn__agg_out_t)KN__AGG_OUT_INIT;
+        assert_int_equal(kn__agg_builder_finish(b, NULL, false, &plain[i], NULL), KN_ERR_OK);
+        assert_int_equal(kn__agg_builder_finish(d, NULL, false, &deferred[i], NULL), KN_ERR_OK);
+        assert_false(plain[i].digest_pending);
+        assert_int_equal(deferred[i].digest_pending, deferred[i].aggregated);
+        assert_int_equal(plain[i].data.len, deferred[i].data.len);
+        if (deferred[i].aggregated) {
+            static const unsigned char zeros[16];
+            assert_memory_equal(deferred[i].data.data + deferred[i].data.len - 16, zeros, 16);
+            assert_memory_not_equal(plain[i].data.data + plain[i].data.len - 16, zeros, 16);
+        }
+        outs[i] = &deferred[i];
+    }
+    outs[N] = NULL;
+    kn__agg_out_digest(outs, N + 1);
+    kn__agg_out_digest(outs, N + 1); /* a second call changes nothing */
+    for (int i = 0; i < N; i++) {
+        assert_false(deferred[i].digest_pending);
+        assert_int_equal(plain[i].data.len, deferred[i].data.len);
+        assert_memory_equal(plain[i].data.data, deferred[i].data.data, plain[i].data.len);
+        kn__agg_out_free(&plain[i]);
+        kn__agg_out_free(&deferred[i]);
+    }
+    kn__agg_builder_destroy(b);
+    kn__agg_builder_destroy(d);
 }
 
 /* ------------------------------------------------------------ decoder */
@@ -1595,6 +1652,7 @@ int main(void)
         cmocka_unit_test(test_size_exactly_at_limit),
         cmocka_unit_test(test_size_accounting_random_roundtrip),
         cmocka_unit_test(test_try_add_packs_to_limit),
+        cmocka_unit_test(test_deferred_digests_match),
         cmocka_unit_test(test_decode_plain_records),
         cmocka_unit_test(test_decode_empty_aggregate),
         cmocka_unit_test(test_decode_wrong_md5),

@@ -1,4 +1,4 @@
-/* Unit tests for common/format/hashkey.c: MD5, partition key -> hash key, decimal I/O, comparison. */
+/* Unit tests for common/format/hashkey.c: partition key -> hash key, decimal I/O, comparison. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,74 +8,13 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
 
 #include "hashkey.h"
-
-static void hex16(const unsigned char d[16], char out[33])
-{
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
 
 static char *fmt(kn__hashkey_t k, char buf[KN__HASHKEY_STRLEN])
 {
     kn__hashkey_format(k, buf);
     return buf;
-}
-
-/* RFC 1321 appendix A.5 test suite, plus block-boundary lengths. */
-static void test_md5_rfc1321_vectors(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *in;
-        const char *hex;
-    } v[] = {
-        {"", "d41d8cd98f00b204e9800998ecf8427e"},
-        {"a", "0cc175b9c0f1b6a831c399e269772661"},
-        {"abc", "900150983cd24fb0d6963f7d28e17f72"},
-        {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
-        {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
-        {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-         "d174ab98d277d9f5a5611c2c9f419d9f"},
-        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
-         "57edf4a22be3c955ac49da2e2107b67a"},
-    };
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        unsigned char d[16];
-        char hex[33];
-        kn__md5(v[i].in, strlen(v[i].in), d);
-        hex16(d, hex);
-        assert_string_equal(hex, v[i].hex);
-    }
-}
-
-/*
- * The embedded MD5 agrees with OpenSSL for every length 0..300 (covers the
- * 55/56/63/64-byte padding boundaries and multi-block inputs) and arbitrary
- * bytes. OpenSSL is fetched with "-fips" as the library once did.
- */
-static void test_md5_matches_openssl_all_lengths(void **state)
-{
-    (void)state;
-    EVP_MD *md = EVP_MD_fetch(NULL, "MD5", "-fips");
-    assert_non_null(md);
-    unsigned char buf[300];
-    uint32_t x = 12345;
-    for (size_t i = 0; i < sizeof(buf); i++) {
-        x = x * 1103515245u + 12345u;
-        buf[i] = (unsigned char)(x >> 16);
-    }
-    for (size_t len = 0; len <= sizeof(buf); len++) {
-        unsigned char a[16], b[EVP_MAX_MD_SIZE];
-        unsigned int blen = 0;
-        kn__md5(buf, len, a);
-        assert_int_equal(EVP_Digest(buf, len, b, &blen, md, NULL), 1);
-        assert_int_equal(blen, 16);
-        assert_memory_equal(a, b, 16);
-    }
-    EVP_MD_free(md);
 }
 
 /*
@@ -228,8 +167,6 @@ static void test_cmp_orders_by_value(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_md5_rfc1321_vectors),
-        cmocka_unit_test(test_md5_matches_openssl_all_lengths),
         cmocka_unit_test(test_partition_key_to_decimal),
         cmocka_unit_test(test_partition_key_is_big_endian_digest),
         cmocka_unit_test(test_parse_format_extremes_round_trip),
