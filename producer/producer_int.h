@@ -45,6 +45,21 @@ typedef struct kn__pattempt_s {
     const char *name; /* interned (lives as long as the producer) */
 } kn__pattempt_t;
 
+/*
+ * The success of one Kinesis record, for the serving thread to write into
+ * its user records (r->fill on the first of them; the rest follow it in the
+ * result queue). The loop thread hands the whole run over without touching
+ * each record: by the time an answer comes its records have left the cache,
+ * and the serving thread reads each of them anyway.
+ */
+typedef struct kn__fill_s {
+    kn__landing_t *landing; /* counted for every record of the run */
+    size_t count;           /* records in the run, the first included */
+    int64_t start_ms, end_ms; /* the attempt: request sent, answer handled */
+    const char *name;       /* the attempt's interned error name ("") */
+    bool aggregated;
+} kn__fill_t;
+
 /* One user record, in one allocation with its key, explicit hash key and data; also its result. */
 struct kn_result_s {
     struct kn_result_s *next;
@@ -62,6 +77,7 @@ struct kn_result_s {
     uint32_t shard_index; /* predicted shard in the stream's current map */
     bool aggregated, sent;
     bool hash_pending; /* hash is the MD5 of key, computed when the loop takes the record */
+    kn__fill_t *fill;  /* in the result queue: this and the next fill->count - 1 records succeeded */
     kn__pshard_t *wait_shard; /* while in a retry list */
     kn_err_t err;
     char *errstr;          /* malloc'd on failure */

@@ -270,9 +270,18 @@ static void handle_entry(kn_producer_t *p, preq_t *q, kn__krec_t *k, const kn__p
             kn__krec_release(p, k);
             return;
         }
+        atomic_store(&l->refcnt, (int)k->recs.count);
+        kn__fill_t *f = kn__fault(KN__FP_PRODUCER_FILL_ALLOC) ? NULL : malloc(sizeof(*f));
+        if (f) {
+            /* The serving thread writes the outcome into each record (results.c). */
+            *f = (kn__fill_t){l, k->recs.count, q->start_ms, now, kn__pintern(p, ""), k->aggregated};
+            k->recs.head->fill = f;
+            kn__pl_concat(done, &k->recs);
+            kn__krec_release(p, k);
+            return;
+        }
         uint64_t j = 0;
         kn__prec_t *r;
-        atomic_store(&l->refcnt, (int)k->recs.count);
         while ((r = kn__pl_pop(&k->recs))) {
             if (r->next)
                 __builtin_prefetch(r->next);

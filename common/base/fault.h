@@ -15,6 +15,7 @@
 
 typedef enum kn__fault_point_e {
     KN__FP_PRODUCER_MISMATCH_ALLOC, /* send.c: waiting for a map after a wrong-shard landing */
+    KN__FP_PRODUCER_FILL_ALLOC,     /* send.c: a success handed to the serving thread to fill in */
     KN__FP_READER_BATCH_ALLOC,      /* reader.c: a parsed answer's batch */
     KN__FP_READER_QUEUE_ALLOC,      /* reader.c: an event of the poller's own (caught up, stopped) */
     KN__FP__COUNT
