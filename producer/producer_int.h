@@ -60,31 +60,40 @@ typedef struct kn__fill_s {
     bool aggregated;
 } kn__fill_t;
 
-/* One user record, in one allocation with its key, explicit hash key and data; also its result. */
+/*
+ * One user record, in one allocation with its key, explicit hash key and
+ * data; also its result. The fields are ordered by who reads them last: the
+ * serving thread reaches each record long after it was put (cold in the
+ * cache), so what it reads and writes fills the first two cache lines.
+ */
 struct kn_result_s {
+    /* Serving (first cache line): the queue, the outcome, what the accounting reads. */
     struct kn_result_s *next;
+    kn__fill_t *fill;       /* in the result queue: this and the next fill->count - 1 records succeeded */
+    void *opaque;
+    kn__landing_t *landing; /* on success */
+    int64_t last_end_ms;
+    uint64_t sub_seq;
+    kn_err_t err;
+    uint32_t gen;           /* flush generation slot */
+    uint32_t key_len, ehk_len;
+    /* Serving (second cache line): the attempts, what free reads. */
+    size_t data_len;
+    int n_attempts;
+    bool aggregated, sent;
+    bool hash_pending;      /* hash is the MD5 of key, computed when the loop takes the record */
+    char *errstr;           /* malloc'd on failure */
+    kn__pattempt_t *more;   /* attempts 1.. (malloc'd) */
+    kn__pattempt_t attempt0;
+    /* The loop's. */
     kn__pstream_t *stream;
     kn__hashkey_t hash;
-    void *opaque;
-    int64_t put_ms, deadline_ms, expire_ms, not_before_ms, last_end_ms;
-    uint64_t sub_seq;
     const char *key, *ehk;
     const unsigned char *data;
-    uint32_t key_len, ehk_len;
-    size_t data_len;
+    int64_t put_ms, deadline_ms, expire_ms, not_before_ms;
     kn__codec_t zcodec; /* record scope: data is a frame of this codec (tagged); NONE: as put */
-    uint32_t gen;  /* flush generation slot */
     uint32_t shard_index; /* predicted shard in the stream's current map */
-    bool aggregated, sent;
-    bool hash_pending; /* hash is the MD5 of key, computed when the loop takes the record */
-    kn__fill_t *fill;  /* in the result queue: this and the next fill->count - 1 records succeeded */
     kn__pshard_t *wait_shard; /* while in a retry list */
-    kn_err_t err;
-    char *errstr;          /* malloc'd on failure */
-    kn__landing_t *landing; /* on success */
-    int n_attempts;
-    kn__pattempt_t attempt0;
-    kn__pattempt_t *more; /* attempts 1.. (malloc'd) */
 };
 typedef struct kn_result_s kn__prec_t;
 

@@ -166,8 +166,18 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
     kn__mbatch_init(&mb, p->metrics);
     kn__fill_t *fill = NULL;
     size_t fill_left = 0, fill_j = 0;
-    for (kn__prec_t *r = list; r; r = r->next) {
-        __builtin_prefetch(r->next);
+    /*
+     * One pass: each record is served and freed while it is in the cache
+     * (a request's results can be tens of thousands of records, more than
+     * the cache holds). Freeing before the accounting below only makes the
+     * memory bound more conservative for a moment. With metrics, a batch
+     * keeps pointers to the records' shard names until it is committed, so
+     * the records are freed after the commit instead.
+     */
+    kn__prec_t *later = NULL;
+    for (kn__prec_t *r = list, *next; r; r = next) {
+        next = r->next;
+        __builtin_prefetch(next);
         if (r->fill) {
             free(fill); /* only if a run was cut short, which the loop never does */
             fill = r->fill;
@@ -195,9 +205,20 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
         n++;
         bytes += kn__prec_mem(r);
         gen_dec[r->gen]++;
+        if (p->metrics) {
+            r->next = later;
+            later = r;
+        } else {
+            kn__prec_free(r);
+        }
     }
     free(fill);
     kn__mbatch_commit(&mb);
+    while (later) {
+        kn__prec_t *next = later->next;
+        kn__prec_free(later);
+        later = next;
+    }
     if (n) {
         atomic_fetch_add_explicit(&st->put_ok, ok, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->failed, n - ok, memory_order_relaxed);
@@ -209,11 +230,6 @@ int kn__results_serve(kn_producer_t *p, int timeout_ms)
             p->gen_count[i] -= gen_dec[i];
         pthread_cond_broadcast(&p->room_cond);
         pthread_mutex_unlock(&p->lock);
-    }
-    while (list) {
-        kn__prec_t *next = list->next;
-        kn__prec_free(list);
-        list = next;
     }
     if (p->stats_cb && kn__mono_ms() >= p->stats_next_ms) {
         p->stats_next_ms = kn__mono_ms() + p->stats_ms;
