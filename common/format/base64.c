@@ -6,13 +6,28 @@
  * bits a pad leaves unused must be zero (so every byte string has exactly one
  * accepted encoding). Whitespace is not skipped. The decoder reads exactly
  * len bytes and never looks for a NUL.
+ *
+ * Where the CPU has AVX-512 VBMI, whole blocks of 48 bytes (64 characters)
+ * go through byte permutations in one register each way, the method of
+ * Mula and Lemire ("Base64 encoding and decoding at almost the speed of a
+ * memory copy", 2019): about twenty times fewer instructions per byte than
+ * the table code, which handles the rest (the ends, other CPUs, and any
+ * block with a character outside the alphabet, so that errors are decided
+ * in one place). The choice is made once, at run time; the unit test runs
+ * both and compares them.
  */
 #include "base64.h"
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KN_B64_X86 1
+#include <immintrin.h>
+#endif
 
 static const char enc_tab[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -39,19 +54,116 @@ static const unsigned char dec_tab[256] = {
 static uint16_t pair_tab[4096];
 static pthread_once_t pair_once = PTHREAD_ONCE_INIT;
 
+static _Atomic bool use_vbmi; /* set once by pair_init; kn__base64_force_scalar turns it off */
+
+static bool cpu_has_vbmi(void)
+{
+#ifdef KN_B64_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
+#else
+    return false;
+#endif
+}
+
 static void pair_init(void)
 {
     for (unsigned v = 0; v < 4096; v++) {
         unsigned char two[2] = {(unsigned char)enc_tab[v >> 6], (unsigned char)enc_tab[v & 63]};
         memcpy(&pair_tab[v], two, 2);
     }
+    use_vbmi = cpu_has_vbmi();
 }
+
+int kn__base64_force_scalar(bool scalar)
+{
+    pthread_once(&pair_once, pair_init);
+    bool has = cpu_has_vbmi();
+    use_vbmi = !scalar && has;
+    return has ? 1 : 0;
+}
+
+#ifdef KN_B64_X86
+#define B64_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi")))
+
+/*
+ * Encodes the first len / 48 blocks of 48 bytes into 64 characters each;
+ * returns the bytes done. Per block: one byte permutation gathers each
+ * 3-byte group into a 32-bit lane as [b1 b0 b2 b1], a multishift picks out
+ * the four 6-bit fields of each lane at bit offsets 10, 4, 22 and 16, and a
+ * second permutation maps each field to its letter.
+ */
+B64_VBMI static size_t encode_vbmi(char *dst, const unsigned char *src, size_t len)
+{
+    const __m512i gather = _mm512_setr_epi32(
+        0x01020001, 0x04050304, 0x07080607, 0x0a0b090a, 0x0d0e0c0d, 0x10110f10, 0x13141213, 0x16171516,
+        0x191a1819, 0x1c1d1b1c, 0x1f201e1f, 0x22232122, 0x25262425, 0x28292728, 0x2b2c2a2b, 0x2e2f2d2e);
+    const __m512i shifts = _mm512_set1_epi64(0x3036242a1016040aLL);
+    const __m512i alphabet = _mm512_loadu_si512((const void *)enc_tab);
+    size_t done = 0;
+    for (; done + 48 <= len; done += 48, dst += 64) {
+        __m512i in = _mm512_maskz_loadu_epi8(0x0000ffffffffffffULL, src + done);
+        __m512i lanes = _mm512_permutexvar_epi8(gather, in);
+        __m512i fields = _mm512_multishift_epi64_epi8(shifts, lanes);
+        _mm512_storeu_si512((void *)dst, _mm512_permutexvar_epi8(fields, alphabet));
+    }
+    return done;
+}
+
+/* Alphabet value of each ASCII character, 0x80 for the others; built by vbmi_tab_init. */
+static unsigned char vbmi_dec[128] __attribute__((aligned(64)));
+static pthread_once_t vbmi_once = PTHREAD_ONCE_INIT;
+static void vbmi_tab_init(void)
+{
+    for (int c = 0; c < 128; c++)
+        vbmi_dec[c] = dec_tab[c] ? (unsigned char)(dec_tab[c] - 1) : 0x80;
+}
+
+/*
+ * Decodes whole blocks of 64 characters of p[0..len) into 48 bytes each, in
+ * order, stopping before a block with any byte outside the alphabet (the
+ * table code then decides it); returns the characters done. d may be p:
+ * block k is read whole before bytes 48k..48k+47 are written, and those lie
+ * before block k+1.
+ */
+B64_VBMI static size_t decode_vbmi(unsigned char *d, const unsigned char *p, size_t len)
+{
+    pthread_once(&vbmi_once, vbmi_tab_init);
+    const __m512i lo = _mm512_load_si512((const void *)vbmi_dec);
+    const __m512i hi = _mm512_load_si512((const void *)(vbmi_dec + 64));
+    /* Within each 32-bit lane: a<<6|b and c<<6|d as 16-bit halves, then (a<<6|b)<<12 | (c<<6|d). */
+    const __m512i pair = _mm512_set1_epi32(0x01400140);
+    const __m512i quad = _mm512_set1_epi32(0x00011000);
+    /* The three bytes of each 24-bit lane value, most significant first. */
+    const __m512i pack = _mm512_set_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        60, 61, 62, 56, 57, 58, 52, 53, 54, 48, 49, 50, 44, 45, 46, 40,
+        41, 42, 36, 37, 38, 32, 33, 34, 28, 29, 30, 24, 25, 26, 20, 21,
+        22, 16, 17, 18, 12, 13, 14, 8, 9, 10, 4, 5, 6, 0, 1, 2);
+    size_t done = 0;
+    for (; done + 64 <= len; done += 64, d += 48) {
+        __m512i in = _mm512_loadu_si512((const void *)(p + done));
+        __m512i vals = _mm512_permutex2var_epi8(lo, in, hi);
+        if (_mm512_movepi8_mask(_mm512_or_si512(vals, in)) != 0)
+            break; /* a byte >= 0x80, or one outside the alphabet */
+        __m512i merged = _mm512_madd_epi16(_mm512_maddubs_epi16(vals, pair), quad);
+        _mm512_mask_storeu_epi8(d, 0x0000ffffffffffffULL, _mm512_permutexvar_epi8(pack, merged));
+    }
+    return done;
+}
+#endif
 
 void kn__base64_encode_to(char *dst, const void *data, size_t len)
 {
     const unsigned char *p = data;
     size_t i = 0;
     pthread_once(&pair_once, pair_init);
+#ifdef KN_B64_X86
+    if (use_vbmi && len >= 48) {
+        i = encode_vbmi(dst, p, len);
+        dst += i / 3 * 4;
+    }
+#endif
     for (; i + 6 <= len; i += 6) {
         uint64_t v = (uint64_t)p[i] << 56 | (uint64_t)p[i + 1] << 48 | (uint64_t)p[i + 2] << 40 |
                      (uint64_t)p[i + 3] << 32 | (uint64_t)p[i + 4] << 24 | (uint64_t)p[i + 5] << 16;
@@ -112,7 +224,15 @@ static int decode_core(unsigned char *d, const unsigned char *p, size_t len, siz
         pad = p[len - 2] == '=' ? 2 : 1;
     size_t out = len / 4 * 3 - pad;
     size_t full = pad ? len - 4 : len;
-    for (size_t i = 0; i < full; i += 4) {
+    size_t i = 0;
+#ifdef KN_B64_X86
+    pthread_once(&pair_once, pair_init);
+    if (use_vbmi && full >= 64) {
+        i = decode_vbmi(d, p, full);
+        d += i / 4 * 3;
+    }
+#endif
+    for (; i < full; i += 4) {
         unsigned a = dec_tab[p[i]], b = dec_tab[p[i + 1]], c = dec_tab[p[i + 2]],
                  e = dec_tab[p[i + 3]];
         if (!a || !b || !c || !e)

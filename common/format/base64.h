@@ -2,6 +2,7 @@
 #ifndef KN_BASE64_H
 #define KN_BASE64_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -22,5 +23,12 @@ int kn__base64_decode(kn_buf_t *out, const char *s, size_t len);
  * overwritten).
  */
 long kn__base64_decode_inplace(char *s, size_t len);
+
+/*
+ * Tests and benchmarks: true makes every call use the portable table code;
+ * false returns to the AVX-512 VBMI code where the CPU has it. Returns 1 if
+ * this CPU has it, else 0. Not for use while other threads encode.
+ */
+int kn__base64_force_scalar(bool scalar);
 
 #endif

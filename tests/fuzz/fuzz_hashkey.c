@@ -2,7 +2,9 @@
  * 128-bit decimal hash keys (ExplicitHashKey, shard hash ranges). A key
  * that parses formats to its canonical decimal, which parses to the same key;
  * the canonical form is the input without leading zeros. Also the MD5 of the
- * input as a partition key formats and parses back.
+ * input as a partition key formats and parses back, and kn__md5_many, in
+ * every implementation this CPU has, gives kn__md5's digests for pieces of
+ * the input (cut where the input's bytes say).
  */
 #include "fuzz.h"
 
@@ -44,6 +46,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lo = lo << 8 | md5[8 + i];
     }
     FUZZ_CHECK(h.hi == hi && h.lo == lo);
+
+    /* Up to 40 pieces: each piece's length is its first byte (times 3), or what is left. */
+    const void *piece[40];
+    size_t plen[40];
+    unsigned char got[40][16], want[16];
+    size_t np = 0, pos = 0;
+    while (np < 40 && pos <= size) {
+        size_t l = pos < size ? (size_t)data[pos] * 3 : 0;
+        if (l > size - pos)
+            l = size - pos;
+        piece[np] = data + pos;
+        plen[np++] = l;
+        pos += l + 1;
+    }
+    static const char *const impls[] = {"scalar", "avx2", "avx512"};
+    for (int im = 0; im < 3; im++) {
+        if (kn__md5_many_force(impls[im]) != 0)
+            continue;
+        kn__md5_many(np, piece, plen, got);
+        for (size_t i = 0; i < np; i++) {
+            kn__md5(piece[i], plen[i], want);
+            FUZZ_CHECK(memcmp(got[i], want, 16) == 0);
+        }
+    }
+    kn__md5_many_force(NULL);
     free(s);
     return 0;
 }
