@@ -87,7 +87,7 @@ static bool inside(const void *p, size_t n, const void *base, size_t len)
 }
 
 kn_err_t kn__batch_fill(kn_batch_t *b, kn__tenure_t *t, kn__rc_decoder_t *dec,
-                        const kn__rbatch_t *rb)
+                        kn__rbatch_t *rb)
 {
     const kn__get_records_result_t *res = &rb->res;
     b->shard_id = t->shard_id;
@@ -104,8 +104,8 @@ kn_err_t kn__batch_fill(kn_batch_t *b, kn__tenure_t *t, kn__rc_decoder_t *dec,
         const kn__rc_decoded_t *d = NULL;
         kn_error_t e;
         kn__error_clear(&e);
-        if (kn__rc_decode(dec, rec->data, rec->data_len, rec->partition_key, rec->partition_key_len,
-                          NULL, 0, &d, &e) != KN_ERR_OK)
+        if (kn__rc_decode_checked(dec, rec->data, rec->data_len, rec->partition_key, rec->partition_key_len,
+                                  NULL, 0, kn__rbatch_digest_ok(rb, i), &d, &e) != KN_ERR_OK)
             return KN_ERR_NOMEM;
         b->out_of_range += kn__rc_check_range(dec, t->start_hash, t->end_hash);
         for (size_t j = 0; j < d->count; j++) {

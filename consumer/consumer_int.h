@@ -383,7 +383,7 @@ void kn__batch_free(kn_batch_t *b);
  * checkpoint left out while t->skipping. KN_ERR_NOMEM only.
  */
 kn_err_t kn__batch_fill(kn_batch_t *b, kn__tenure_t *t, kn__rc_decoder_t *dec,
-                        const kn__rbatch_t *rb);
+                        kn__rbatch_t *rb);
 /* The last record of the batch (NULL when it has none). */
 const char *kn__batch_last(const kn_batch_t *b, uint64_t *sub);
 int64_t kn__batch_bytes(const kn_batch_t *b);

@@ -63,6 +63,23 @@ static void item_free(kn__ritem_t *it)
     free(it);
 }
 
+bool kn__rbatch_digest_ok(kn__rbatch_t *b, size_t i)
+{
+    if (i < b->ok_from || i >= b->ok_from + b->ok_n) {
+        const void *data[KN__RBATCH_OK_WINDOW];
+        size_t len[KN__RBATCH_OK_WINDOW];
+        size_t n = b->count - i < KN__RBATCH_OK_WINDOW ? b->count - i : KN__RBATCH_OK_WINDOW;
+        for (size_t k = 0; k < n; k++) {
+            data[k] = b->res.records[i + k].data;
+            len[k] = b->res.records[i + k].data_len;
+        }
+        kn__agg_verify_many(n, data, len, b->digest_ok);
+        b->ok_from = i;
+        b->ok_n = n;
+    }
+    return b->digest_ok[i - b->ok_from];
+}
+
 static void batch_free(kn__rbatch_t *b)
 {
     if (!b)
@@ -810,8 +827,9 @@ static const kn_reader_msg_t *next_message(kn_reader_t *r)
                 const kn__rc_decoded_t *d = NULL;
                 kn_error_t e;
                 kn__error_clear(&e);
-                if (kn__rc_decode(r->dec, rec->data, rec->data_len, rec->partition_key,
-                                  rec->partition_key_len, NULL, 0, &d, &e) != KN_ERR_OK) {
+                bool ok = kn__rbatch_digest_ok(b, b->next - 1);
+                if (kn__rc_decode_checked(r->dec, rec->data, rec->data_len, rec->partition_key,
+                                          rec->partition_key_len, NULL, 0, ok, &d, &e) != KN_ERR_OK) {
                     b->next--; /* out of memory: try this record again at the next poll */
                     return NULL;
                 }

@@ -176,6 +176,7 @@ typedef struct kn__ritem_s {
 } kn__ritem_t;
 
 /* One parsed answer being served (poller only). */
+#define KN__RBATCH_OK_WINDOW 64
 typedef struct kn__rbatch_s {
     kn__rout_t out;     /* its entry in the serve queue */
     kn__rshard_t *shard;
@@ -183,7 +184,17 @@ typedef struct kn__rbatch_s {
     size_t count;       /* records to serve (a stop may cut res.count) */
     size_t next;        /* next Kinesis record to decode */
     int64_t bytes;      /* to release when served */
+    /* Digest checks of records [ok_from, ok_from + ok_n), made together (kn__rbatch_digest_ok). */
+    size_t ok_from, ok_n;
+    bool digest_ok[KN__RBATCH_OK_WINDOW];
 } kn__rbatch_t;
+
+/*
+ * Whether record i of b is an aggregate with a good MD5, as checked for the
+ * next KN__RBATCH_OK_WINDOW records at once (kn__agg_verify_many) when i
+ * leaves the window: the answer for kn__rc_decode_checked.
+ */
+bool kn__rbatch_digest_ok(kn__rbatch_t *b, size_t i);
 
 
 

@@ -220,6 +220,21 @@ bool kn__agg_is_aggregate(const void *data, size_t len);
 kn_err_t kn__agg_decode(const void *data, size_t len, const char *partition_key,
                         size_t partition_key_len, const char *explicit_hash_key,
                         size_t explicit_hash_key_len, kn__agg_decoded_t *out, kn_error_t *err);
+
+/*
+ * Digest checks of many Kinesis records at once, side by side in SIMD lanes
+ * (kn__md5_many): ok[i] is true when data[i] starts with the magic, is
+ * longer than KN__AGG_OVERHEAD and ends with the MD5 of its protobuf. A
+ * consumer checks a GetRecords answer's records together this way and
+ * hands each answer to kn__agg_decode_checked, which then does not compute
+ * the MD5 again. false only means "not known good": decode checks again.
+ */
+void kn__agg_verify_many(size_t n, const void *const *data, const size_t *len, bool *ok);
+/* kn__agg_decode, told whether kn__agg_verify_many found data's digest good. */
+kn_err_t kn__agg_decode_checked(const void *data, size_t len, const char *partition_key,
+                                size_t partition_key_len, const char *explicit_hash_key,
+                                size_t explicit_hash_key_len, bool digest_ok, kn__agg_decoded_t *out,
+                                kn_error_t *err);
 void kn__agg_decoded_free(kn__agg_decoded_t *out);
 
 /* The effective hash key of a user record: its explicit key, else MD5 of its partition key. -1 if the explicit key is invalid. */
@@ -230,7 +245,9 @@ int kn__agg_rec_hashkey(const kn__agg_rec_t *r, kn__hashkey_t *out);
  * aggregate whose effective hash key lies outside the shard's [start, end]
  * (or whose explicit hash key is invalid) with out_of_range = true and
  * returns how many were. Plain (pass-through) records are never marked:
- * GetRecords does not return the explicit hash key that placed them.
+ * GetRecords does not return the explicit hash key that placed them. The
+ * partition keys' MD5s are computed many at a time (kn__md5_many), once
+ * per run of records that share a key.
  */
 size_t kn__agg_check_range(kn__agg_decoded_t *d, kn__hashkey_t start, kn__hashkey_t end);
 

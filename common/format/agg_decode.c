@@ -453,9 +453,46 @@ bool kn__agg_is_aggregate(const void *data, size_t len)
     return memcmp(md, d + len - KN__AGG_DIGEST_LEN, KN__AGG_DIGEST_LEN) == 0;
 }
 
+void kn__agg_verify_many(size_t n, const void *const *data, const size_t *len, bool *ok)
+{
+    enum { GROUP = 64 };
+    const void *pb[GROUP];
+    size_t pb_len[GROUP], who[GROUP];
+    unsigned char md[GROUP][16];
+    size_t m = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n) {
+            const unsigned char *d = data[i];
+            ok[i] = false;
+            if (d && len[i] > KN__AGG_OVERHEAD && memcmp(d, KN__AGG_MAGIC, KN__AGG_MAGIC_LEN) == 0) {
+                pb[m] = d + KN__AGG_MAGIC_LEN;
+                pb_len[m] = len[i] - KN__AGG_OVERHEAD;
+                who[m++] = i;
+            }
+        }
+        if (m == GROUP || (i == n && m > 0)) {
+            kn__md5_many(m, pb, pb_len, md);
+            for (size_t k = 0; k < m; k++) {
+                const unsigned char *d = data[who[k]];
+                ok[who[k]] = memcmp(md[k], d + len[who[k]] - KN__AGG_DIGEST_LEN, KN__AGG_DIGEST_LEN) == 0;
+            }
+            m = 0;
+        }
+    }
+}
+
 kn_err_t kn__agg_decode(const void *data, size_t len, const char *partition_key,
                         size_t partition_key_len, const char *explicit_hash_key,
                         size_t explicit_hash_key_len, kn__agg_decoded_t *out, kn_error_t *err)
+{
+    return kn__agg_decode_checked(data, len, partition_key, partition_key_len, explicit_hash_key,
+                                  explicit_hash_key_len, false, out, err);
+}
+
+kn_err_t kn__agg_decode_checked(const void *data, size_t len, const char *partition_key,
+                                size_t partition_key_len, const char *explicit_hash_key,
+                                size_t explicit_hash_key_len, bool digest_ok, kn__agg_decoded_t *out,
+                                kn_error_t *err)
 {
     const unsigned char *d = data;
     kn__agg_reason_t why = KN__AGG_R_PLAIN;
@@ -467,8 +504,9 @@ kn_err_t kn__agg_decode(const void *data, size_t len, const char *partition_key,
         const unsigned char *pb = d + KN__AGG_MAGIC_LEN;
         size_t pb_len = len - KN__AGG_OVERHEAD;
         unsigned char md[KN__AGG_DIGEST_LEN];
-        kn__md5(pb, pb_len, md);
-        if (memcmp(md, d + len - KN__AGG_DIGEST_LEN, KN__AGG_DIGEST_LEN) != 0) {
+        if (!digest_ok)
+            kn__md5(pb, pb_len, md);
+        if (!digest_ok && memcmp(md, d + len - KN__AGG_DIGEST_LEN, KN__AGG_DIGEST_LEN) != 0) {
             why = KN__AGG_R_BAD_MD5;
             at = len - KN__AGG_DIGEST_LEN;
         } else {
@@ -524,12 +562,43 @@ size_t kn__agg_check_range(kn__agg_decoded_t *d, kn__hashkey_t start, kn__hashke
     size_t n = 0;
     if (!d->aggregated)
         return 0;
-    for (size_t i = 0; i < d->count; i++) {
-        kn__agg_rec_t *r = &d->records[i];
-        kn__hashkey_t k;
-        r->out_of_range = kn__agg_rec_hashkey(r, &k) != 0 || kn__hashkey_cmp(k, start) < 0 ||
-                          kn__hashkey_cmp(k, end) > 0;
-        n += r->out_of_range;
+    enum { GROUP = 64 };
+    const void *key[GROUP];
+    size_t key_len[GROUP];
+    unsigned char md[GROUP][16];
+    for (size_t base = 0; base < d->count; base += GROUP) {
+        size_t end_i = d->count - base < GROUP ? d->count : base + GROUP;
+        /* The partition keys' MD5s of this group, one per run of records sharing a key. */
+        size_t m = 0;
+        const char *last = NULL;
+        for (size_t i = base; i < end_i; i++) {
+            const kn__agg_rec_t *r = &d->records[i];
+            if (r->explicit_hash_key || (m > 0 && r->partition_key == last))
+                continue;
+            last = r->partition_key;
+            key[m] = r->partition_key;
+            key_len[m++] = r->partition_key_len;
+        }
+        kn__md5_many(m, key, key_len, md);
+        size_t j = 0;
+        last = NULL;
+        kn__hashkey_t k = {0, 0};
+        for (size_t i = base; i < end_i; i++) {
+            kn__agg_rec_t *r = &d->records[i];
+            bool bad = false;
+            if (r->explicit_hash_key) {
+                kn__hashkey_t e;
+                bad = kn__hashkey_parse(r->explicit_hash_key, r->explicit_hash_key_len, &e) != 0;
+                r->out_of_range = bad || kn__hashkey_cmp(e, start) < 0 || kn__hashkey_cmp(e, end) > 0;
+            } else {
+                if (j == 0 || r->partition_key != last) {
+                    k = kn__hashkey_from_digest(md[j++]);
+                    last = r->partition_key;
+                }
+                r->out_of_range = kn__hashkey_cmp(k, start) < 0 || kn__hashkey_cmp(k, end) > 0;
+            }
+            n += r->out_of_range;
+        }
     }
     return n;
 }

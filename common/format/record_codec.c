@@ -294,6 +294,15 @@ kn_err_t kn__rc_decode(kn__rc_decoder_t *d, const void *data, size_t len, const 
                        size_t partition_key_len, const char *explicit_hash_key,
                        size_t explicit_hash_key_len, const kn__rc_decoded_t **out, kn_error_t *err)
 {
+    return kn__rc_decode_checked(d, data, len, partition_key, partition_key_len, explicit_hash_key,
+                                 explicit_hash_key_len, false, out, err);
+}
+
+kn_err_t kn__rc_decode_checked(kn__rc_decoder_t *d, const void *data, size_t len, const char *partition_key,
+                               size_t partition_key_len, const char *explicit_hash_key,
+                               size_t explicit_hash_key_len, bool digest_ok, const kn__rc_decoded_t **out,
+                               kn_error_t *err)
+{
     kn_err_t rc = KN_ERR_OK;
     kn__rc_decoded_t *res = &d->res;
     kn_error_t *e = &d->e;
@@ -344,8 +353,9 @@ kn_err_t kn__rc_decode(kn__rc_decoder_t *d, const void *data, size_t len, const 
     }
 
     /* 2. KPL deaggregation (anything else passes as one plain record). */
-    if (kn__agg_decode(body, body_len, partition_key, partition_key_len, explicit_hash_key,
-                       explicit_hash_key_len, &d->agg, err) != KN_ERR_OK) {
+    /* The caller's digest check is about data; an unwrapped frame's body is checked here. */
+    if (kn__agg_decode_checked(body, body_len, partition_key, partition_key_len, explicit_hash_key,
+                               explicit_hash_key_len, digest_ok && body == data, &d->agg, err) != KN_ERR_OK) {
         rc = KN_ERR_NOMEM;
         goto out;
     }

@@ -178,6 +178,15 @@ void kn__rc_decoder_destroy(kn__rc_decoder_t *d);
 kn_err_t kn__rc_decode(kn__rc_decoder_t *d, const void *data, size_t len, const char *partition_key,
                        size_t partition_key_len, const char *explicit_hash_key,
                        size_t explicit_hash_key_len, const kn__rc_decoded_t **out, kn_error_t *err);
+/*
+ * kn__rc_decode, told whether kn__agg_verify_many found data to be an
+ * aggregate with a good digest (then not computed again). Consumers check a
+ * whole answer's records that way first.
+ */
+kn_err_t kn__rc_decode_checked(kn__rc_decoder_t *d, const void *data, size_t len, const char *partition_key,
+                               size_t partition_key_len, const char *explicit_hash_key,
+                               size_t explicit_hash_key_len, bool digest_ok, const kn__rc_decoded_t **out,
+                               kn_error_t *err);
 
 /* kn__agg_check_range() on the last decoded result: marks and counts out-of-range user records. */
 size_t kn__rc_check_range(kn__rc_decoder_t *d, kn__hashkey_t start, kn__hashkey_t end);

@@ -8,7 +8,10 @@
  * Invariants: detection agrees with kn__agg_is_aggregate; a pass-through is
  * the input itself with a reason; decoded records are views inside the input
  * numbered 0..n-1; and decoded records built again with our builder decode
- * to the same records (keys, data, tags, order).
+ * to the same records (keys, data, tags, order). kn__agg_verify_many agrees
+ * with detection, decoding with its answer gives the same result, and the
+ * range check marks exactly what a one-at-a-time check of each record's
+ * hash key says.
  */
 #include "fuzz.h"
 
@@ -188,8 +191,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         size_t out = kn__agg_check_range(&d, lo, hi);
         size_t marked = 0;
-        for (size_t i = 0; i < d.count; i++)
-            marked += d.records[i].out_of_range;
+        for (size_t i = 0; i < d.count; i++) {
+            const kn__agg_rec_t *r = &d.records[i];
+            kn__hashkey_t h;
+            bool outside = kn__agg_rec_hashkey(r, &h) != 0 || kn__hashkey_cmp(h, lo) < 0 || kn__hashkey_cmp(h, hi) > 0;
+            FUZZ_CHECK(r->out_of_range == outside);
+            marked += r->out_of_range;
+        }
         FUZZ_CHECK(out == marked && out <= d.count);
         if (d.count > 0) /* an aggregate may hold no record (the KCL yields none): nothing to build */
             rebuild(&d);
@@ -201,8 +209,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The result is reusable: decoding again into it gives the same count. */
     size_t count = d.count;
+    bool aggregated = d.aggregated;
+    kn__agg_reason_t reason = d.reason;
     FUZZ_CHECK(kn__agg_decode(rec, len, pk, sizeof(pk) - 1, ehk_p, ehk_len, &d, &err) == KN_ERR_OK);
     FUZZ_CHECK(d.count == count);
+
+    /* The many-at-once digest check says what detection says; decoding with its answer is the same. */
+    const void *one = rec;
+    bool ok = false;
+    kn__agg_verify_many(1, &one, &len, &ok);
+    FUZZ_CHECK(ok == detected);
+    FUZZ_CHECK(kn__agg_decode_checked(rec, len, pk, sizeof(pk) - 1, ehk_p, ehk_len, ok, &d, &err) == KN_ERR_OK);
+    FUZZ_CHECK(d.count == count && d.aggregated == aggregated && d.reason == reason);
 
     kn__agg_decoded_free(&d);
     free(rec);

@@ -1638,6 +1638,120 @@ static void test_differential_python_protobuf(void **state)
     kn__buf_free(&theirs);
 }
 
+/*
+ * Many records (more than one group of 64), keys in runs that share a table
+ * entry, explicit keys in between: the grouped MD5s mark exactly the records
+ * a one-at-a-time check marks, at several ranges.
+ */
+static void test_check_range_many_matches_one_at_a_time(void **state)
+{
+    (void)state;
+    kn__agg_builder_t *b = kn__agg_builder_new();
+    char key[32], ehk[48];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "key-%d", (i / 3) % 70); /* runs of 3, keys coming back later */
+        kn__agg_in_t r;
+        memset(&r, 0, sizeof(r));
+        r.partition_key = key;
+        r.partition_key_len = strlen(key);
+        if (i % 17 == 5) {
+            snprintf(ehk, sizeof(ehk), "%d000000000000000000000000000000000000", 1 + i % 3);
+            r.explicit_hash_key = ehk;
+            r.explicit_hash_key_len = strlen(ehk);
+        }
+        r.data = "x";
+        r.data_len = 1;
+        assert_int_equal(kn__agg_builder_add(b, &r, NULL), KN_ERR_OK);
+    }
+    kn__agg_out_t out = KN__AGG_OUT_INIT;
+    finish_agg(b, NULL, &out);
+    kn__agg_decoded_t d = KN__AGG_DECODED_INIT;
+    assert_int_equal(kn__agg_decode(out.data.data, out.data.len, "a", 1, NULL, 0, &d, NULL), KN_ERR_OK);
+    assert_int_equal(d.count, 300);
+    kn__hashkey_t cuts[] = {{0, 0}, {0x4000000000000000ull, 0}, {0x8000000000000000ull, 5}, {UINT64_MAX, UINT64_MAX}};
+    for (int a = 0; a < 4; a++) {
+        for (int z = a; z < 4; z++) {
+            size_t want = 0;
+            bool mark[300];
+            for (size_t i = 0; i < d.count; i++) {
+                kn__hashkey_t k;
+                mark[i] = kn__agg_rec_hashkey(&d.records[i], &k) != 0 || kn__hashkey_cmp(k, cuts[a]) < 0 ||
+                          kn__hashkey_cmp(k, cuts[z]) > 0;
+                want += mark[i];
+            }
+            assert_int_equal(kn__agg_check_range(&d, cuts[a], cuts[z]), want);
+            for (size_t i = 0; i < d.count; i++)
+                if (d.records[i].out_of_range != mark[i])
+                    fail_msg("range %d..%d: record %zu marked %d, one at a time says %d", a, z, i,
+                             d.records[i].out_of_range, mark[i]);
+        }
+    }
+    kn__agg_decoded_free(&d);
+    kn__agg_out_free(&out);
+    kn__agg_builder_destroy(b);
+}
+
+/*
+ * kn__agg_verify_many finds exactly the aggregates with a good digest among
+ * good ones, corrupted ones, plain records and short ones; decoding with its
+ * answer gives what decoding alone gives.
+ */
+static void test_verify_many_and_decode_checked(void **state)
+{
+    (void)state;
+    enum { N = 70 };
+    kn__agg_out_t outs[N];
+    const void *data[N];
+    size_t len[N];
+    bool ok[N], want[N];
+    kn__agg_builder_t *b = kn__agg_builder_new();
+    for (int i = 0; i < N; i++) {
+        kn__agg_builder_reset(b);
+        char key[16];
+        for (int j = 0; j < 1 + i % 5; j++) {
+            snprintf(key, sizeof(key), "k%d", j);
+            kn__agg_in_t r = rec_in(key, NULL, "payload");
+            add_checked(b, &r);
+        }
+        outs[i] = (kn__agg_out_t)KN__AGG_OUT_INIT;
+        finish_agg(b, NULL, &outs[i]);
+        data[i] = outs[i].data.data;
+        len[i] = outs[i].data.len;
+        want[i] = true;
+        if (i % 7 == 3) {
+            outs[i].data.data[outs[i].data.len - 1] ^= 1; /* digest wrong */
+            want[i] = false;
+        } else if (i % 7 == 4) {
+            outs[i].data.data[6] ^= 0x40; /* body wrong */
+            want[i] = false;
+        } else if (i % 11 == 6) {
+            data[i] = "plain record";
+            len[i] = 12;
+            want[i] = false;
+        } else if (i % 13 == 8) {
+            len[i] = KN__AGG_OVERHEAD; /* magic and nothing after it but 16 bytes */
+            want[i] = false;
+        }
+    }
+    kn__agg_verify_many(N, data, len, ok);
+    kn__agg_decoded_t d1 = KN__AGG_DECODED_INIT, d2 = KN__AGG_DECODED_INIT;
+    for (int i = 0; i < N; i++) {
+        if (ok[i] != want[i])
+            fail_msg("record %d: verify_many says %d, expected %d", i, ok[i], want[i]);
+        assert_int_equal(kn__agg_decode(data[i], len[i], "pk", 2, NULL, 0, &d1, NULL), KN_ERR_OK);
+        assert_int_equal(kn__agg_decode_checked(data[i], len[i], "pk", 2, NULL, 0, ok[i], &d2, NULL), KN_ERR_OK);
+        assert_int_equal(d1.aggregated, d2.aggregated);
+        assert_int_equal(d1.reason, d2.reason);
+        assert_int_equal(d1.count, d2.count);
+        for (size_t k = 0; k < d1.count; k++)
+            assert_int_equal(d1.records[k].data_len, d2.records[k].data_len);
+        kn__agg_out_free(&outs[i]);
+    }
+    kn__agg_decoded_free(&d1);
+    kn__agg_decoded_free(&d2);
+    kn__agg_builder_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1665,6 +1779,8 @@ int main(void)
         cmocka_unit_test(test_decode_garbage_and_mutations),
         cmocka_unit_test(test_decode_reuse),
         cmocka_unit_test(test_check_range),
+        cmocka_unit_test(test_check_range_many_matches_one_at_a_time),
+        cmocka_unit_test(test_verify_many_and_decode_checked),
         cmocka_unit_test(test_reason_strings),
         cmocka_unit_test(test_cross_check_python_protobuf),
         cmocka_unit_test(test_differential_python_protobuf),
