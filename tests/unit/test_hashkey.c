@@ -164,12 +164,62 @@ static void test_cmp_orders_by_value(void **state)
     }
 }
 
+/* The digit-at-a-time reference the formatter once was. */
+static size_t ref_format(unsigned __int128 v, char *out)
+{
+    char tmp[48];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + (unsigned)(v % 10));
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+/* Around every power of ten (the 10^19 splits included), both 64-bit halves, and random keys. */
+static void test_format_matches_digit_at_a_time(void **state)
+{
+    (void)state;
+    __extension__ typedef unsigned __int128 u128;
+    u128 vals[400];
+    size_t nv = 0;
+    u128 p10 = 1;
+    for (int e = 0; e <= 38; e++, p10 *= 10) {
+        vals[nv++] = p10 - 1;
+        vals[nv++] = p10;
+        vals[nv++] = p10 + 1;
+        vals[nv++] = p10 * 3 + 7;
+    }
+    vals[nv++] = (u128)UINT64_MAX;
+    vals[nv++] = (u128)UINT64_MAX + 1;
+    vals[nv++] = ~(u128)0;
+    vals[nv++] = ~(u128)0 - 1;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    while (nv < 400) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t y = x * 0xff51afd7ed558ccdull;
+        vals[nv++] = (u128)x << 64 | y;
+    }
+    for (size_t i = 0; i < nv; i++) {
+        kn__hashkey_t k = {(uint64_t)(vals[i] >> 64), (uint64_t)vals[i]};
+        char got[KN__HASHKEY_STRLEN], want[48];
+        size_t n = kn__hashkey_format(k, got);
+        size_t m = ref_format(vals[i], want);
+        assert_int_equal(n, m);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partition_key_to_decimal),
         cmocka_unit_test(test_partition_key_is_big_endian_digest),
         cmocka_unit_test(test_parse_format_extremes_round_trip),
+        cmocka_unit_test(test_format_matches_digit_at_a_time),
         cmocka_unit_test(test_parse_round_trips_md5_values),
         cmocka_unit_test(test_parse_rejects_invalid),
         cmocka_unit_test(test_parse_respects_length),
