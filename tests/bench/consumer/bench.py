@@ -146,7 +146,7 @@ def main():
                AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
     env.pop("AWS_SESSION_TOKEN", None)
     env.pop("AWS_PROFILE", None)
-    ks, url = start_kinesalite()
+    ks, url = start_kinesalite(shard_limit=max(100, args.shards * 2))
     ds, ddb_url = start_dynalite() if "kncat-group" in readers else (None, None)
     rows = []
     loud = []
