@@ -119,6 +119,8 @@ def main():
                          "default of 10,000)")
     ap.add_argument("--repeat", type=int, default=1, help="read the stream this many times with each reader")
     ap.add_argument("-X", action="append", default=[], metavar="PROP=VALUE", help="passed to kncat")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also print the read path's instructions per record (tests/bench/instructions.py, valgrind)")
     args = ap.parse_args()
     n = 20000 if args.quick else args.records
     readers = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -279,6 +281,12 @@ def main():
                   (k, min(base[k]) - min(base["reader"])))
     print("wall s and records/s: the whole reading process, start-up included, until it exits caught up; CPU: "
           "user+sys of the reading process and its children (wait4); peak RSS: its ru_maxrss.")
+    if args.instructions and args.reader:
+        # The figure that does not wobble, from the same build: instructions per record under callgrind.
+        build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(args.reader)))))
+        sys.stdout.flush()
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "instructions.py"), build,
+                        "--only", "read"], check=False)
     if loud:
         print()
         for m in loud:

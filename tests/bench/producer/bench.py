@@ -80,6 +80,8 @@ def main():
     ap.add_argument("--only", default="libkinesis,metrics,kncat,js,boto3")
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--threads", help="e.g. 1,2,4,8: only the libkinesis row, once per number of putting threads")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also print the put path's instructions per record (tests/bench/instructions.py, valgrind)")
     args = ap.parse_args()
     n = 100000 if args.quick else args.records
     impls = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -178,6 +180,12 @@ def main():
                 print("CPU per record, %s / libkinesis: %.1fx" % (impl, (user + system) * 1e6 / total / base))
     print("wall s: the whole process; records/s: from the producer's own first-put-to-last-result time; CPU: "
           "user+sys of the whole producing process (wait4), start-up included; peak RSS: its ru_maxrss.")
+    if args.instructions:
+        # The figure that does not wobble, from the same build: instructions per record under callgrind.
+        build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(args.bin)))))
+        sys.stdout.flush()
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "instructions.py"), build,
+                        "--only", "put"], check=False)
     return 0 if all(r[8] == 0 for r in rows) else 1
 
 
