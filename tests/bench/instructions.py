@@ -63,7 +63,7 @@ def main():
             if "put" in paths:
                 put[n] = callgrind(cmd)
             elif "read" in paths:
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=ENV)
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
         if "put" in paths:
             per = (put[a.large] - put[a.small]) / (a.large - a.small)
             print("put path:  %.0f instructions per record (Ir %d for %d records, %d for %d; producer_bench, "
