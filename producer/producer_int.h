@@ -309,6 +309,13 @@ void kn__prec_free(kn__prec_t *r);
 /* Records the outcome into r (loop thread). errstr copied. */
 void kn__prec_fail(kn__prec_t *r, kn_err_t err, const char *errstr);
 int kn__prec_add_attempt(kn__prec_t *r, const kn__pattempt_t *a);
+/*
+ * An attempt from start to end (ms) with its outcome and interned error name:
+ * recorded with the wait before it (from put, or the attempt before).
+ */
+void kn__prec_attempted(kn__prec_t *r, int64_t start, int64_t end, kn_err_t err, const char *name);
+/* r landed at l (counted by the caller) as sub-record sub (0 when not aggregated). */
+void kn__prec_succeed(kn__prec_t *r, kn__landing_t *l, uint64_t sub, bool aggregated);
 
 /* pipeline.c: the loop side. */
 /* Loop task: takes the hand-over queue. */

@@ -49,18 +49,28 @@ int kn__prec_add_attempt(kn__prec_t *r, const kn__pattempt_t *a)
     return 0;
 }
 
-/* Record j of a successful run (kn__fill_t): what the loop thread would have written. */
-static void fill_in(kn__prec_t *r, const kn__fill_t *f, size_t j)
+void kn__prec_attempted(kn__prec_t *r, int64_t start, int64_t end, kn_err_t err, const char *name)
 {
-    kn__pattempt_t a = {f->start_ms - r->last_end_ms, f->end_ms - f->start_ms, KN_ERR_OK, f->name};
+    kn__pattempt_t a = {start - r->last_end_ms, end - start, err, name};
     if (a.delay_ms < 0)
         a.delay_ms = 0;
     kn__prec_add_attempt(r, &a); /* out of memory: the attempt goes uncounted, the result is kept */
-    r->last_end_ms = f->end_ms;
+    r->last_end_ms = end;
+}
+
+void kn__prec_succeed(kn__prec_t *r, kn__landing_t *l, uint64_t sub, bool aggregated)
+{
     r->err = KN_ERR_OK;
-    r->landing = f->landing;
-    r->sub_seq = f->aggregated ? j : 0;
-    r->aggregated = f->aggregated;
+    r->landing = l;
+    r->sub_seq = sub;
+    r->aggregated = aggregated;
+}
+
+/* Record j of a successful run (kn__fill_t): what the loop's answer handling writes otherwise. */
+static void fill_in(kn__prec_t *r, const kn__fill_t *f, size_t j)
+{
+    kn__prec_attempted(r, f->start_ms, f->end_ms, KN_ERR_OK, f->name);
+    kn__prec_succeed(r, f->landing, f->aggregated ? j : 0, f->aggregated);
 }
 
 int kn__results_init(kn_producer_t *p)

@@ -42,11 +42,7 @@ static void on_put_done(kn__aws_result_t *res, void *opaque);
 static void add_attempt(kn_producer_t *p, kn__prec_t *r, int64_t start, int64_t now, kn_err_t err,
                         const char *name)
 {
-    kn__pattempt_t a = {start - r->last_end_ms, now - start, err, kn__pintern(p, name)};
-    if (a.delay_ms < 0)
-        a.delay_ms = 0;
-    kn__prec_add_attempt(r, &a);
-    r->last_end_ms = now;
+    kn__prec_attempted(r, start, now, err, kn__pintern(p, name));
 }
 
 void kn__retry_or_fail(kn_producer_t *p, kn__pstream_t *s, kn__prec_t *r, kn__pshard_t *sh,
@@ -104,10 +100,7 @@ static kn__landing_t *landing_new(const char *shard_id, const char *seq)
 /* The caller has counted r into l's references. */
 static void succeed(kn__prec_t *r, kn__landing_t *l, uint64_t sub, bool aggregated, kn__plist_t *done)
 {
-    r->err = KN_ERR_OK;
-    r->landing = l;
-    r->sub_seq = sub;
-    r->aggregated = aggregated;
+    kn__prec_succeed(r, l, sub, aggregated);
     kn__pl_push(done, r);
 }
 

@@ -445,12 +445,9 @@ static kn__agg_reason_t parse_aggregate(parse_t *ps, const unsigned char *pb, si
 
 bool kn__agg_is_aggregate(const void *data, size_t len)
 {
-    const unsigned char *d = data;
-    if (!d || len <= KN__AGG_OVERHEAD || memcmp(d, KN__AGG_MAGIC, KN__AGG_MAGIC_LEN) != 0)
-        return false;
-    unsigned char md[KN__AGG_DIGEST_LEN];
-    kn__md5(d + KN__AGG_MAGIC_LEN, len - KN__AGG_OVERHEAD, md);
-    return memcmp(md, d + len - KN__AGG_DIGEST_LEN, KN__AGG_DIGEST_LEN) == 0;
+    bool ok;
+    kn__agg_verify_many(1, &data, &len, &ok);
+    return ok;
 }
 
 void kn__agg_verify_many(size_t n, const void *const *data, const size_t *len, bool *ok)
@@ -503,10 +500,9 @@ kn_err_t kn__agg_decode_checked(const void *data, size_t len, const char *partit
     if (d && len > KN__AGG_OVERHEAD && memcmp(d, KN__AGG_MAGIC, KN__AGG_MAGIC_LEN) == 0) {
         const unsigned char *pb = d + KN__AGG_MAGIC_LEN;
         size_t pb_len = len - KN__AGG_OVERHEAD;
-        unsigned char md[KN__AGG_DIGEST_LEN];
         if (!digest_ok)
-            kn__md5(pb, pb_len, md);
-        if (!digest_ok && memcmp(md, d + len - KN__AGG_DIGEST_LEN, KN__AGG_DIGEST_LEN) != 0) {
+            digest_ok = kn__agg_is_aggregate(d, len);
+        if (!digest_ok) {
             why = KN__AGG_R_BAD_MD5;
             at = len - KN__AGG_DIGEST_LEN;
         } else {
