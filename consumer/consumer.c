@@ -75,17 +75,6 @@ bool kn__consumer_post(kn_consumer_t *c, void (*fn)(kn_consumer_t *c, void *arg)
 
 /* ------------------------------------------------------------ creation */
 
-/* Readers paused on the shared prefetch bound are kicked when room is made (any thread). */
-static void budget_room(void *opaque)
-{
-    kn_consumer_t *c = opaque;
-    pthread_mutex_lock(&c->lock);
-    for (kn__tenure_t *t = c->tenures; t; t = t->all_next)
-        if (t->reader)
-            kn__reader_kick(t->reader);
-    pthread_mutex_unlock(&c->lock);
-}
-
 static kn_consumer_t *fail_new(kn_error_t *err, kn_err_t rc, const char *fmt, const char *arg)
 {
     if (err) {
@@ -109,7 +98,7 @@ static void consumer_free(kn_consumer_t *c)
         free(h);
     }
     kn__shard_list_free(&c->sync_acc);
-    pthread_mutex_destroy(&c->budget.lock);
+    kn__rbudget_destroy(&c->budget);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     pthread_cond_destroy(&c->run_cond);
@@ -214,7 +203,7 @@ KN_API kn_consumer_t *kn_consumer_new_on(kn_client_t *client, const kn_conf_t *c
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     pthread_cond_init(&c->run_cond, NULL);
-    pthread_mutex_init(&c->budget.lock, NULL);
+    kn__rbudget_init(&c->budget, 0);
     kn__error_clear(&c->sync_err);
     kn__error_clear(&c->creates_err);
     c->client = kn_client_ref(client);
@@ -256,8 +245,6 @@ KN_API kn_consumer_t *kn_consumer_new_on(kn_client_t *client, const kn_conf_t *c
     c->process_empty = kn__conf_bool(cf, KN_P_C_PROCESS_EMPTY);
     c->threads = (int)kn__conf_int(cf, KN_P_C_THREADS);
     c->budget.max = kn__conf_int(cf, KN_P_C_PREFETCH_BYTES);
-    c->budget.on_room = budget_room;
-    c->budget.opaque = c;
     c->seed = mix(c->worker_id, (uint64_t)kn__wall_ms());
 
     const char *table = kn__conf_str(cf, KN_P_C_TABLE_NAME);

@@ -262,7 +262,6 @@ struct kn_consumer_s {
     int64_t *cool_until;
     size_t n_cooling;
     uint32_t seed;
-    bool kick_posted;        /* a budget kick is on its way to the loop (atomic use under lock) */
     kn__shard_list_t sync_acc;   /* the listing being read */
     int creates_pending;         /* creates of the first sync in flight (start waits for them) */
     kn_error_t creates_err;      /* the first of their failures */

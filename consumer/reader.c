@@ -118,6 +118,7 @@ static void reader_free(kn_reader_t *r)
     free(r->start_seq);
     free(r->stream);
     kn_conf_destroy(r->conf);
+    kn__rbudget_destroy(&r->own_budget);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->lock);
     free(r);
@@ -170,29 +171,46 @@ void kn__reader_push_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t
     kn__reader_push(r, it);
 }
 
+void kn__reader_mark(kn_reader_t *r, kn__rshard_t *s)
+{
+    if (s->dirty)
+        return;
+    s->dirty = true;
+    s->dirty_next = NULL;
+    if (r->dirty_tail)
+        r->dirty_tail->dirty_next = s;
+    else
+        r->dirty_head = s;
+    r->dirty_tail = s;
+}
+
+/*
+ * On the loop: steps the shards that something happened to (a hand-back
+ * waits, or their own answers were served) and gives freed room to the
+ * shards waiting for it. Only those: a kick costs what changed, not the
+ * number of shards.
+ */
 static void kick_task(kn_client_t *c, void *arg)
 {
     (void)c;
     kn_reader_t *r = arg;
     pthread_mutex_lock(&r->lock);
     r->kick_posted = false;
+    kn__rshard_t *s = r->dirty_head;
+    r->dirty_head = r->dirty_tail = NULL;
     pthread_mutex_unlock(&r->lock);
-    if (!r->stopping) {
-        /*
-         * Every active shard, starting where the last round left off, so that
-         * room freed under the reader's bound goes to each shard in turn, not
-         * always to the first ones listed.
-         */
-        kn__rshard_t *from = r->kick_from ? r->kick_from : r->shards;
-        for (int pass = 0; pass < 2; pass++) {
-            for (kn__rshard_t *s = pass ? r->shards : from; s && !(pass && s == from);
-                 s = s->next) {
-                if (s->lstate == KN__RL_ACTIVE && kn__walker_step(r, s))
-                    r->kick_from = s->next;
-            }
-        }
-        kn__lineage_check_end(r);
+    while (s) {
+        /* Once dirty is cleared the poller may mark s again, on the new list: read next first. */
+        pthread_mutex_lock(&r->lock);
+        kn__rshard_t *next = s->dirty_next;
+        s->dirty = false;
+        s->dirty_next = NULL;
+        pthread_mutex_unlock(&r->lock);
+        if (!r->stopping && s->lstate == KN__RL_ACTIVE)
+            kn__walker_step(r, s);
+        s = next;
     }
+    kn__walker_serve_room(r->budget);
     kn__reader_unref(r);
 }
 
@@ -243,6 +261,7 @@ static void stop_task(kn_client_t *c, void *arg)
     r->stopping = true;
     for (kn__rshard_t *s = r->shards; s; s = s->next)
         kn__walker_close(r, s);
+    kn__walker_serve_room(r->budget); /* the room of a shared bound goes to other readers */
     kn__lineage_close(r);
     pthread_mutex_lock(&r->lock);
     r->stop_done = true;
@@ -296,6 +315,8 @@ kn_reader_t *kn__reader_alloc(kn_client_t *client, const kn_conf_t *conf, const 
         atomic_init(&r->stats[i], 0);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
+    kn__rbudget_init(&r->own_budget, 0);
+    r->budget = &r->own_budget;
     r->efd = -1;
     r->client = client;
     r->conf = conf ? kn_conf_dup(conf) : kn_conf_new();
@@ -328,7 +349,7 @@ kn_reader_t *kn__reader_alloc(kn_client_t *client, const kn_conf_t *conf, const 
     r->getrecords_timeout_ms = kn__conf_int(r->conf, KN_P_C_GETRECORDS_TIMEOUT_MS);
     r->idle_ms = kn__conf_int(r->conf, KN_P_C_IDLE_MS);
     r->shard_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_SHARD_BYTES);
-    r->total_max_bytes = kn__conf_int(r->conf, KN_P_C_PREFETCH_BYTES);
+    r->own_budget.max = kn__conf_int(r->conf, KN_P_C_PREFETCH_BYTES);
     r->read_max_bytes = kn__conf_int(r->conf, KN_P_C_GETRECORDS_MAX_BYTES);
     /* An answer sized to the budget must also fit under the HTTP layer's limit, with room to spare. */
     if (r->read_max_bytes > kn__conf_int(r->conf, KN_P_MAX_RESPONSE_BYTES) / 2)
@@ -532,19 +553,17 @@ static void release_bytes(kn_reader_t *r, kn__rshard_t *s, int64_t bytes)
 {
     if (bytes <= 0)
         return;
+    kn__rbudget_release(r->budget, bytes);
     pthread_mutex_lock(&r->lock);
     s->queued_bytes -= bytes;
     r->queued_bytes -= bytes;
     atomic_store(&r->stats[KN_READER_STAT_PREFETCH_BYTES], r->queued_bytes);
+    /* Room of its own for s: step it if it paused on its shard bound (a no-op otherwise). */
+    if (s->queued_bytes < r->shard_max_bytes)
+        kn__reader_mark(r, s);
     pthread_mutex_unlock(&r->lock);
+    /* The kick also gives the room to whoever waits under the bound, this reader's or not. */
     kn__reader_kick(r);
-    if (r->budget) {
-        pthread_mutex_lock(&r->budget->lock);
-        r->budget->queued -= bytes;
-        pthread_mutex_unlock(&r->budget->lock);
-        if (r->budget->on_room && atomic_load(&r->budget->waiting) > 0)
-            r->budget->on_room(r->budget->opaque); /* other readers wait for this room */
-    }
 }
 
 /* Queues a batch (b) or an event item (ev) for serving, through the entry it carries. */
@@ -678,6 +697,7 @@ handback:
     pthread_mutex_lock(&r->lock);
     kn__handback_clear(&s->hb);
     s->hb = hb;
+    kn__reader_mark(r, s);
     pthread_mutex_unlock(&r->lock);
     kn__reader_kick(r);
 }

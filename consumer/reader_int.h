@@ -34,6 +34,7 @@
 #include "kinesis/reader.h"
 #include "kinesis_ops.h"
 #include "metrics.h"
+#include "prefetch.h"
 #include "record_codec.h"
 
 /* Lineage state of a known shard (loop only). */
@@ -57,24 +58,6 @@ typedef enum kn__rs_phase_e {
 } kn__rs_phase_t;
 
 typedef struct kn__rshard_s kn__rshard_t;
-
-/*
- * A prefetch bound shared by several readers on one client (the consumer's
- * readers, one per leased shard): answers held and budgets of calls in
- * flight of all of them together stay under max. queued is updated by the
- * loop and the pollers under lock; reserved by the loop only. on_room (any
- * thread, may be NULL) is told when bytes are released, so that readers
- * paused on the bound can be kicked.
- */
-typedef struct kn__rbudget_s {
-    pthread_mutex_t lock;
-    int64_t queued;
-    int64_t reserved;
-    int64_t max;
-    atomic_int waiting; /* shards paused on this bound (loop): on_room is only called while > 0 */
-    void (*on_room)(void *opaque);
-    void *opaque;
-} kn__rbudget_t;
 
 /* Loop thread: the inbox got an item (single-shard readers of a consumer). */
 typedef void(kn__rnotify_t)(void *opaque);
@@ -108,7 +91,8 @@ struct kn__rshard_s {
     bool ever_caught_up;
     bool started_once;
     bool resolving;     /* looking for children (ListShards) */
-    bool paused;        /* waiting for room under a prefetch bound */
+    bool paused;        /* its own answers are over consumer.prefetch.shard.max.bytes */
+    kn__rwait_t wait;   /* its place in the queue for room under the reader's bound */
     bool start_now;     /* chosen at creation: starts when the loop begins */
     bool in_listing;    /* seen in the latest ListShards */
     kn__iterator_type_t pos_type; /* where a new iterator starts when nothing was read */
@@ -135,6 +119,9 @@ struct kn__rshard_s {
     /* Synced, under r->lock. */
     int64_t queued_bytes; /* answers read and not yet served */
     kn__handback_t hb;
+    /* On the reader's list of shards for the loop to step (a hand-back, or room of its own). */
+    bool dirty;
+    kn__rshard_t *dirty_next;
 
     /* Poller only. */
     bool p_caught_up;
@@ -229,7 +216,7 @@ struct kn_reader_s {
 
     /* Settings. */
     int max_records;
-    int64_t interval_ms, idle_ms, shard_max_bytes, total_max_bytes, read_max_bytes;
+    int64_t interval_ms, idle_ms, shard_max_bytes, read_max_bytes;
     int64_t getrecords_timeout_ms; /* a whole GetRecords call, its large answer included */
     int64_t retry_base_ms, retry_cap_ms;
 
@@ -240,7 +227,9 @@ struct kn_reader_s {
      */
     bool single;
     bool keep_empty; /* empty answers are served too (as batches of no records) */
+    /* The prefetch bound: own_budget (consumer.prefetch.max.bytes), or one shared by readers. */
     kn__rbudget_t *budget;
+    kn__rbudget_t own_budget;
     kn__rnotify_t *notify;
     void *notify_opaque;
 
@@ -250,8 +239,6 @@ struct kn_reader_s {
     /* Loop only. */
     bool stopping;
     bool at_end_sent;
-    int64_t reserved_bytes; /* budgets of the GetRecords calls in flight */
-    kn__rshard_t *kick_from; /* where the next round of kicks starts (fair share of room) */
     int listing;         /* ListShards in flight (0/1), or waiting out a backoff */
     bool listing_again;  /* another listing wanted after this one */
     int list_fails;      /* consecutive failed listings (backoff exponent) */
@@ -263,6 +250,7 @@ struct kn_reader_s {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* inbox got an item; stop task done */
     kn__ritem_t *in_head, *in_tail;
+    kn__rshard_t *dirty_head, *dirty_tail; /* shards for the next kick to step, in order */
     atomic_bool in_pending; /* in_head is not empty: lets poll skip the lock and the eventfd */
     int64_t queued_bytes;
     bool kick_posted;
@@ -324,8 +312,13 @@ void kn__reader_push(kn_reader_t *r, kn__ritem_t *it);
 /* Loop thread: pushes an event for shard s (NULL for AT_END); errstr copied (may be NULL). */
 void kn__reader_push_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t ev, kn_err_t err,
                            const char *errstr, char **children, size_t child_count);
-/* Any thread: asks the loop to look at hand-backs and paused shards (coalesced). */
+/*
+ * Any thread: asks the loop to step the shards marked dirty (kn__reader_mark,
+ * under r->lock) and to give freed room to waiting shards (coalesced).
+ */
 void kn__reader_kick(kn_reader_t *r);
+/* Under r->lock: s goes on the list of shards for the next kick to step. */
+void kn__reader_mark(kn_reader_t *r, kn__rshard_t *s);
 void kn__handback_clear(kn__handback_t *hb);
 void kn__child_shards_free(kn__child_shard_t *cs, size_t n);
 /* reader_metrics.c: the reader's metrics (ids index its table). */
@@ -347,8 +340,10 @@ bool kn__reader_retriable(const kn_error_t *e);
 void kn__walker_start(kn_reader_t *r, kn__rshard_t *s);
 /* Advances s as far as it can go now (iterator, pacing, room, hand-back); true if a read started. */
 bool kn__walker_step(kn_reader_t *r, kn__rshard_t *s);
-/* Closes the shard's timer (at stop). */
+/* Closes the shard's timer and gives up its place in the queue for room (at stop). */
 void kn__walker_close(kn_reader_t *r, kn__rshard_t *s);
+/* Starts the calls of shards waiting for room under b while they fit, in order. */
+void kn__walker_serve_room(kn__rbudget_t *b);
 
 /* lineage.c */
 /* Application thread, in kn_reader_new: the known shards from a listing, and which start. */

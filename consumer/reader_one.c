@@ -24,7 +24,8 @@ kn_reader_t *kn__reader_new_one(kn_client_t *client, const kn_conf_t *conf, cons
     if (!r)
         return NULL;
     r->single = true;
-    r->budget = budget;
+    if (budget)
+        r->budget = budget;
     r->keep_empty = keep_empty;
     r->notify = notify;
     r->notify_opaque = notify_opaque;

@@ -16,6 +16,7 @@
  * right place, and a retry is never faster than the shard's pacing.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,14 +38,11 @@ static bool step(kn_reader_t *r, kn__rshard_t *s);
 
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* The reservations of calls in flight: the reader's own, or the budget it shares (loop only). */
-static int64_t *reserved_of(kn_reader_t *r) { return r->budget ? &r->budget->reserved : &r->reserved_bytes; }
-
 /* Gives back the bytes reserved for the call in flight. */
 static void unreserve(kn_reader_t *r, kn__rshard_t *s)
 {
     if (s->reserved) {
-        *reserved_of(r) -= s->budget;
+        kn__rbudget_unreserve(r->budget, s->budget);
         s->reserved = false;
     }
 }
@@ -89,21 +87,14 @@ static void on_timer_closed(uv_handle_t *h)
     kn__reader_unref(s->r);
 }
 
-/* s no longer waits for room (a paused shard counts in its shared budget's waiting). */
-static void unpause(kn_reader_t *r, kn__rshard_t *s)
-{
-    if (s->paused && r->budget)
-        atomic_fetch_sub(&r->budget->waiting, 1);
-    s->paused = false;
-}
-
 void kn__walker_close(kn_reader_t *r, kn__rshard_t *s)
 {
     if (s->timer_init) {
         s->timer_init = false;
         uv_close((uv_handle_t *)&s->timer, on_timer_closed);
     }
-    unpause(r, s);
+    s->paused = false;
+    kn__rbudget_cancel(r->budget, &s->wait);
 }
 
 static void wait_until(kn_reader_t *r, kn__rshard_t *s, int64_t due)
@@ -238,15 +229,23 @@ static void bad_answers_fail(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *
     shard_fail(r, s, &e, "GetRecords");
 }
 
+static void on_records_(kn_reader_t *r, kn__rshard_t *s, kn__aws_result_t *res);
+
+/* A GetRecords call ended: its reservation goes back, perhaps to a shard waiting for it. */
 static void on_records(kn__aws_result_t *res, void *opaque)
 {
     kn__rshard_t *s = opaque;
     kn_reader_t *r = s->r;
+    kn__rbudget_t *b = r->budget;
     unreserve(r, s);
-    if (r->stopping || s->lstate != KN__RL_ACTIVE) {
-        kn__reader_unref(r);
-        return;
-    }
+    if (!r->stopping && s->lstate == KN__RL_ACTIVE)
+        on_records_(r, s, res);
+    kn__walker_serve_room(b); /* before the reference goes: a shared bound outlives it anyway */
+    kn__reader_unref(r);
+}
+
+static void on_records_(kn_reader_t *r, kn__rshard_t *s, kn__aws_result_t *res)
+{
     if (res->err.code == KN_ERR_OK) {
         kn__ritem_t *it = calloc(1, sizeof(*it));
         if (!it) {
@@ -255,7 +254,6 @@ static void on_records(kn__aws_result_t *res, void *opaque)
             kn__error_set(&e, KN_ERR_NOMEM, "out of memory");
             s->phase = KN__RS_READY;
             shard_backoff(r, s, &e, "GetRecords");
-            kn__reader_unref(r);
             return;
         }
         it->kind = KN__RI_ANSWER;
@@ -276,11 +274,7 @@ static void on_records(kn__aws_result_t *res, void *opaque)
         r->queued_bytes += it->bytes;
         int64_t q = r->queued_bytes;
         pthread_mutex_unlock(&r->lock);
-        if (r->budget) {
-            pthread_mutex_lock(&r->budget->lock);
-            r->budget->queued += it->bytes;
-            pthread_mutex_unlock(&r->budget->lock);
-        }
+        kn__rbudget_hold(r->budget, it->bytes);
         atomic_store(&r->stats[KN_READER_STAT_PREFETCH_BYTES], q);
         if (q > atomic_load(&r->stats[KN_READER_STAT_PREFETCH_MAX_BYTES]))
             atomic_store(&r->stats[KN_READER_STAT_PREFETCH_MAX_BYTES], q);
@@ -314,29 +308,19 @@ static void on_records(kn__aws_result_t *res, void *opaque)
             shard_fail(r, s, &e, "GetRecords");
         }
     }
-    kn__reader_unref(r);
 }
 
-/*
- * Whether s must wait for room: its own answers are over the shard bound, or
- * the reader's answers plus the budgets of the calls in flight would go over
- * the reader's bound with this call's budget (unless nothing is held at all,
- * so that a budget larger than the bound still makes progress).
- */
-static bool over_bounds(kn_reader_t *r, kn__rshard_t *s)
+/* Whether the answers of s that are not served yet are over consumer.prefetch.shard.max.bytes. */
+static bool over_shard_bound(kn_reader_t *r, kn__rshard_t *s)
 {
     pthread_mutex_lock(&r->lock);
-    int64_t held = r->queued_bytes + r->reserved_bytes, max = r->total_max_bytes;
-    bool over_shard = s->queued_bytes >= r->shard_max_bytes;
+    bool over = s->queued_bytes >= r->shard_max_bytes;
     pthread_mutex_unlock(&r->lock);
-    if (r->budget) {
-        pthread_mutex_lock(&r->budget->lock);
-        held = r->budget->queued + r->budget->reserved;
-        max = r->budget->max;
-        pthread_mutex_unlock(&r->budget->lock);
-    }
-    return over_shard || (held > 0 && held + s->budget > max);
+    return over;
 }
+
+/* Counts a read postponed for room (once per wait). */
+static void count_pause(kn_reader_t *r) { kn__rstat_add(r, KN_READER_STAT_PAUSES, 1); }
 
 static void call_records(kn_reader_t *r, kn__rshard_t *s)
 {
@@ -352,13 +336,12 @@ static void call_records(kn_reader_t *r, kn__rshard_t *s)
     req.opaque = s;
     if (kn__get_records_build(&req.body, &r->ref, s->iterator, s->limit, &e) != KN_ERR_OK) {
         kn__buf_free(&req.body);
+        unreserve(r, s);
         shard_fail(r, s, &e, "GetRecords");
         return;
     }
     s->phase = KN__RS_READ_CALL;
     s->last_call_ms = kn__mono_ms();
-    s->reserved = true;
-    *reserved_of(r) += s->budget;
     atomic_fetch_add(&r->refs, 1);
     if (kn__aws_call(r->client, &req, &e) != KN_ERR_OK) {
         kn__reader_unref(r);
@@ -401,6 +384,8 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
         s->last_seq = hb.last_seq;
         hb.last_seq = NULL;
     }
+    /* The reader's end may have come when a shard first catches up (not at each idle read). */
+    bool first_caught_up = hb.caught_up && !s->ever_caught_up;
     if (hb.caught_up)
         s->ever_caught_up = true;
     if (hb.stop) {
@@ -417,9 +402,8 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
             s->not_before_ms = kn__mono_ms() + r->idle_ms;
         s->phase = KN__RS_READY;
     }
-    bool caught_up = hb.caught_up;
     kn__handback_clear(&hb);
-    if (caught_up)
+    if (first_caught_up)
         kn__lineage_check_end(r);
 }
 
@@ -451,16 +435,20 @@ static bool step(kn_reader_t *r, kn__rshard_t *s)
             wait_until(r, s, due);
             break;
         }
-        if (over_bounds(r, s)) {
-            if (!s->paused) {
-                kn__rstat_add(r, KN_READER_STAT_PAUSES, 1);
-                if (r->budget)
-                    atomic_fetch_add(&r->budget->waiting, 1);
-            }
+        if (over_shard_bound(r, s)) {
+            if (!s->paused)
+                count_pause(r);
             s->paused = true;
-            break; /* a kick after the poller frees room steps again */
+            break; /* serving its answers marks it for the next kick */
         }
-        unpause(r, s);
+        s->paused = false;
+        bool was_waiting = s->wait.queued;
+        if (!kn__rbudget_admit(r->budget, &s->wait, s->budget)) {
+            if (!was_waiting)
+                count_pause(r);
+            break; /* kn__walker_serve_room starts it when its turn comes and it fits */
+        }
+        s->reserved = true; /* admitted: the budget is reserved */
         call_records(r, s);
         return s->phase == KN__RS_READ_CALL;
     }
@@ -470,6 +458,20 @@ static bool step(kn_reader_t *r, kn__rshard_t *s)
 }
 
 bool kn__walker_step(kn_reader_t *r, kn__rshard_t *s) { return step(r, s); }
+
+void kn__walker_serve_room(kn__rbudget_t *b)
+{
+    kn__rwait_t *w;
+    while ((w = kn__rbudget_ready(b))) {
+        kn__rshard_t *s = (kn__rshard_t *)((char *)w - offsetof(kn__rshard_t, wait));
+        kn_reader_t *r = s->r;
+        if (!r->stopping && s->lstate == KN__RL_ACTIVE && s->phase == KN__RS_READY)
+            step(r, s);
+        /* Whatever kept it from starting (a wait that began meanwhile), it does not hold up the rest. */
+        if (b->head == w)
+            kn__rbudget_cancel(b, w);
+    }
+}
 
 void kn__walker_start(kn_reader_t *r, kn__rshard_t *s)
 {

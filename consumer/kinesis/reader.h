@@ -29,7 +29,10 @@
  * whole reader, default 32 MiB). A shard over its bound, or a call whose budget
  * does not fit under the reader's bound, waits until the application has
  * polled enough; so when the application does not poll, reading pauses. Room
- * that frees up goes to the waiting shards in turn. An answer can exceed its
+ * that frees up goes to the waiting shards in the order they began to wait:
+ * no call starts while one asked for room before it, so the large budget of
+ * a shard far behind is not passed over by the small reads of caught-up
+ * shards, however many there are. An answer can exceed its
  * budget only when a shard's records suddenly grow, by at most the records of
  * that one answer.
  *

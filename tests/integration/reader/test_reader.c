@@ -480,6 +480,53 @@ static void test_answers_sized_to_the_budget(void **state)
 }
 
 /*
+ * Room goes to waiting shards in turn. Two shards hold records and the
+ * others none; with a bound of one full-size budget, each read of a shard
+ * that is behind can start only when nothing else is held, while the empty
+ * shards, reading without pause, ask for a quarter of that again and again.
+ * Were room given to whichever asks when it fits, the small reads would keep
+ * the bound busy and the two shards would wait for ever (as 300 shards did
+ * on a 1,000-shard stream); in turn, everything is read to the end.
+ */
+static void test_room_goes_to_waiting_shards_in_turn(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "turns", 16);
+    int n = 2000;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    const char *plain[] = {"producer.aggregation.enabled", "false", NULL};
+    produce(s, recs, 0, n, 2, plain); /* keys k0 and k1: two shards at most */
+    const char *extra[] = {"consumer.max.records", "50",
+                           "consumer.getrecords.max.bytes", "1048576",
+                           "consumer.prefetch.max.bytes", "1048576",
+                           "consumer.getrecords.interval.ms", "0",
+                           "consumer.idle.time.ms", "0", NULL};
+    kn_reader_t *r = reader_with(s, NULL, extra);
+    run_t run = {0};
+    int64_t t0 = now_ms();
+    poll_until(r, &run, true, 0, 60000);
+    int64_t calls = kn_reader_stat(r, KN_READER_STAT_GETRECORDS);
+    int64_t pauses = kn_reader_stat(r, KN_READER_STAT_PAUSES);
+    print_message("turns: %zu records in %lld ms, %lld GetRecords, %lld pauses\n", run.n,
+                  (long long)(now_ms() - t0), (long long)calls, (long long)pauses);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 2);
+    /*
+     * 1,000 records per shard, 50 a call: at least 20 reads each. In turn, each of them waits
+     * behind each of the 16 shards at most once, and nothing else starts while it runs (its
+     * budget is the whole bound), so the reads of all shards together stay under 16 per read
+     * of the two (with room for the first and last reads). Given to whoever fits, the empty
+     * shards read thousands of times meanwhile (56,597 reads, 10.5 s, when this was written).
+     */
+    assert_true(calls >= 2 * (1000 / 50));
+    assert_true(calls <= 16 * 2 * (1000 / 50 + 10));
+    assert_true(pauses > 0);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/*
  * Answers over http.max.response.bytes (KN_ERR_TOO_LARGE): the shard asks for
  * half as many records and goes on, instead of failing or retrying the same
  * call for ever.
@@ -794,6 +841,7 @@ int main(int argc, char **argv)
         ON(kinesalite, test_split_and_merge_while_reading),
         ON(kinesalite, test_prefetch_bound_with_slow_polling),
         ON(kinesalite, test_answers_sized_to_the_budget),
+        ON(kinesalite, test_room_goes_to_waiting_shards_in_turn),
         ON(kinesalite, test_too_large_answer_asks_for_fewer),
         ON(kinesalite, test_allocation_failures_lose_nothing),
         ON(kinesalite, test_credential_outage_is_ridden_out),
