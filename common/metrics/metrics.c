@@ -356,7 +356,8 @@ static void *thread_main(void *arg)
 {
     kn__metrics_t *m = arg;
     int64_t next_window = kn__mono_ms() + m->interval_ms;
-    int64_t next_sample = kn__mono_ms() + SAMPLE_MS;
+    /* Without a sampler there is nothing to sample: no wake-ups for it (it would spin). */
+    int64_t next_sample = m->sample ? kn__mono_ms() + SAMPLE_MS : INT64_MAX;
     pthread_mutex_lock(&m->tlock);
     for (;;) {
         int64_t now = kn__mono_ms();

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -226,6 +228,29 @@ static void test_idle_series_are_dropped(void **state)
     kn__metrics_destroy(m);
 }
 
+/*
+ * Without a sampler the metrics thread sleeps between windows: it once woke
+ * at every turn of its loop after the first second (a core's worth of CPU in
+ * every reader with metrics on). Over 2.5 s it uses far less than 0.3 s.
+ */
+static void test_no_sampler_no_spinning(void **state)
+{
+    (void)state;
+    seen_t s;
+    kn__metrics_t *m = start(&s, "detailed", "shard");
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    usleep(2500 * 1000);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+    print_message("metrics without a sampler: %.3f s of CPU in 2.5 s\n", cpu);
+    assert_true(cpu < 0.3);
+    kn__metrics_add(m, M_SHARDY, "st", "one", NULL, 2, 1);
+    kn__metrics_flush(m); /* still answers a flush */
+    assert_true(has(&s, "Shardy{StreamName=st,ShardId=one} 2/2/2/1 Count"));
+    kn__metrics_destroy(m);
+}
+
 /* The PutMetricData form of one datum, byte for byte (names with spaces and odd characters encoded). */
 static void test_cloudwatch_form(void **state)
 {
@@ -260,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_batches_are_exact),
         cmocka_unit_test(test_idle_series_are_dropped),
         cmocka_unit_test(test_cloudwatch_form),
+        cmocka_unit_test(test_no_sampler_no_spinning),
     };
     return cmocka_run_group_tests_name("metrics", tests, setup, teardown);
 }
