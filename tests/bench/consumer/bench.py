@@ -51,7 +51,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import create_stream, kinesis, start_dynalite, start_kinesalite  # noqa: E402
+from bench_util import create_stream, kinesis, start_dynalite, start_kinesalite, start_moto  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 RECORD_BYTES = 100
 PRINTED = re.compile(r"^% (\d+) records printed")
@@ -112,12 +112,17 @@ def main():
     ap.add_argument("--reader", help="the built reader_bench (the library alone)")
     ap.add_argument("--only", default="reader,kncat,kncat-json,kncat-group,js")
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--server", choices=["kinesalite", "moto"], default="kinesalite",
+                    help="the Kinesis server (moto for 1,000 shards: kinesalite takes a second per GetRecords there)")
     ap.add_argument("--sink", choices=["devnull", "pipe"], default="devnull",
                     help="kncat's stdout: /dev/null, counted by kncat -v (default), or a pipe this driver counts")
     ap.add_argument("--limit", type=int, default=200,
                     help="most Kinesis records per GetRecords for both readers (0: no Limit, the service's "
                          "default of 10,000)")
     ap.add_argument("--repeat", type=int, default=1, help="read the stream this many times with each reader")
+    ap.add_argument("--idle", type=float, default=0,
+                    help="the reader row goes on reading this many seconds after every shard is caught up and "
+                         "prints what polling the caught-up shards costs (its table row stops at the end)")
     ap.add_argument("-X", action="append", default=[], metavar="PROP=VALUE", help="passed to kncat")
     ap.add_argument("--instructions", action="store_true",
                     help="also print the read path's instructions per record (tests/bench/instructions.py, valgrind)")
@@ -138,9 +143,9 @@ def main():
     except OSError:
         pass
     print("Consumer benchmark, %s, %d cores (%s), %s; %d aggregated records of %d bytes, random keys, "
-          "%d-shard stream on kinesalite, GetRecords limit %s" % (
+          "%d-shard stream on %s, GetRecords limit %s" % (
               datetime.date.today().isoformat(), os.cpu_count() or 0, cpu or platform.machine(), platform.system(),
-              n, RECORD_BYTES, args.shards, args.limit or "none"))
+              n, RECORD_BYTES, args.shards, args.server, args.limit or "none"))
     print("load average before the run: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     sys.stdout.flush()
 
@@ -148,7 +153,10 @@ def main():
                AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
     env.pop("AWS_SESSION_TOKEN", None)
     env.pop("AWS_PROFILE", None)
-    ks, url = start_kinesalite(shard_limit=max(100, args.shards * 2))
+    if args.server == "moto":
+        ks, url = start_moto()
+    else:
+        ks, url = start_kinesalite(shard_limit=max(100, args.shards * 2))
     ds, ddb_url = start_dynalite() if "kncat-group" in readers else (None, None)
     rows = []
     loud = []
@@ -171,6 +179,8 @@ def main():
             for reader in readers:
                 if reader == "reader":
                     cmd = [args.reader, url, name]
+                    if args.idle:
+                        cmd += ["--idle", str(args.idle)]
                     if args.limit:
                         cmd += ["-X", "consumer.max.records=%d" % args.limit]
                     for x in args.X:
@@ -179,6 +189,9 @@ def main():
                     own = json_line(res["out"])
                     got = own["records"] if own else 0
                     got_bytes = own["bytes"] if own else 0
+                    if own and args.idle:
+                        # The row is the read to the end; the idle seconds after it are reported apart.
+                        res["user"], res["sys"], res["wall"] = own["cpu_user_s"], own["cpu_sys_s"], own["wall_s"]
                     print("reader run %d exit %d: %s" % (rep + 1, res["rc"], json.dumps(own) if own else
                                                           "no result line; " + " | ".join(res["err_tail"])))
                 elif reader in ("kncat", "kncat-json"):
@@ -271,6 +284,18 @@ def main():
             reader, got, res["wall"], n / res["wall"] if res["wall"] else 0, cpu_us,
             "(%.2f + %.2f)" % (res["user"] * 1e6 / n, res["sys"] * 1e6 / n), res["rss"] / 1024.0))
         base.setdefault(reader, []).append(cpu_us)
+    calls = ["%s %d (%.0f us CPU per call)" % (reader, own["get_records_calls"],
+                                                (res["user"] + res["sys"]) * 1e6 / own["get_records_calls"])
+             for reader, got, res, own in rows if own and own.get("get_records_calls")]
+    if calls:
+        print("GetRecords calls: " + ", ".join(calls))
+    for reader, got, res, own in rows:
+        if own and own.get("idle_s") and own.get("idle_get_records_calls"):
+            c, cpu, secs = own["idle_get_records_calls"], own["idle_cpu_s"], own["idle_s"]
+            print("idle, %d caught-up shards for %.0f s: %.0f GetRecords/s, %.0f us CPU per call, %.1f us CPU per "
+                  "shard per second (%.2f%% of a core), %d records meanwhile" % (
+                      args.shards, secs, c / secs, cpu * 1e6 / c, cpu * 1e6 / secs / args.shards,
+                      cpu * 100 / secs, own["idle_records"]))
     if "kncat" in base and "js" in base:
         print("CPU per record, js / kncat: %.1fx" % (min(base["js"]) / min(base["kncat"])))
     if "kncat-group" in base and "js" in base:
