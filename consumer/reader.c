@@ -594,27 +594,33 @@ static bool out_event(kn_reader_t *r, kn__rshard_t *s, kn_reader_msg_type_t ev, 
     return true;
 }
 
+kn_err_t kn__reader_parse_body(kn_buf_t *body, kn__get_records_result_t *res, kn_error_t *e)
+{
+    /* The usual answer is parsed in place; the general parser takes the rest. */
+    kn_err_t rc = kn__get_records_parse_body(body, res, e);
+    if (rc != KN_ERR_NOT_SUPPORTED)
+        return rc;
+    json_tokener *tok = json_tokener_new();
+    json_object *j = tok ? json_tokener_parse_ex(tok, body->data ? body->data : "", (int)body->len) : NULL;
+    if (j && json_tokener_get_error(tok) != json_tokener_success) {
+        json_object_put(j);
+        j = NULL;
+    }
+    json_tokener_free(tok);
+    if (!j)
+        return kn__error_set(e, KN_ERR_BAD_RESPONSE, "GetRecords response is not JSON (%zu bytes)",
+                             body->len);
+    rc = kn__get_records_parse(j, res, e);
+    json_object_put(j);
+    return rc;
+}
+
 static kn_err_t parse_answer(kn__ritem_t *it, kn__get_records_result_t *res, kn_error_t *e)
 {
     json_object *j = it->json;
     it->json = NULL;
-    if (!j) {
-        /* The usual answer is parsed in place; the general parser takes the rest. */
-        kn_err_t rc = kn__get_records_parse_body(&it->body, res, e);
-        if (rc != KN_ERR_NOT_SUPPORTED)
-            return rc;
-        json_tokener *tok = json_tokener_new();
-        j = tok ? json_tokener_parse_ex(tok, it->body.data ? it->body.data : "", (int)it->body.len)
-                : NULL;
-        if (j && json_tokener_get_error(tok) != json_tokener_success) {
-            json_object_put(j);
-            j = NULL;
-        }
-        json_tokener_free(tok);
-        if (!j)
-            return kn__error_set(e, KN_ERR_BAD_RESPONSE,
-                                 "GetRecords response is not JSON (%zu bytes)", it->body.len);
-    }
+    if (!j)
+        return kn__reader_parse_body(&it->body, res, e);
     kn_err_t rc = kn__get_records_parse(j, res, e);
     json_object_put(j);
     return rc;
@@ -690,6 +696,7 @@ static void take_answer(kn_reader_t *r, kn__ritem_t *it)
     /* Without memory for the event, the next caught-up read of the shard says it instead. */
     if (hb.caught_up && !s->p_caught_up && !hb.stop)
         s->p_caught_up = out_event(r, s, KN_READER_SHARD_CAUGHT_UP, mbl);
+    hb.said_caught_up = hb.caught_up && s->p_caught_up;
     if (hb.stop && !s->p_stopped)
         s->p_stopped = out_event(r, s, KN_READER_SHARD_STOPPED, mbl);
 handback:
@@ -1044,7 +1051,7 @@ static const char *const stat_names[KN_READER_STAT__COUNT] = {
     "retries",         "iterator_renewals",
     "shards_active",   "shards_done",
     "prefetch_bytes",  "prefetch_max_bytes",
-    "pauses",
+    "pauses",          "idle_reads",
 };
 
 KN_API int64_t kn_reader_stat(kn_reader_t *r, kn_reader_stat_t which)

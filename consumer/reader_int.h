@@ -68,6 +68,7 @@ typedef struct kn__handback_s {
     bool retry;         /* the answer could not be parsed: read again with the same iterator */
     bool stop;          /* stop_at reached */
     bool caught_up;     /* empty and MillisBehindLatest 0 */
+    bool said_caught_up; /* ... and the application has been (or will be) told: SHARD_CAUGHT_UP queued */
     bool empty;
     size_t records;     /* Kinesis records in the answer (sizes the next call) */
     char *next_iterator; /* NULL: closed and read to its end */
@@ -95,6 +96,12 @@ struct kn__rshard_s {
     kn__rwait_t wait;   /* its place in the queue for room under the reader's bound */
     bool start_now;     /* chosen at creation: starts when the loop begins */
     bool in_listing;    /* seen in the latest ListShards */
+    /*
+     * The last answer handed to the poller was an empty read of a caught-up
+     * shard, and SHARD_CAUGHT_UP is queued: the next empty read like it has
+     * nothing for the application, and the loop takes it itself (idle_read).
+     */
+    bool quiet;
     kn__iterator_type_t pos_type; /* where a new iterator starts when nothing was read */
     char *pos_seq;
     int64_t pos_ts_ms;
@@ -307,6 +314,11 @@ typedef struct kn__rtake_s {
 bool kn__reader_take(kn_reader_t *r, int timeout_ms, kn__rtake_t *out);
 void kn__reader_batch_done(kn_reader_t *r, kn__rbatch_t *b);
 void kn__reader_item_free(kn__ritem_t *it);
+/*
+ * A raw GetRecords body into res: in place when the fast parser can
+ * (kn__get_records_parse_body), else with json-c. Any thread.
+ */
+kn_err_t kn__reader_parse_body(kn_buf_t *body, kn__get_records_result_t *res, kn_error_t *e);
 /* Loop thread: appends an item to the inbox and wakes the poller. */
 void kn__reader_push(kn_reader_t *r, kn__ritem_t *it);
 /* Loop thread: pushes an event for shard s (NULL for AT_END); errstr copied (may be NULL). */

@@ -265,6 +265,7 @@ typedef enum kn_reader_stat_e {
     KN_READER_STAT_PREFETCH_BYTES,   /* response bytes read and not yet served, now */
     KN_READER_STAT_PREFETCH_MAX_BYTES,/* the highest PREFETCH_BYTES seen */
     KN_READER_STAT_PAUSES,           /* reads postponed because a prefetch bound was reached */
+    KN_READER_STAT_IDLE_READS,       /* of GETRECORDS: empty reads of shards already caught up */
     KN_READER_STAT__COUNT
 } kn_reader_stat_t;
 

@@ -527,6 +527,59 @@ static void test_room_goes_to_waiting_shards_in_turn(void **state)
 }
 
 /*
+ * Idle reads: once a shard is caught up and has said so, its empty reads are
+ * taken on the I/O thread (counted as idle_reads) and give the application
+ * nothing, not a second SHARD_CAUGHT_UP; records put afterwards arrive
+ * exactly, in order, followed by one SHARD_CAUGHT_UP per shard again.
+ */
+static void test_idle_reads_then_new_records(void **state)
+{
+    server_t *s = *state;
+    create_stream(s, "idle", 2);
+    int n = 400;
+    put_t *recs = calloc((size_t)n, sizeof(put_t));
+    produce(s, recs, 0, 200, 10, NULL);
+    const char *extra[] = {"consumer.idle.time.ms", "50", NULL};
+    kn_reader_t *r = reader_with(s, NULL, extra);
+    run_t run = {0};
+    poll_until(r, &run, true, 0, 60000);
+    assert_int_equal(run.n, 200);
+    assert_int_equal(run.caught_up, 2);
+    int64_t idle0 = kn_reader_stat(r, KN_READER_STAT_IDLE_READS);
+    int64_t calls0 = kn_reader_stat(r, KN_READER_STAT_GETRECORDS);
+    /* About 20 idle reads a second per shard for 1.5 s: nothing for the application. */
+    int64_t until = now_ms() + 1500;
+    while (now_ms() < until) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run, m);
+    }
+    int64_t idle = kn_reader_stat(r, KN_READER_STAT_IDLE_READS) - idle0;
+    int64_t calls = kn_reader_stat(r, KN_READER_STAT_GETRECORDS) - calls0;
+    print_message("idle: %lld idle reads of %lld GetRecords in 1.5 s\n", (long long)idle, (long long)calls);
+    assert_true(idle >= 10);
+    assert_true(calls >= idle);
+    assert_int_equal(run.n, 200);
+    assert_int_equal(run.caught_up, 2);
+    assert_int_equal(run.errors, 0);
+    produce(s, recs, 200, n, 10, NULL);
+    poll_until(r, &run, false, (size_t)n, 60000);
+    until = now_ms() + 60000;
+    while (run.caught_up < 4 && now_ms() < until) {
+        const kn_reader_msg_t *m = kn_reader_poll(r, 100);
+        if (m)
+            take(&run, m);
+    }
+    assert_int_equal(run.caught_up, 4);
+    check_exact(&run, recs, n);
+    check_key_order(&run, 10);
+    assert_int_equal(run.at_end, 1);
+    kn_reader_destroy(r);
+    run_free(&run);
+    free(recs);
+}
+
+/*
  * Answers over http.max.response.bytes (KN_ERR_TOO_LARGE): the shard asks for
  * half as many records and goes on, instead of failing or retrying the same
  * call for ever.
@@ -816,6 +869,7 @@ static void test_bad_input(void **state)
     assert_int_equal(kn_reader_stat(NULL, KN_READER_STAT_RECORDS), -1);
     assert_null(kn_reader_stat_name(KN_READER_STAT__COUNT));
     assert_string_equal(kn_reader_stat_name(KN_READER_STAT_THROTTLES), "throttles");
+    assert_string_equal(kn_reader_stat_name(KN_READER_STAT_IDLE_READS), "idle_reads");
     assert_null(kn_reader_msg_partition_key(NULL, NULL));
     kn_error_destroy(e);
     kn_conf_destroy(conf);
@@ -842,6 +896,8 @@ int main(int argc, char **argv)
         ON(kinesalite, test_prefetch_bound_with_slow_polling),
         ON(kinesalite, test_answers_sized_to_the_budget),
         ON(kinesalite, test_room_goes_to_waiting_shards_in_turn),
+        ON(kinesalite, test_idle_reads_then_new_records),
+        ON(moto, test_idle_reads_then_new_records),
         ON(kinesalite, test_too_large_answer_asks_for_fewer),
         ON(kinesalite, test_allocation_failures_lose_nothing),
         ON(kinesalite, test_credential_outage_is_ridden_out),
