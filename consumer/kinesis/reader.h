@@ -12,7 +12,11 @@
  * Threads. GetRecords calls run on the client's I/O thread, which only
  * hands each answer over; reading the records out of it (base64 decoding,
  * copying), deaggregation and decompression run inside kn_reader_poll() on
- * the polling thread, so the I/O thread is not slowed by a large batch. One thread at a time may call kn_reader_poll() and read
+ * the polling thread, so the I/O thread is not slowed by a large batch. The
+ * exception is an idle read, an empty answer (at most 4 KiB) of a shard that
+ * is caught up and has delivered KN_READER_SHARD_CAUGHT_UP: there is nothing
+ * in it for the application, and the I/O thread takes it itself (counted in
+ * KN_READER_STAT_IDLE_READS). One thread at a time may call kn_reader_poll() and read
  * the message it returned; the other functions may be called from any thread
  * unless they say otherwise.
  *

@@ -126,6 +126,8 @@ int kc_consume(kc_opts_t *o)
             rc = KN_ERR_INVALID_ARG;
         if (kn_error_aws_type(err)[0])
             kc_report_error("stream", rc, err);
+        else if (strstr(kn_error_message(err), o->stream)) /* the reader's message names it */
+            kc_err("%s (%s)", kn_error_message(err), kn_err2name(rc));
         else
             kc_err("stream %s: %s (%s)", o->stream, kn_error_message(err), kn_err2name(rc));
         ec = kc_exit_code(rc);
