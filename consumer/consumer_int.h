@@ -252,6 +252,7 @@ struct kn_consumer_s {
     bool tick_init;
     bool loop_closing;       /* kn__coord_close ran: no new writes */
     kn__held_t *held;
+    size_t n_gone;           /* entries of held in state GONE, not yet freed (reap walks only then) */
     kn__known_t *known;      /* sorted by key */
     size_t n_known;
     int64_t last_scan_ms, last_sync_ms;
