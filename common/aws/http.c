@@ -73,6 +73,14 @@ struct kn__http_s {
     kn__http_opts_t opts;
     char *ca_bundle;
     xfer_t *active;         /* added to the multi handle */
+    size_t n_active;
+    /*
+     * Set up, waiting for one of max_connections (in order). curl would queue
+     * them itself, but it walks its whole queue each time a transfer ends:
+     * with hundreds of calls waiting (a reader of 1,000 shards, a consumer's
+     * renewals) that walk was the largest single cost of the I/O thread.
+     */
+    xfer_t *waiting, *waiting_tail;
     xfer_t *failed;         /* waiting for the defer timer */
     sock_t *socks;
     size_t n_inflight;
@@ -463,6 +471,56 @@ static void xfer_finish(kn__http_t *h, xfer_t *x, CURLcode rc)
     xfer_deliver(h, x);
 }
 
+static void on_defer(uv_timer_t *t);
+
+/* Hands the waiting transfers to curl, oldest first, while fewer than max_connections run. */
+static void start_waiting(kn__http_t *h)
+{
+    while (!h->closing && h->waiting && h->n_active < (size_t)h->opts.max_connections) {
+        xfer_t *x = h->waiting;
+        h->waiting = x->next;
+        if (h->waiting)
+            h->waiting->prev = NULL;
+        else
+            h->waiting_tail = NULL;
+        x->prev = x->next = NULL;
+        if (x->timeout_ms > 0) {
+            /* The request's timeout counts from kn__http_send: what is left of it, or it failed waiting. */
+            long waited = (long)((uv_hrtime() - x->start_ns) / 1000000);
+            long left = x->timeout_ms - waited;
+            if (left <= 0) {
+                char host[256];
+                url_host(x->url, host, sizeof(host));
+                kn__error_set(&x->resp.err, KN_ERR_TIMEOUT,
+                              "HTTP %s to %s timed out: %ld ms waiting for one of %ld connections", x->method,
+                              host, waited, h->opts.max_connections);
+                x->resp.err.retriable = true;
+                x->resp.err.cls = KN__EC_RETRY;
+                easy_release(h, x->easy);
+                x->easy = NULL;
+                list_push(&h->failed, x);
+                uv_timer_start(&h->defer, on_defer, 0, 0);
+                continue;
+            }
+            curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, left);
+        }
+        CURLMcode mrc = curl_multi_add_handle(h->multi, x->easy);
+        if (mrc != CURLM_OK) {
+            char host[256];
+            url_host(x->url, host, sizeof(host));
+            kn__error_set(&x->resp.err, mrc == CURLM_OUT_OF_MEMORY ? KN_ERR_NOMEM : KN_ERR_TRANSPORT,
+                          "HTTP %s to %s could not start: %s", x->method, host, curl_multi_strerror(mrc));
+            easy_release(h, x->easy);
+            x->easy = NULL;
+            list_push(&h->failed, x);
+            uv_timer_start(&h->defer, on_defer, 0, 0);
+            continue;
+        }
+        h->n_active++;
+        list_push(&h->active, x);
+    }
+}
+
 static void check_multi_info(kn__http_t *h)
 {
     CURLMsg *msg;
@@ -475,6 +533,8 @@ static void check_multi_info(kn__http_t *h)
         xfer_t *x = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
         curl_multi_remove_handle(h->multi, easy);
+        h->n_active--;
+        start_waiting(h); /* the freed place goes to the oldest waiting, not to the callback's */
         /* The callback may send more requests or even close the client. */
         xfer_finish(h, x, rc);
     }
@@ -688,6 +748,17 @@ kn_err_t kn__http_send(kn__http_t *h, const kn__http_req_t *req, kn_error_t *err
     h->n_inflight++;
     CURLcode rc = easy_setup(h, x, req);
     CURLMcode mrc = CURLM_OK;
+    if (rc == CURLE_OK && (h->waiting || h->n_active >= (size_t)h->opts.max_connections)) {
+        /* Every connection is busy: it waits its turn (start_waiting). */
+        x->next = NULL;
+        x->prev = h->waiting_tail;
+        if (h->waiting_tail)
+            h->waiting_tail->next = x;
+        else
+            h->waiting = x;
+        h->waiting_tail = x;
+        goto out;
+    }
     if (rc == CURLE_OK)
         mrc = curl_multi_add_handle(h->multi, x->easy);
     if (rc != CURLE_OK || mrc != CURLM_OK) {
@@ -703,6 +774,7 @@ kn_err_t kn__http_send(kn__http_t *h, const kn__http_req_t *req, kn_error_t *err
         uv_timer_start(&h->defer, on_defer, 0, 0);
         goto out;
     }
+    h->n_active++;
     list_push(&h->active, x);
     goto out;
 nomem:
@@ -778,6 +850,15 @@ void kn__http_close(kn__http_t *h, void (*done)(void *opaque), void *opaque)
         x->easy = NULL;
         cancel(h, x);
     }
+    while (h->waiting) {
+        xfer_t *x = h->waiting;
+        h->waiting = x->next;
+        x->prev = x->next = NULL;
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+        cancel(h, x);
+    }
+    h->waiting_tail = NULL;
     while (h->failed) {
         xfer_t *x = h->failed;
         list_unlink(&h->failed, x);

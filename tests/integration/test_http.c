@@ -687,6 +687,108 @@ static void test_connection_bound_queues_requests(void **state)
     env_close(&e);
 }
 
+/*
+ * Requests beyond max_connections wait their turn in the order sent, and a
+ * waiting request's timeout counts from its send: with one connection, a
+ * 300 ms request, then one with a 100 ms timeout (spent waiting: it fails
+ * with KN_ERR_TIMEOUT without taking the connection), then another 300 ms
+ * one, which therefore ends about 600 ms after the sends.
+ */
+typedef struct order_s {
+    env_t *env;
+    int seen[4];
+    int n;
+    uint64_t t0, done_ns[4];
+} order_t;
+
+typedef struct ocall_s {
+    order_t *o;
+    int idx;
+    got_t got;
+} ocall_t;
+
+static void on_ordered(kn__http_resp_t *resp, void *opaque)
+{
+    ocall_t *c = opaque;
+    c->o->done_ns[c->idx] = uv_hrtime() - c->o->t0;
+    c->o->seen[c->o->n++] = c->idx;
+    c->o->env->total_calls++;
+    record(resp, &c->got);
+}
+
+static void test_waiting_requests_keep_order_and_timeout(void **state)
+{
+    (void)state;
+    kn__http_opts_t o;
+    kn__http_opts_default(&o);
+    o.max_connections = 1;
+    env_t e;
+    env_open(&e, &o);
+    char slow[256], hang[256];
+    url_of(slow, sizeof(slow), &g_plain, "/slow");
+    url_of(hang, sizeof(hang), &g_plain, "/hang");
+    order_t ord = {.env = &e, .t0 = uv_hrtime()};
+    ocall_t c[3];
+    memset(c, 0, sizeof(c));
+    const char *urls[3] = {slow, hang, slow};
+    long timeouts[3] = {30000, 100, 30000};
+    for (int i = 0; i < 3; i++) {
+        c[i].o = &ord;
+        c[i].idx = i;
+        kn__http_req_t req = {.method = "GET", .url = urls[i], .timeout_ms = timeouts[i],
+                              .cb = on_ordered, .opaque = &c[i]};
+        assert_int_equal(kn__http_send(e.h, &req, NULL), KN_ERR_OK);
+    }
+    assert_int_equal(kn__http_inflight(e.h), 3);
+    run_until(&e, &e.total_calls, 3, 30);
+    assert_int_equal(ord.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ord.seen[i], i);
+    assert_int_equal(c[0].got.code, KN_ERR_OK);
+    assert_int_equal(c[1].got.code, KN_ERR_TIMEOUT);
+    assert_true(c[1].got.retriable);
+    assert_non_null(strstr(c[1].got.message, "waiting for one of 1 connections"));
+    assert_int_equal(c[2].got.code, KN_ERR_OK);
+    double third = (double)ord.done_ns[2] / 1e9;
+    print_message("waiting: the third request ended %.3f s after the sends\n", third);
+    assert_true(third >= 0.55);
+    assert_true(third < 0.9 + 0.3); /* not after 300 + 100 + 300 ms and a margin: it did not wait for the hang */
+    for (int i = 0; i < 3; i++)
+        got_free(&c[i].got);
+    env_close(&e);
+}
+
+/* Close with requests waiting for a connection: each callback once with KN_ERR_DESTROYED. */
+static void test_close_cancels_waiting_requests(void **state)
+{
+    (void)state;
+    kn__http_opts_t o;
+    kn__http_opts_default(&o);
+    o.max_connections = 1;
+    env_t e;
+    env_open(&e, &o);
+    enum { N = 4 };
+    call_t c[N];
+    memset(c, 0, sizeof(c));
+    char url[256];
+    url_of(url, sizeof(url), &g_plain, "/hang");
+    for (int i = 0; i < N; i++)
+        assert_int_equal(send_req(&e, &c[i], "GET", url, NULL, NULL, 0, 0), KN_ERR_OK);
+    run_for(&e, 0.3); /* the first is connected, three wait */
+    assert_int_equal(e.total_calls, 0);
+    kn__http_close(e.h, on_closed, &e);
+    e.h = NULL;
+    assert_int_equal(e.total_calls, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c[i].got.calls, 1);
+        assert_int_equal(c[i].got.code, KN_ERR_DESTROYED);
+        got_free(&c[i].got);
+    }
+    run_until(&e, &e.closed, 1, 10);
+    assert_int_equal(e.closed, 1);
+    assert_int_equal(uv_loop_close(&e.loop), 0);
+}
+
 /* A route that never answers fails with KN_ERR_TIMEOUT near the per-request timeout. */
 static void test_request_timeout_against_hanging_server(void **state)
 {
@@ -1089,6 +1191,8 @@ int main(void)
         cmocka_unit_test(test_sequential_requests_reuse_one_connection),
         cmocka_unit_test(test_new_sockets_reusing_fd_numbers_keep_working),
         cmocka_unit_test(test_connection_bound_queues_requests),
+        cmocka_unit_test(test_waiting_requests_keep_order_and_timeout),
+        cmocka_unit_test(test_close_cancels_waiting_requests),
         cmocka_unit_test(test_request_timeout_against_hanging_server),
         cmocka_unit_test(test_connection_refused_is_transport_error),
         cmocka_unit_test(test_broken_responses_fail_cleanly),
