@@ -29,20 +29,27 @@ def answers(port):
         return False
 
 
-def start_kinesalite(shard_limit=100):
-    port = free_port()
-    proc = subprocess.Popen(["node", os.path.join(ROOT, "tests", "servers", "kinesalite-loopback.js"),
-                             "--port", str(port), "--shardLimit", str(shard_limit), "--createStreamMs", "0",
-                             "--deleteStreamMs", "0"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+def start_server(what, cmd, port):
+    """Starts cmd (a server listening on the loopback port) and waits up to 60 s until it answers:
+    (process, URL), or exits saying what failed."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL if what == "moto_server" else None)
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit("bench: kinesalite exited at start")
+            sys.exit("bench: %s exited at start" % what)
         if answers(port):
             return proc, "http://127.0.0.1:%d" % port
         time.sleep(0.1)
     proc.kill()
-    sys.exit("bench: kinesalite did not answer within 60 s")
+    sys.exit("bench: %s did not answer within 60 s" % what)
+
+
+def start_kinesalite(shard_limit=100):
+    port = free_port()
+    return start_server("kinesalite", ["node", os.path.join(ROOT, "tests", "servers", "kinesalite-loopback.js"),
+                                       "--port", str(port), "--shardLimit", str(shard_limit), "--createStreamMs",
+                                       "0", "--deleteStreamMs", "0"], port)
 
 
 def start_moto():
@@ -51,34 +58,14 @@ def start_moto():
     import shutil
     cmd = ["moto_server"] if shutil.which("moto_server") else [sys.executable, "-m", "moto.server"]
     port = free_port()
-    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit("bench: moto_server exited at start (is moto installed?)")
-        if answers(port):
-            return proc, "http://127.0.0.1:%d" % port
-        time.sleep(0.1)
-    proc.kill()
-    sys.exit("bench: moto_server did not answer within 60 s")
+    return start_server("moto_server", cmd + ["-H", "127.0.0.1", "-p", str(port)], port)
 
 
 def start_dynalite():
     """A private in-memory dynalite on a free loopback port (the consumer's lease table)."""
     port = free_port()
-    proc = subprocess.Popen(["node", os.path.join(ROOT, "tests", "servers", "node_modules", "dynalite", "cli.js"),
-                             "--host", "127.0.0.1", "--port", str(port)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit("bench: dynalite exited at start")
-        if answers(port):
-            return proc, "http://127.0.0.1:%d" % port
-        time.sleep(0.1)
-    proc.kill()
-    sys.exit("bench: dynalite did not answer within 60 s")
+    return start_server("dynalite", ["node", os.path.join(ROOT, "tests", "servers", "node_modules", "dynalite",
+                                                          "cli.js"), "--host", "127.0.0.1", "--port", str(port)], port)
 
 
 def kinesis(url):
