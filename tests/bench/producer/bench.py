@@ -21,7 +21,7 @@ CPU time and peak RSS of each child come from wait4() (the whole process: start-
 child also prints its own figures as a JSON line (shown as it finishes).
 
 Usage: bench.py --bin BUILD/tests/bench/producer/producer_bench [--kncat BUILD/tools/kncat/kncat]
-                [--records N | --quick] [--only libkinesis,metrics,kncat,js,boto3] [--shards 4]
+                [--records N | --quick] [--only libkinesis,metrics,kncat,js,boto3] [--shards 4] [--server moto]
 Needs node, tests/servers/node_modules (kinesalite) and tests/bench/peers/node_modules
 (tools/setup.sh installs both), and python3 with boto3.
 """
@@ -36,7 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from bench_util import create_stream, kinesis, start_kinesalite  # noqa: E402
+from bench_util import create_stream, kinesis, start_kinesalite, start_moto  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--kncat", help="the built kncat (for the kncat row)")
     ap.add_argument("--only", default="libkinesis,metrics,kncat,js,boto3")
     ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--server", choices=["kinesalite", "moto"], default="kinesalite",
+                    help="the Kinesis server (moto for 1,000 shards: kinesalite's PutRecords takes seconds there)")
     ap.add_argument("--threads", help="e.g. 1,2,4,8: only the libkinesis row, once per number of putting threads")
     ap.add_argument("--instructions", action="store_true",
                     help="also print the put path's instructions per record (tests/bench/instructions.py, valgrind)")
@@ -104,12 +106,15 @@ def main():
     except OSError:
         pass
     print("Producer benchmark, %s, %d cores (%s), %s; %d records of 100 bytes, random keys, %d-shard stream on "
-          "kinesalite" % (datetime.date.today().isoformat(), os.cpu_count() or 0, cpu or platform.machine(),
-                          platform.system(), n, args.shards))
+          "%s" % (datetime.date.today().isoformat(), os.cpu_count() or 0, cpu or platform.machine(),
+                  platform.system(), n, args.shards, args.server))
     print("load average before the run: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     sys.stdout.flush()
 
-    ks, url = start_kinesalite(shard_limit=max(100, args.shards * 2))
+    if args.server == "moto":
+        ks, url = start_moto()
+    else:
+        ks, url = start_kinesalite(shard_limit=max(100, args.shards * 2))
     rows = []
     try:
         k = kinesis(url)
