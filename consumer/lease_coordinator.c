@@ -144,6 +144,8 @@ static void set_state(kn__held_t *h, kn__hstate_t s)
         acquiring_delta(h->c, is_acq ? 1 : -1);
     if (s == KN__H_GONE && h->state != KN__H_GONE)
         h->c->n_gone++;
+    else if (s != KN__H_GONE && h->state == KN__H_GONE)
+        h->c->n_gone--;
     KN_LOG(h->c->log, KN_LOG_DEBUG, KN_DBG_LEASE, "consumer %s: lease %s: %s -> %s",
            h->c->worker_id, h->key, state_name(h->state), state_name(s));
     h->state = s;

@@ -12,7 +12,9 @@
  * progress.
  *
  * Room is given in order. A shard whose call does not fit joins the back of
- * the queue, and no later call starts while anyone waits ahead of it: a
+ * the queue, and no later call starts while anyone waits ahead of it (a
+ * shard that leaves the queue without starting, for a backoff or its own
+ * shard bound, asks again at the back): a
  * large budget (a shard's first read, or one far behind) is not starved by
  * the many small ones of caught-up shards that would otherwise always fit
  * first. Whoever frees room (the loop when a call ends, the poller through a

@@ -210,7 +210,8 @@ static void kick_task(kn_client_t *c, void *arg)
             kn__walker_step(r, s);
         s = next;
     }
-    kn__walker_serve_room(r->budget);
+    if (!r->stopping) /* a stopped reader's bound may be gone; stop_task served it */
+        kn__walker_serve_room(r->budget);
     kn__reader_unref(r);
 }
 
@@ -254,13 +255,29 @@ kn_err_t kn__reader_begin(kn_reader_t *r)
     return KN_ERR_OK;
 }
 
+/*
+ * On the loop, for destroy: no more calls; what the reader holds under its
+ * bound (answers not served, calls in flight) goes back now, so that a bound
+ * shared with other readers neither keeps it for ever nor is touched once
+ * destroy has returned (answers still in flight are dropped without it).
+ */
 static void stop_task(kn_client_t *c, void *arg)
 {
     (void)c;
     kn_reader_t *r = arg;
+    pthread_mutex_lock(&r->lock);
+    bool detached = r->detached;
+    int64_t held = r->queued_bytes;
+    r->queued_bytes = 0;
+    r->released_at_stop = true;
+    pthread_mutex_unlock(&r->lock);
+    if (detached)
+        r->budget = &r->own_budget; /* destroy gave up waiting: the shared bound may be gone */
     r->stopping = true;
     for (kn__rshard_t *s = r->shards; s; s = s->next)
         kn__walker_close(r, s);
+    if (held > 0)
+        kn__rbudget_release(r->budget, held);
     kn__walker_serve_room(r->budget); /* the room of a shared bound goes to other readers */
     kn__lineage_close(r);
     pthread_mutex_lock(&r->lock);
@@ -520,6 +537,8 @@ KN_API void kn_reader_destroy(kn_reader_t *r)
         while (!r->stop_done)
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
                 break;
+        if (!r->stop_done)
+            r->detached = true; /* a late stop_task leaves the (maybe shared) bound alone */
         pthread_mutex_unlock(&r->lock);
     } else {
         kn__reader_unref(r);
@@ -553,8 +572,12 @@ static void release_bytes(kn_reader_t *r, kn__rshard_t *s, int64_t bytes)
 {
     if (bytes <= 0)
         return;
-    kn__rbudget_release(r->budget, bytes);
     pthread_mutex_lock(&r->lock);
+    if (r->released_at_stop) {
+        pthread_mutex_unlock(&r->lock); /* stop_task gave everything back already */
+        return;
+    }
+    kn__rbudget_release(r->budget, bytes);
     s->queued_bytes -= bytes;
     r->queued_bytes -= bytes;
     atomic_store(&r->stats[KN_READER_STAT_PREFETCH_BYTES], r->queued_bytes);

@@ -262,6 +262,8 @@ struct kn_reader_s {
     int64_t queued_bytes;
     bool kick_posted;
     bool stop_done;
+    bool detached;         /* destroy stopped waiting for stop_task: it must not touch r->budget */
+    bool released_at_stop; /* stop_task gave back queued_bytes: later releases are no-ops */
     int efd;
 
     /* Poller only. */

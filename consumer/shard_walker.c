@@ -95,6 +95,7 @@ void kn__walker_close(kn_reader_t *r, kn__rshard_t *s)
     }
     s->paused = false;
     kn__rbudget_cancel(r->budget, &s->wait);
+    unreserve(r, s); /* a call in flight: its answer will be dropped */
 }
 
 static void wait_until(kn_reader_t *r, kn__rshard_t *s, int64_t due)
@@ -236,11 +237,15 @@ static void on_records(kn__aws_result_t *res, void *opaque)
 {
     kn__rshard_t *s = opaque;
     kn_reader_t *r = s->r;
-    kn__rbudget_t *b = r->budget;
+    if (r->stopping) {
+        /* stop_task gave the reservation back: a shared bound may be gone by now. */
+        kn__reader_unref(r);
+        return;
+    }
     unreserve(r, s);
-    if (!r->stopping && s->lstate == KN__RL_ACTIVE)
+    if (s->lstate == KN__RL_ACTIVE)
         on_records_(r, s, res);
-    kn__walker_serve_room(b); /* before the reference goes: a shared bound outlives it anyway */
+    kn__walker_serve_room(r->budget); /* before the reference goes: the own bound is in r */
     kn__reader_unref(r);
 }
 

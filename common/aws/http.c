@@ -10,8 +10,12 @@
  * - A completion callback is never called from inside a curl callback or
  *   from inside kn__http_send: only from our uv callbacks (poll, timer,
  *   deferred-failure timer) or from kn__http_close.
- * - Every accepted transfer is in exactly one list (active or failed) until
- *   its callback has run, so each callback runs exactly once.
+ * - Every accepted transfer is in exactly one list (waiting, active or
+ *   failed) until its callback has run, so each callback runs exactly once.
+ * - At most max_connections transfers are in curl at once (active); the
+ *   rest wait in order. A waiting transfer's timeout is looked at when a
+ *   connection frees, so if every connection hangs without a timeout of its
+ *   own, the waiting ones wait too (the request layer always sets one).
  * - Connections live in the multi handle's cache, not in the easy handles,
  *   so recycled easy handles and new ones reuse the same connections.
  *

@@ -14,9 +14,10 @@
  * copying), deaggregation and decompression run inside kn_reader_poll() on
  * the polling thread, so the I/O thread is not slowed by a large batch. The
  * exception is an idle read, an empty answer (at most 4 KiB) of a shard that
- * is caught up and has delivered KN_READER_SHARD_CAUGHT_UP: there is nothing
- * in it for the application, and the I/O thread takes it itself (counted in
- * KN_READER_STAT_IDLE_READS). One thread at a time may call kn_reader_poll() and read
+ * is caught up and whose KN_READER_SHARD_CAUGHT_UP is queued: there is
+ * nothing in it for the application, and the I/O thread takes it itself
+ * (counted in KN_READER_STAT_IDLE_READS). Readers with a stop_at_ms do not
+ * take this short cut (the polling thread checks the stop time). One thread at a time may call kn_reader_poll() and read
  * the message it returned; the other functions may be called from any thread
  * unless they say otherwise.
  *

@@ -38,6 +38,14 @@ static char **split_list(const char *s, size_t *n, char **copy)
     return v;
 }
 
+/* Whether msg names the stream as the reader's messages do: stream "NAME". */
+static bool names_stream(const char *msg, const char *stream)
+{
+    char quoted[600];
+    snprintf(quoted, sizeof(quoted), "stream \"%s\"", stream);
+    return strlen(stream) < 500 && strstr(msg, quoted) != NULL;
+}
+
 static bool stdout_broken(int *ec)
 {
     if (!ferror(stdout))
@@ -124,12 +132,15 @@ int kc_consume(kc_opts_t *o)
         kn_err_t rc = kn_error_code(err);
         if (rc == KN_ERR_OK)
             rc = KN_ERR_INVALID_ARG;
-        if (kn_error_aws_type(err)[0])
-            kc_report_error("stream", rc, err);
-        else if (strstr(kn_error_message(err), o->stream)) /* the reader's message names it */
-            kc_err("%s (%s)", kn_error_message(err), kn_err2name(rc));
+        /* The stream is named once: the reader's messages name it themselves, as stream "NAME". */
+        const char *msg = kn_error_message(err), *type = kn_error_aws_type(err);
+        char what[600] = "";
+        if (!names_stream(msg, o->stream))
+            snprintf(what, sizeof(what), "stream %s: ", o->stream);
+        if (*type)
+            kc_err("%s%s (%s, %s)", what, msg, type, kn_err2name(rc));
         else
-            kc_err("stream %s: %s (%s)", o->stream, kn_error_message(err), kn_err2name(rc));
+            kc_err("%s%s (%s)", what, msg, kn_err2name(rc));
         ec = kc_exit_code(rc);
         goto out;
     }
