@@ -231,6 +231,7 @@ static void bad_answers_fail(kn_reader_t *r, kn__rshard_t *s, const kn_error_t *
 }
 
 static void on_records_(kn_reader_t *r, kn__rshard_t *s, kn__aws_result_t *res);
+static void apply_handback(kn_reader_t *r, kn__rshard_t *s, kn__handback_t hb);
 
 /* A GetRecords call ended: its reservation goes back, perhaps to a shard waiting for it. */
 static void on_records(kn__aws_result_t *res, void *opaque)
@@ -280,16 +281,12 @@ static bool idle_read(kn_reader_t *r, kn__rshard_t *s, kn__aws_result_t *res)
         kn__rstat_add(r, KN_READER_STAT_IDLE_READS, 1);
         if (r->metrics)
             kn__metrics_add(r->metrics, KN__RM_MBL, r->stream, s->id, NULL, 0, 1);
-        /* What take_handback does with an empty caught-up answer. */
-        s->fails = 0;
-        s->bad_answers = 0;
         s->answer_bytes = (int64_t)res->body.len;
-        size_next(r, s, 0);
-        free(s->iterator);
-        s->iterator = g.next_iterator;
+        /* The hand-back the poller would have sent for it. */
+        kn__handback_t hb = {.ready = true, .caught_up = true, .said_caught_up = true, .empty = true,
+                             .next_iterator = g.next_iterator};
         g.next_iterator = NULL;
-        s->not_before_ms = kn__mono_ms() + r->idle_ms;
-        s->phase = KN__RS_READY;
+        apply_handback(r, s, hb);
     }
     kn__get_records_result_free(&g);
     kn__buf_free(&copy);
@@ -410,17 +407,9 @@ static void call_records(kn_reader_t *r, kn__rshard_t *s)
 
 /* ------------------------------------------------------------ the hand-back */
 
-static void take_handback(kn_reader_t *r, kn__rshard_t *s)
+/* What an answer said, from the poller's hand-back or an idle read: the shard goes on from it. */
+static void apply_handback(kn_reader_t *r, kn__rshard_t *s, kn__handback_t hb)
 {
-    kn__handback_t hb;
-    pthread_mutex_lock(&r->lock);
-    hb = s->hb;
-    bool ready = hb.ready;
-    if (ready)
-        memset(&s->hb, 0, sizeof(s->hb));
-    pthread_mutex_unlock(&r->lock);
-    if (!ready)
-        return;
     s->quiet = false;
     if (hb.retry) {
         /* A corrupt answer: read again with the same iterator, a bounded number of times. */
@@ -463,6 +452,17 @@ static void take_handback(kn_reader_t *r, kn__rshard_t *s)
     kn__handback_clear(&hb);
     if (first_caught_up)
         kn__lineage_check_end(r);
+}
+
+static void take_handback(kn_reader_t *r, kn__rshard_t *s)
+{
+    pthread_mutex_lock(&r->lock);
+    kn__handback_t hb = s->hb;
+    if (hb.ready)
+        memset(&s->hb, 0, sizeof(s->hb));
+    pthread_mutex_unlock(&r->lock);
+    if (hb.ready)
+        apply_handback(r, s, hb);
 }
 
 /* ------------------------------------------------------------ stepping */

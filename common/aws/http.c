@@ -477,17 +477,24 @@ static void xfer_finish(kn__http_t *h, xfer_t *x, CURLcode rc)
 
 static void on_defer(uv_timer_t *t);
 
+/* x failed before curl had it (its error set): its callback runs from the defer timer. */
+static void fail_later(kn__http_t *h, xfer_t *x)
+{
+    easy_release(h, x->easy);
+    x->easy = NULL;
+    list_push(&h->failed, x);
+    uv_timer_start(&h->defer, on_defer, 0, 0);
+}
+
 /* Hands the waiting transfers to curl, oldest first, while fewer than max_connections run. */
 static void start_waiting(kn__http_t *h)
 {
     while (!h->closing && h->waiting && h->n_active < (size_t)h->opts.max_connections) {
         xfer_t *x = h->waiting;
         h->waiting = x->next;
-        if (h->waiting)
-            h->waiting->prev = NULL;
-        else
+        if (!h->waiting)
             h->waiting_tail = NULL;
-        x->prev = x->next = NULL;
+        x->next = NULL;
         if (x->timeout_ms > 0) {
             /* The request's timeout counts from kn__http_send: what is left of it, or it failed waiting. */
             long waited = (long)((uv_hrtime() - x->start_ns) / 1000000);
@@ -500,10 +507,7 @@ static void start_waiting(kn__http_t *h)
                               host, waited, h->opts.max_connections);
                 x->resp.err.retriable = true;
                 x->resp.err.cls = KN__EC_RETRY;
-                easy_release(h, x->easy);
-                x->easy = NULL;
-                list_push(&h->failed, x);
-                uv_timer_start(&h->defer, on_defer, 0, 0);
+                fail_later(h, x);
                 continue;
             }
             curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, left);
@@ -514,10 +518,7 @@ static void start_waiting(kn__http_t *h)
             url_host(x->url, host, sizeof(host));
             kn__error_set(&x->resp.err, mrc == CURLM_OUT_OF_MEMORY ? KN_ERR_NOMEM : KN_ERR_TRANSPORT,
                           "HTTP %s to %s could not start: %s", x->method, host, curl_multi_strerror(mrc));
-            easy_release(h, x->easy);
-            x->easy = NULL;
-            list_push(&h->failed, x);
-            uv_timer_start(&h->defer, on_defer, 0, 0);
+            fail_later(h, x);
             continue;
         }
         h->n_active++;
@@ -753,9 +754,8 @@ kn_err_t kn__http_send(kn__http_t *h, const kn__http_req_t *req, kn_error_t *err
     CURLcode rc = easy_setup(h, x, req);
     CURLMcode mrc = CURLM_OK;
     if (rc == CURLE_OK && (h->waiting || h->n_active >= (size_t)h->opts.max_connections)) {
-        /* Every connection is busy: it waits its turn (start_waiting). */
+        /* Every connection is busy: it waits its turn (start_waiting; a list by next alone). */
         x->next = NULL;
-        x->prev = h->waiting_tail;
         if (h->waiting_tail)
             h->waiting_tail->next = x;
         else
@@ -772,10 +772,7 @@ kn_err_t kn__http_send(kn__http_t *h, const kn__http_req_t *req, kn_error_t *err
                                                                                             : KN_ERR_TRANSPORT,
                       "HTTP %s to %s could not start: %s", x->method, host,
                       rc != CURLE_OK ? curl_easy_strerror(rc) : curl_multi_strerror(mrc));
-        easy_release(h, x->easy);
-        x->easy = NULL;
-        list_push(&h->failed, x);
-        uv_timer_start(&h->defer, on_defer, 0, 0);
+        fail_later(h, x);
         goto out;
     }
     h->n_active++;
@@ -857,7 +854,7 @@ void kn__http_close(kn__http_t *h, void (*done)(void *opaque), void *opaque)
     while (h->waiting) {
         xfer_t *x = h->waiting;
         h->waiting = x->next;
-        x->prev = x->next = NULL;
+        x->next = NULL;
         curl_easy_cleanup(x->easy);
         x->easy = NULL;
         cancel(h, x);
